@@ -1,0 +1,307 @@
+"""The ``assay`` command line.
+
+Start-up stays light: sub-commands that need heavy libraries live in other modules and
+are imported only when invoked (``assay --help`` imports no pandas or scikit-learn).
+Errors a user can cause print one message and exit 2; findings exit 1; internal or
+plugin errors exit 3 (set ``ASSAY_DEBUG=1`` for the traceback).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from assay import __version__
+from assay.errors import AssayError, BadInput
+from assay.settings import Settings
+
+# name -> ("module:attribute", short help). Imported on first use only.
+LAZY_COMMANDS: dict[str, tuple[str, str]] = {
+    "audit": ("assay.audit.cli:audit", "Verify, list, checkpoint and export the audit ledger."),
+    "keys": ("assay.audit.cli:keys", "Manage signing keys and the trust list."),
+    "gate": ("assay.policies.cli:gate", "Evaluate a policy on a run's recorded evidence."),
+    "policy": ("assay.policies.cli:policy", "Check policy files."),
+    "verify": ("assay.policies.cli:verify", "Check a model artifact has a valid passing verdict."),
+    "approve": ("assay.policies.cli:approve", "Sign an approval for a model version."),
+    "waive": ("assay.policies.cli:waive", "Waive a policy rule for a model version, with an expiry."),
+    "monitor": ("assay.plugins.monitoring_cli:monitor", "Check a production batch for drift and decay."),
+    "replay": ("assay.replay:replay", "Retrain a recorded run and compare the results."),
+    "diff": ("assay.replay:diff", "Show what changed between two runs."),
+    "lineage": ("assay.lineage:lineage", "Show where a model came from."),
+    "report": ("assay.report:report", "Write an HTML report of a run."),
+}
+
+
+@dataclass(frozen=True)
+class CliState(Settings):
+    """Global options: the settings plus plugin selection."""
+
+    disabled: tuple[str, ...] = ()
+    strict: bool = False
+    debug: bool = False
+
+    def plugin_manager(self, extra: tuple[tuple[str, object], ...] = ()) -> Any:
+        from assay.manager import make_plugin_manager
+
+        pm = make_plugin_manager(self.disabled, strict=self.strict, extra_plugins=extra)
+        for info in pm.failures:
+            click.echo(f"warning: plugin {info.name!r} skipped: {info.error}", err=True)
+        return pm
+
+
+class LazyGroup(click.Group):
+    """A group whose listed sub-commands are imported when invoked, not when listed."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            return command
+        if cmd_name in LAZY_COMMANDS:
+            module_name, _, attr = LAZY_COMMANDS[cmd_name][0].partition(":")
+            try:
+                command = getattr(importlib.import_module(module_name), attr)
+            except (ImportError, AttributeError):
+                return None
+            return command
+        state = ctx.find_object(CliState)
+        if state is not None:  # a command contributed by a plugin
+            state.plugin_manager().hook.register_commands(cli=self)
+            return super().get_command(ctx, cmd_name)
+        return None
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, cmd.get_short_help_str(80)) for name, cmd in self.commands.items() if not cmd.hidden]
+        rows += [(name, help_text) for name, (_, help_text) in LAZY_COMMANDS.items()]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(sorted(rows))
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="assay")
+@click.option("--home", type=click.Path(file_okay=False), envvar="ASSAY_HOME",
+              help="State directory (default ./.assay).")
+@click.option("--db", "db_url", envvar="ASSAY_DB_URL", help="Database URL (default SQLite in the home).")
+@click.option("-p", "plugin_options", multiple=True, metavar="no:NAME", help="Block a plugin: -p no:NAME.")
+@click.option("--strict-plugins", is_flag=True, help="Fail when a plugin cannot be loaded.")
+@click.pass_context
+def cli(ctx: click.Context, home: str | None, db_url: str | None, plugin_options: tuple[str, ...],
+        strict_plugins: bool) -> None:
+    """Train models behind governance gates, with signed, tamper-evident run records."""
+    disabled = []
+    for opt in plugin_options:
+        if not opt.startswith("no:") or len(opt) < 4:
+            raise BadInput(f"-p {opt!r}: expected -p no:NAME to block the plugin NAME")
+        disabled.append(opt[3:])
+    settings = Settings.resolve(home, db_url)
+    ctx.obj = CliState(settings.home, settings.db_url, tuple(disabled), strict_plugins,
+                       bool(os.environ.get("ASSAY_DEBUG")))
+
+
+# --------------------------------------------------------------------------- run
+
+
+@cli.command()
+@click.argument("spec", default="assay.toml", type=click.Path())
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec key, e.g. split.seed=7.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress display.")
+@click.pass_obj
+def run(state: CliState, spec: str, overrides: tuple[str, ...], as_json: bool, quiet: bool) -> None:
+    """Train, evaluate and gate the model described by SPEC (default ./assay.toml)."""
+    from rich.console import Console
+
+    from assay.runner import Runner
+    from assay.spec import load_spec
+
+    run_spec, base_dir = load_spec(spec, list(overrides))
+    spec_path = base_dir / Path(spec).name if not Path(spec).is_dir() else base_dir / "assay.toml"
+    console = Console(stderr=True)
+    extra: tuple[tuple[str, object], ...] = ()
+    if not quiet and (not as_json or sys.stderr.isatty()):
+        from assay.terminal import TerminalReporter
+
+        extra = (("terminal", TerminalReporter(console)),)
+    pm = state.plugin_manager(extra)
+    result = Runner(pm, state, run_spec, spec_path).execute()
+    if as_json:
+        click.echo(json.dumps(result.to_json(), sort_keys=True))
+    else:
+        _print_result(result)
+    sys.exit(result.exit_code)
+
+
+def _print_result(result: Any) -> None:
+    from rich.console import Console
+
+    from assay.terminal import summary_table, verdict_table
+
+    out = Console()
+    if result.status == "errored":
+        Console(stderr=True).print(f"[red]error:[/] {result.error}")
+        Console(stderr=True).print(f"run {result.run_id} recorded as errored; the gate fails closed")
+        return
+    out.print(summary_table(result))
+    if result.verdict is not None:
+        out.print(verdict_table(result.verdict))
+    cost = result.evidence.get("cost", {})
+    color = "green" if result.status == "passed" else "red"
+    out.print(f"[{color}]{result.status.upper()}[/]  model {result.model.get('ref')}  "
+              f"{result.model.get('artifact', '')[:19]}…  {cost.get('wall_s', 0):.1f}s")
+
+
+# --------------------------------------------------------------------------- init
+
+
+@cli.command()
+@click.argument("directory", default=".", type=click.Path(file_okay=False))
+@click.option("--data", "data_path", type=click.Path(dir_okay=False), help="CSV or Parquet file to train on.")
+@click.option("--target", help="Target column (default: the last column).")
+@click.option("--force", is_flag=True, help="Overwrite an existing assay.toml.")
+@click.pass_obj
+def init(state: CliState, directory: str, data_path: str | None, target: str | None, force: bool) -> None:
+    """Scaffold DIRECTORY with assay.toml, a policy file and a signing key."""
+    from assay.scaffold import scaffold
+
+    for line in scaffold(state, Path(directory), data_path, target, force):
+        click.echo(line)
+
+
+# --------------------------------------------------------------------------- plugins
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+@click.pass_obj
+def plugins(state: CliState, as_json: bool) -> None:
+    """List plugins with their version, status and the hooks they implement."""
+    pm = state.plugin_manager()
+    if as_json:
+        click.echo(json.dumps({"plugins": [i.to_json() for i in pm.infos]}, sort_keys=True))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_edge=False)
+    for col in ("name", "version", "status", "hooks"):
+        table.add_column(col)
+    for info in pm.infos:
+        table.add_row(info.name, info.version, info.status if not info.error else f"{info.status}: {info.error}",
+                      ", ".join(info.hooks))
+    Console().print(table)
+
+
+# --------------------------------------------------------------------------- models
+
+
+@cli.group()
+def models() -> None:
+    """The model registry: list, show and promote versions."""
+
+
+@models.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def models_list(state: CliState, as_json: bool) -> None:
+    """List registered model versions."""
+    from assay.store import RunStore
+
+    rows = RunStore(state).model_versions()
+    if as_json:
+        click.echo(json.dumps({"models": [_version_json(r) for r in rows]}, sort_keys=True))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_edge=False)
+    for col in ("model", "stage", "family", "run", "artifact", "created"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r.ref, r.stage, r.family, r.run_id, r.artifact[:19] + "…", f"{r.created_at:%Y-%m-%d %H:%M}")
+    Console().print(table)
+
+
+@models.command("show")
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def models_show(state: CliState, ref: str, as_json: bool) -> None:
+    """Show one model version (NAME@VERSION, NAME@latest, NAME@production)."""
+    from assay.store import RunStore
+
+    store = RunStore(state)
+    version = store.resolve_model(ref)
+    row = store.get_run(version.run_id)
+    evidence = row.evidence or {}
+    data = {**_version_json(version), "status": row.status, "metric": evidence.get("metric"),
+            "metrics": evidence.get("metrics", {}), "baseline": evidence.get("baseline", {}),
+            "params": evidence.get("model", {}).get("params", {}), "verdict": (row.verdict or {}).get("decision"),
+            "data": {k: evidence.get("data", {}).get(k) for k in ("source", "fingerprint", "rows")}}
+    if as_json:
+        click.echo(json.dumps(data, sort_keys=True, default=str))
+        return
+    from rich.console import Console
+    from rich.pretty import Pretty
+
+    Console().print(Pretty(data))
+
+
+def _version_json(r: Any) -> dict[str, Any]:
+    return {"name": r.name, "version": r.version, "ref": r.ref, "stage": r.stage, "family": r.family,
+            "run_id": r.run_id, "artifact": r.artifact, "created_at": r.created_at.isoformat()}
+
+
+class _PromoteProxy(click.Command):
+    """Defers importing the promotion command until it is invoked."""
+
+    def __init__(self) -> None:
+        super().__init__("promote", help="Promote NAME@VERSION to a stage (needs a passing verdict).",
+                         context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
+                                           "help_option_names": []})
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from assay.policies.cli import promote
+
+        return promote.main(ctx.args, prog_name="assay models promote", standalone_mode=False, obj=ctx.obj)
+
+
+models.add_command(_PromoteProxy())
+
+
+# --------------------------------------------------------------------------- entry
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry: run the CLI and map errors to exit codes without tracebacks."""
+    try:
+        cli.main(args=argv, prog_name="assay", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2 if exc.exit_code in (1, 2) else exc.exit_code)
+    except AssayError as exc:
+        click.echo(f"error: {exc.message}" if exc.exit_code != 1 else exc.message, err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(3)
+    except Exception as exc:
+        if os.environ.get("ASSAY_DEBUG"):
+            raise
+        click.echo(f"internal error: {type(exc).__name__}: {exc} (set ASSAY_DEBUG=1 for the traceback)", err=True)
+        sys.exit(3)
+    sys.exit(0)

@@ -1,0 +1,261 @@
+"""Hook specifications: the only way the runner talks to plugins.
+
+Grouped by stage, in the order a run calls them. A hookimpl may accept any subset of a
+hook's arguments, so new arguments can be added without breaking plugins. Results
+combine as each docstring says: ``firstresult`` hooks stop at the first non-None
+result ("pick one provider"); all others collect every plugin's result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import click
+    import pandas as pd
+
+    from assay.spec import RunSpec
+    from assay.types import (
+        Check,
+        Dataset,
+        Event,
+        Evidence,
+        FittedModel,
+        Run,
+        RuleOutcome,
+        Splits,
+        Trainer,
+        Tuner,
+        Verdict,
+    )
+
+hookspec = pluggy.HookspecMarker("assay")
+hookimpl = pluggy.HookimplMarker("assay")
+
+# --------------------------------------------------------------------------- lifecycle
+
+
+@hookspec
+def run_started(run: Run) -> None:
+    """Announce that a run has begun, after the spec is validated and before data loads.
+
+    :param run: the run context (id, spec, settings).
+
+    All implementations are called; return values are ignored.
+    """
+
+
+@hookspec
+def stage_started(run: Run, stage: str) -> None:
+    """Announce that a stage (``data``, ``split``, ``train``, ``evaluate``, ``gate``) begins.
+
+    :param run: the run context.
+    :param stage: the stage name.
+
+    For progress displays and timing. All implementations are called.
+    """
+
+
+@hookspec
+def stage_finished(run: Run, stage: str, summary: dict[str, Any]) -> None:
+    """Announce that a stage has finished.
+
+    :param run: the run context.
+    :param stage: the stage name.
+    :param summary: what the stage produced, as JSON-able data (rows, best score, ...).
+
+    All implementations are called.
+    """
+
+
+@hookspec
+def run_finished(run: Run, verdict: Verdict, evidence: dict[str, Any]) -> None:
+    """Announce that a run completed and was gated.
+
+    :param run: the run context.
+    :param verdict: the gate's decision.
+    :param evidence: the run's evidence document.
+
+    All implementations are called.
+    """
+
+
+@hookspec
+def run_failed(run: Run, error: BaseException, stage: str) -> None:
+    """Announce that a run stopped with an error; the run is recorded as errored.
+
+    :param run: the run context.
+    :param error: the exception.
+    :param stage: the stage that was running.
+
+    All implementations are called; a plugin raising here is reported, not propagated.
+    """
+
+
+# --------------------------------------------------------------------------- data
+
+
+@hookspec(firstresult=True)
+def load_data(spec: RunSpec, source: str, base_dir: str) -> Dataset | None:
+    """Load ``source`` into a fingerprinted :class:`Dataset`, or return None if not yours.
+
+    :param spec: the validated run spec (target, task, column roles).
+    :param source: the ``data.source`` value (a path relative to ``base_dir``, or a URL).
+    :param base_dir: the spec file's directory.
+
+    Stops at the first non-None result: one loader per source kind.
+    """
+
+
+@hookspec
+def validate_data(run: Run, dataset: Dataset) -> Sequence[Check | Evidence] | None:
+    """Check the loaded data (schema, missing values, constant columns, label balance).
+
+    :param run: the run context.
+    :param dataset: the loaded dataset.
+
+    All results are collected into the evidence.
+    """
+
+
+@hookspec(firstresult=True)
+def split_data(run: Run, dataset: Dataset) -> Splits | None:
+    """Split the dataset into a holdout and CV folds per ``[split]``.
+
+    :param run: the run context.
+    :param dataset: the loaded dataset.
+
+    Stops at the first non-None result.
+    """
+
+
+@hookspec
+def check_split(run: Run, splits: Splits) -> Sequence[Check | Evidence] | None:
+    """Check the split for leakage (duplicates, shared entities, time order, ...).
+
+    :param run: the run context.
+    :param splits: the holdout split and CV folds.
+
+    All results are collected.
+    """
+
+
+# --------------------------------------------------------------------------- training
+
+
+@hookspec
+def register_trainers(register: Callable[[Trainer], None]) -> None:
+    """Contribute model families by calling ``register(Trainer(...))``.
+
+    :param register: the core's callback; it validates each trainer on the way in.
+
+    All implementations are called; later registrations of a name replace earlier ones.
+    """
+
+
+@hookspec
+def register_tuners(register: Callable[[Tuner], None]) -> None:
+    """Contribute hyper-parameter search strategies by calling ``register(Tuner(...))``.
+
+    :param register: the core's callback.
+
+    All implementations are called.
+    """
+
+
+@hookspec(firstresult=True)
+def fit_model(run: Run, splits: Splits, trainers: Sequence[Trainer], tuner: Tuner) -> FittedModel | None:
+    """Search the candidate families on the training part only and refit the best one.
+
+    :param run: the run context.
+    :param splits: the split; the holdout must not be used here.
+    :param trainers: the candidate families for the task.
+    :param tuner: the search strategy.
+
+    Stops at the first non-None result.
+    """
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+@hookspec
+def evaluate(run: Run, model: FittedModel, splits: Splits) -> Sequence[Check | Evidence] | None:
+    """Measure the fitted model: metrics, baseline, generalization gap, fairness, cost.
+
+    :param run: the run context.
+    :param model: the selected, refitted model.
+    :param splits: the split (the holdout is used here for the first time).
+
+    All results are collected and merged into the evidence.
+    """
+
+
+# --------------------------------------------------------------------------- gating
+
+
+@hookspec
+def register_policies(register: Callable[[str, str], None]) -> None:
+    """Contribute named policy packs by calling ``register(name, toml_text)``.
+
+    :param register: the core's callback; names look like ``assay:standard``.
+
+    All implementations are called.
+    """
+
+
+@hookspec
+def gate(run: Run, evidence: dict[str, Any], policy: Any) -> Sequence[RuleOutcome] | None:
+    """Evaluate a policy's rules on the evidence document (never on live objects).
+
+    :param run: the run context (its id and spec; the evidence is the only input to judge).
+    :param evidence: the run's evidence document.
+    :param policy: the loaded policy.
+
+    All outcomes are collected; any ``block`` or ``error`` outcome blocks the verdict.
+    """
+
+
+# --------------------------------------------------------------------------- monitoring
+
+
+@hookspec
+def monitor(run: Run, reference: pd.DataFrame, current: pd.DataFrame) -> Sequence[Check | Evidence] | None:
+    """Compare a production batch with the training-time reference (drift, performance).
+
+    :param run: the training run being monitored.
+    :param reference: the reference sample stored at training time.
+    :param current: the new batch.
+
+    All results are collected.
+    """
+
+
+# --------------------------------------------------------------------------- audit
+
+
+@hookspec
+def record(run: Run, event: Event) -> Any:
+    """Record an event of the run (start, data, split, checks, metrics, model, verdict, end).
+
+    :param run: the run context.
+    :param event: what happened, with a JSON-able payload.
+
+    All implementations are called; the ledger is one of them.
+    """
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+@hookspec
+def register_commands(cli: click.Group) -> None:
+    """Add sub-commands to the ``assay`` command line.
+
+    :param cli: the top-level click group.
+
+    All implementations are called when a command is not a built-in one.
+    """

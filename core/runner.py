@@ -1,0 +1,398 @@
+"""The runner: the one place that calls hooks, in the order of a run.
+
+data → split → train → evaluate → gate, each step recorded through the ``record`` hook.
+User errors found before the run starts (spec, data, columns) leave nothing behind;
+once the run has started, any failure is recorded as ``run_failed`` and the run is
+``errored`` — the gate fails closed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import resource
+import time
+import traceback
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from assay.errors import AssayError, BadInput, InternalError
+from assay.ids import new_run_id
+from assay.manager import PluginManager
+from assay.settings import Settings
+from assay.spec import RunSpec
+from assay.types import Check, Dataset, Event, Evidence, FittedModel, Run, Splits, Trainer, Tuner, Verdict, to_jsonable
+
+
+@dataclass
+class RunResult:
+    """What ``assay run`` reports: the JSON contract of ``assay run --json``."""
+
+    run_id: str
+    status: str  # passed | blocked | errored
+    evidence: dict[str, Any] = field(default_factory=dict)
+    verdict: Verdict | None = None
+    model: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+    exit_code: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        ev = self.evidence
+        return {
+            "run_id": self.run_id,
+            "status": self.status,
+            "model": self.model,
+            "metric": ev.get("metric"),
+            "metrics": ev.get("metrics", {}),
+            "baseline": ev.get("baseline", {}),
+            "gap": ev.get("gap", {}),
+            "verdict": self.verdict.to_json() if self.verdict else None,
+            "error": self.error or None,
+        }
+
+
+def deep_merge(into: dict[str, Any], data: Mapping[str, Any]) -> None:
+    for key, value in data.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            deep_merge(into[key], value)
+        else:
+            into[key] = to_jsonable(value)
+
+
+def add_results(evidence: dict[str, Any], results: Sequence[Sequence[Check | Evidence] | None]) -> list[Check]:
+    """Merge hook results (lists of checks / evidence pieces) into the evidence document."""
+    checks: list[Check] = []
+    for batch in results:
+        for item in batch or ():
+            if isinstance(item, Check):
+                evidence.setdefault("checks", {}).setdefault(item.group, {})[item.name] = item.to_evidence()
+                checks.append(item)
+            elif isinstance(item, Evidence):
+                deep_merge(evidence.setdefault(item.section, {}), item.data)
+            else:
+                raise InternalError(f"a plugin returned {type(item).__name__}; expected Check or Evidence")
+    return checks
+
+
+def check_columns(spec: RunSpec, spec_path: Path, columns: Sequence[str]) -> None:
+    """Every column the spec names must exist in the data (exit 2 otherwise)."""
+    d = spec.data
+    named: list[tuple[str, str]] = [("data.target", d.target)]
+    named += [(f"data.{key}", getattr(d, key)) for key in ("id_column", "group_column", "time_column", "text_column")]
+    named += [(f"data.{key}", col) for key in ("sensitive", "features", "drop") for col in getattr(d, key)]
+    named += [("data.roles", col) for col in d.roles]
+    for field_name, col in named:
+        if col and col not in columns:
+            near = difflib.get_close_matches(col, list(columns), n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise BadInput(f"{spec_path}: {field_name}: column {col!r} is not in {d.source}{hint} "
+                           f"(columns: {', '.join(columns)})")
+
+
+class StageMeter:
+    """Wall time, CPU time (own + children) and peak memory per stage, for ``cost``."""
+
+    def __init__(self) -> None:
+        self.stages: dict[str, dict[str, float]] = {}
+
+    @staticmethod
+    def _cpu() -> float:
+        own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+    @contextmanager
+    def measure(self, stage: str) -> Iterator[None]:
+        wall, cpu = time.perf_counter(), self._cpu()
+        try:
+            yield
+        finally:
+            peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            self.stages[stage] = {"wall_s": round(time.perf_counter() - wall, 4),
+                                  "cpu_s": round(self._cpu() - cpu, 4), "peak_mb": round(peak_mb, 1)}
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "wall_s": round(sum(s["wall_s"] for s in self.stages.values()), 4),
+            "cpu_s": round(sum(s["cpu_s"] for s in self.stages.values()), 4),
+            "peak_mb": max((s["peak_mb"] for s in self.stages.values()), default=0.0),
+            "stages": self.stages,
+        }
+
+
+class Runner:
+    """Runs one spec through the hooks of a plugin manager."""
+
+    def __init__(self, pm: PluginManager, settings: Settings, spec: RunSpec, spec_path: Path) -> None:
+        self.pm = pm
+        self.settings = settings
+        self.spec = spec
+        self.spec_path = spec_path
+        self.base_dir = spec_path.parent
+        self.meter = StageMeter()
+
+    # ------------------------------------------------------------------ registries
+    def collect_trainers(self) -> dict[str, Trainer]:
+        found: dict[str, Trainer] = {}
+
+        def register(trainer: Trainer) -> None:
+            if not isinstance(trainer, Trainer) or not trainer.name or not callable(trainer.build):
+                raise InternalError(f"register_trainers: expected a Trainer with a name and build(), got {trainer!r}")
+            found[trainer.name] = trainer
+
+        self.pm.hook.register_trainers(register=register)
+        return found
+
+    def collect_tuners(self) -> dict[str, Tuner]:
+        found: dict[str, Tuner] = {}
+
+        def register(tuner: Tuner) -> None:
+            if not isinstance(tuner, Tuner) or not tuner.name or not callable(tuner.make_search):
+                raise InternalError(f"register_tuners: expected a Tuner with a name and make_search(), got {tuner!r}")
+            found[tuner.name] = tuner
+
+        self.pm.hook.register_tuners(register=register)
+        return found
+
+    def collect_policies(self) -> dict[str, str]:
+        packs: dict[str, str] = {}
+
+        def register(name: str, text: str) -> None:
+            packs[name] = text
+
+        self.pm.hook.register_policies(register=register)
+        return packs
+
+    def choose_trainers(self, run: Run, task: str) -> list[Trainer]:
+        available = {n: t for n, t in run.trainers.items() if task in t.tasks}
+        wanted = self.spec.train.candidates or list(available)
+        unknown = [n for n in wanted if n not in available]
+        if unknown:
+            raise BadInput(f"{self.spec_path}: train.candidates: no {task} trainer named {unknown[0]!r} "
+                           f"(available for {task}: {', '.join(sorted(available)) or 'none'})")
+        if not wanted:
+            raise BadInput(f"{self.spec_path}: data.task: no trainer plugin supports task {task!r}")
+        return [available[n] for n in wanted]
+
+    def choose_tuner(self, run: Run) -> Tuner:
+        name = self.spec.train.tuning
+        if name not in run.tuners:
+            near = difflib.get_close_matches(name, list(run.tuners), n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise BadInput(f"{self.spec_path}: train.tuning: unknown tuner {name!r}{hint} "
+                           f"(available: {', '.join(sorted(run.tuners))})")
+        return run.tuners[name]
+
+    # ------------------------------------------------------------------ helpers
+    def record(self, run: Run, kind: str, payload: Mapping[str, Any]) -> None:
+        self.pm.hook.record(run=run, event=Event(kind, to_jsonable(payload)))
+
+    @contextmanager
+    def stage(self, run: Run, name: str, summary: dict[str, Any]) -> Iterator[None]:
+        self.current_stage = name
+        self.pm.hook.stage_started(run=run, stage=name)
+        with self.meter.measure(name):
+            yield
+        self.pm.hook.stage_finished(run=run, stage=name, summary=summary)
+
+    def load_dataset(self, source: str) -> Dataset:
+        dataset = self.pm.hook.load_data(spec=self.spec, source=source, base_dir=str(self.base_dir))
+        if dataset is None:
+            raise BadInput(f"{self.spec_path}: data.source: no loader understands {source!r} "
+                           "(use a .csv or .parquet path, or a SQLAlchemy URL with data.query)")
+        return dataset
+
+    def load_policy(self) -> Any:
+        from assay.policies import load_policy
+
+        return load_policy(self.spec.gate.policy, self.base_dir, self.collect_policies())
+
+    # ------------------------------------------------------------------ the run
+    def prepare(self) -> tuple[Run, Dataset, Any]:
+        """Everything that can fail on user input, before anything is written."""
+        run = Run(run_id=new_run_id(), spec=self.spec, spec_path=str(self.spec_path), settings=self.settings)
+        run.trainers = self.collect_trainers()
+        run.tuners = self.collect_tuners()
+        policy = self.load_policy()
+        self.choose_tuner(run)
+        with self.meter.measure("load"):
+            dataset = self.load_dataset(self.spec.data.source)
+        check_columns(self.spec, self.spec_path, [str(c) for c in dataset.frame.columns])
+        self.choose_trainers(run, dataset.task)
+        return run, dataset, policy
+
+    def execute(self) -> RunResult:
+        from assay.environment import capture
+        from assay.store import RunRow, RunStore
+
+        run, dataset, policy = self.prepare()
+        store = RunStore(self.settings)
+        environment = capture(self.base_dir)
+        store.create_run(RunRow(run_id=run.run_id, project=self.spec.project.name, spec_path=str(self.spec_path),
+                                spec_json=self.spec.model_dump_json(), spec_hash=self.spec.hash))
+        self.current_stage = "start"
+        evidence: dict[str, Any] = {
+            "run_id": run.run_id,
+            "project": self.spec.project.name,
+            "spec_hash": self.spec.hash,
+            "policy_hash": policy.hash,
+            "task": dataset.task,
+            "metric": self.spec.metric,
+            "environment": environment,
+            "seeds": {"split": self.spec.split.seed},
+        }
+        try:
+            self.pm.hook.run_started(run=run)
+            self.record(run, "run_started", {"project": self.spec.project.name, "spec": self.spec.model_dump(mode="json"),
+                                             "spec_hash": self.spec.hash, "spec_path": str(self.spec_path),
+                                             "environment": environment})
+            verdict, model_info = self._stages(run, dataset, policy, evidence, store)
+        except BaseException as exc:
+            return self._fail(run, exc, evidence, store)
+        status = "passed" if verdict.decision == "pass" else "blocked"
+        store.update_run(run.run_id, status=status, evidence_json=_dumps(evidence),
+                         verdict_json=_dumps(verdict.to_json()), finished_at=_now())
+        self.record(run, "run_finished", {"status": status, "decision": verdict.decision})
+        self.pm.hook.run_finished(run=run, verdict=verdict, evidence=evidence)
+        return RunResult(run.run_id, status, evidence, verdict, model_info, exit_code=0 if status == "passed" else 1)
+
+    def _stages(self, run: Run, dataset: Dataset, policy: Any, evidence: dict[str, Any], store: Any) -> tuple[Verdict, dict[str, Any]]:
+        from assay.dataset import summarize
+        from assay.modelio import save_model
+        from assay.store import ArtifactStore
+
+        summary: dict[str, Any] = {}
+        with self.stage(run, "data", summary):
+            data_ev = {"source": dataset.source, "fingerprint": dataset.fingerprint,
+                       **summarize(dataset.frame, dataset.roles, dataset.target)}
+            evidence["data"] = data_ev
+            self.record(run, "data", data_ev)
+            add_results(evidence, self.pm.hook.validate_data(run=run, dataset=dataset))
+            summary.update(rows=dataset.rows, columns=len(dataset.frame.columns), fingerprint=dataset.fingerprint)
+
+        summary = {}
+        with self.stage(run, "split", summary):
+            splits: Splits | None = self.pm.hook.split_data(run=run, dataset=dataset)
+            if splits is None:
+                raise InternalError(f"no plugin could split the data with strategy {self.spec.split.strategy!r}")
+            from assay.dataset import fingerprint_frame
+
+            split_ev = {"strategy": splits.strategy, "seed": splits.seed, "cv_folds": len(splits.folds),
+                        "train": {"rows": len(splits.train), "fingerprint": fingerprint_frame(splits.part("train"))},
+                        "test": {"rows": len(splits.test), "fingerprint": fingerprint_frame(splits.part("test"))}}
+            evidence["split"] = split_ev
+            self.record(run, "split", split_ev)
+            add_results(evidence, self.pm.hook.check_split(run=run, splits=splits))
+            summary.update(train=len(splits.train), test=len(splits.test), folds=len(splits.folds))
+
+        summary = {}
+        with self.stage(run, "train", summary):
+            trainers = self.choose_trainers(run, dataset.task)
+            tuner = self.choose_tuner(run)
+            model: FittedModel | None = self.pm.hook.fit_model(run=run, splits=splits, trainers=trainers, tuner=tuner)
+            if model is None:
+                raise InternalError("no plugin implements fit_model")
+            artifacts = ArtifactStore(self.settings.home)
+            artifact = save_model(artifacts, model.estimator)
+            version = store.add_model_version(self.spec.project.name, run.run_id, artifact, model.family)
+            model_ev = {"name": self.spec.project.name, "version": version.version, "ref": version.ref,
+                        "family": model.family, "params": dict(model.params), "artifact": artifact,
+                        "search": dict(model.search), "candidates": list(model.candidates)}
+            evidence["model"] = model_ev
+            deep_merge(evidence.setdefault("metrics", {}), {"cv": model.cv})
+            self.record(run, "model", {k: model_ev[k] for k in ("name", "version", "family", "params", "artifact")})
+            summary.update(family=model.family, cv=model.cv.get(self.spec.metric, {}))
+        run.facts["model_ref"] = version.ref
+
+        summary = {}
+        with self.stage(run, "evaluate", summary):
+            checks = add_results(evidence, self.pm.hook.evaluate(run=run, model=model, splits=splits))
+            self.record(run, "metrics", {k: evidence.get(k, {}) for k in ("metrics", "baseline", "gap")})
+            for check in _all_checks(evidence):
+                self.record(run, "check", check)
+            summary.update(test=evidence.get("metrics", {}).get("test", {}).get(self.spec.metric), checks=len(checks))
+
+        evidence["cost"] = self.meter.summary()
+        evidence["plugins"] = {i.name: i.version for i in self.pm.infos if i.status == "loaded"}
+        evidence["facts"] = to_jsonable(run.facts)
+        self.record(run, "evidence", evidence)
+
+        summary = {}
+        with self.stage(run, "gate", summary):
+            verdict = self.gate(run, evidence, policy)
+            self.record(run, "verdict", {**verdict.to_json(), "run_id": run.run_id, "artifact": artifact,
+                                         "model": version.ref})
+            summary.update(decision=verdict.decision)
+        model_info = {"name": version.name, "version": version.version, "ref": version.ref,
+                      "family": model.family, "artifact": artifact}
+        return verdict, model_info
+
+    def gate(self, run: Run, evidence: dict[str, Any], policy: Any) -> Verdict:
+        results = self.pm.hook.gate(run=run, evidence=evidence, policy=policy)
+        outcomes = [o for batch in results for o in (batch or ())]
+        return Verdict.from_outcomes(outcomes, policy.name, policy.hash)
+
+    def _fail(self, run: Run, exc: BaseException, evidence: dict[str, Any], store: Any) -> RunResult:
+        stage = getattr(self, "current_stage", "start")
+        if isinstance(exc, AssayError):
+            message, code = exc.message, exc.exit_code
+        elif isinstance(exc, KeyboardInterrupt):
+            message, code = "interrupted", 3
+        else:
+            message, code = f"{type(exc).__name__} in stage {stage!r}: {exc}", 3
+        detail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-4000:]
+        try:
+            self.record(run, "run_failed", {"stage": stage, "error": message, "exit_code": code, "traceback": detail})
+        finally:
+            store.update_run(run.run_id, status="errored", error=message, finished_at=_now(),
+                             evidence_json=_dumps(evidence))
+            try:
+                self.pm.hook.run_failed(run=run, error=exc, stage=stage)
+            except Exception:  # a reporter must not hide the original error
+                pass
+        if isinstance(exc, KeyboardInterrupt):
+            raise exc
+        return RunResult(run.run_id, "errored", evidence, None, {}, error=message, exit_code=code)
+
+
+def _all_checks(evidence: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for group, checks in evidence.get("checks", {}).items():
+        for name, result in checks.items():
+            yield {"group": group, "name": name, **result}
+
+
+def _dumps(obj: Any) -> str:
+    import json
+
+    return json.dumps(to_jsonable(obj), sort_keys=True)
+
+
+def _now() -> Any:
+    from assay.store import utcnow
+
+    return utcnow()
+
+
+def gate_stored_run(pm: PluginManager, settings: Settings, run_id: str, policy_ref: str | None = None,
+                    waivers: Sequence[Mapping[str, Any]] = ()) -> tuple[Verdict, dict[str, Any], Run]:
+    """Re-evaluate a policy on a finished run's recorded evidence and record the verdict."""
+    from assay.policies import load_policy
+    from assay.spec import RunSpec
+    from assay.store import RunStore
+
+    row = RunStore(settings).get_run(run_id)
+    evidence = row.evidence
+    if not evidence:
+        raise BadInput(f"run {row.run_id} has no evidence (status {row.status}); it cannot be gated")
+    spec = RunSpec.model_validate(row.spec)
+    spec_path = Path(row.spec_path)
+    runner = Runner(pm, settings, spec, spec_path)
+    run = Run(run_id=row.run_id, spec=spec, spec_path=row.spec_path, settings=settings)
+    run.facts["waivers"] = list(waivers)
+    policy = load_policy(policy_ref or spec.gate.policy, spec_path.parent, runner.collect_policies())
+    verdict = runner.gate(run, evidence, policy)
+    model = evidence.get("model", {})
+    runner.record(run, "verdict", {**verdict.to_json(), "run_id": row.run_id, "artifact": model.get("artifact"),
+                                   "model": model.get("ref")})
+    return verdict, evidence, run

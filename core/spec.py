@@ -1,0 +1,227 @@
+"""The run spec (``assay.toml``): parsing, validation, overrides and clear errors.
+
+Every user mistake becomes a :class:`~assay.errors.BadInput` naming the file, the field
+and a fix: a missing file, a TOML syntax error, an unknown key (with the nearest valid
+key suggested), a wrong type or value.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from assay.errors import BadInput
+
+TASKS = ("binary", "multiclass", "regression", "ranking", "text")
+DEFAULT_METRIC = {
+    "binary": "roc_auc",
+    "multiclass": "f1_macro",
+    "regression": "r2",
+    "ranking": "ndcg@10",
+    "text": "f1_macro",
+}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ProjectSpec(_Section):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    description: str = ""
+
+
+class DataSpec(_Section):
+    source: str = Field(min_length=1)
+    target: str = Field(min_length=1)
+    task: Literal["", "binary", "multiclass", "regression", "ranking", "text"] = ""
+    query: str = ""
+    sensitive: list[str] = []
+    features: list[str] = []
+    drop: list[str] = []
+    id_column: str = ""
+    group_column: str = ""
+    time_column: str = ""
+    text_column: str = ""
+    target_domain: str = ""
+    roles: dict[str, Literal["numeric", "categorical", "text", "datetime", "id", "group", "drop"]] = {}
+    positive_label: str = ""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DataSpec:
+        if self.target in self.drop:
+            raise ValueError(f"target {self.target!r} is also listed in drop; remove it from drop")
+        if self.target in self.features:
+            raise ValueError(f"target {self.target!r} is also listed in features; remove it from features")
+        if self.task == "text" and not self.text_column:
+            raise ValueError("task = 'text' needs text_column = '<column with the documents>'")
+        if self.task == "ranking" and not self.group_column:
+            raise ValueError("task = 'ranking' needs group_column = '<query id column>'")
+        return self
+
+
+class SplitSpec(_Section):
+    strategy: Literal["random", "stratified", "group", "time"] = "stratified"
+    test_size: float = Field(0.2, gt=0.0, lt=1.0)
+    cv_folds: int = Field(5, ge=2, le=50)
+    seed: int = 42
+
+
+class TrainSpec(_Section):
+    candidates: list[str] = []
+    tuning: str = "halving_random"
+    budget: int = Field(20, ge=1, le=10_000)
+    metric: str = ""
+    executor: str = "local"
+    n_jobs: int = Field(-1, ge=-1)
+    class_weight: Literal["balanced", "none"] = "balanced"
+    domain_weighting: bool = False
+
+    @field_validator("executor")
+    @classmethod
+    def _executor(cls, value: str) -> str:
+        if value != "local" and not value.startswith("dask://"):
+            raise ValueError("must be 'local' or 'dask://HOST:PORT'")
+        return value
+
+
+class CostSpec(_Section):
+    fp: float = Field(ge=0)
+    fn: float = Field(ge=0)
+    tp: float = 0.0
+    tn: float = 0.0
+
+
+class EvaluateSpec(_Section):
+    baseline: str = "dummy"
+    cost: CostSpec | None = None
+    bootstrap: int = Field(200, ge=0, le=10_000)
+    min_group_size: int = Field(30, ge=1)
+
+
+class GateSpec(_Section):
+    policy: str = "assay:standard"
+
+
+class MonitorSpec(_Section):
+    reference_rows: int = Field(5000, ge=100)
+
+
+class RunSpec(_Section):
+    """A validated ``assay.toml``."""
+
+    project: ProjectSpec
+    data: DataSpec
+    split: SplitSpec = SplitSpec()
+    train: TrainSpec = TrainSpec()
+    evaluate: EvaluateSpec = EvaluateSpec()
+    gate: GateSpec = GateSpec()
+    monitor: MonitorSpec = MonitorSpec()
+
+    @property
+    def metric(self) -> str:
+        return self.train.metric or DEFAULT_METRIC.get(self.data.task or "binary", "roc_auc")
+
+    def canonical_json(self) -> bytes:
+        import json
+
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":")).encode()
+
+    @property
+    def hash(self) -> str:
+        return "sha256:" + hashlib.sha256(self.canonical_json()).hexdigest()
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _allowed_keys(model: type[BaseModel]) -> list[str]:
+    return list(model.model_fields)
+
+
+def _section_model(loc: tuple[Any, ...]) -> type[BaseModel]:
+    model: type[BaseModel] = RunSpec
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        if field is None:
+            break
+        annotation = field.annotation
+        candidates = [annotation, *getattr(annotation, "__args__", ())]
+        nested = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if nested is None:
+            break
+        model = nested
+    return model
+
+
+def _describe(err: dict[str, Any]) -> str:
+    loc = tuple(p for p in err["loc"] if not isinstance(p, int) or True)
+    dotted = ".".join(str(p) for p in loc)
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        parent = _section_model(loc[:-1])
+        key = str(loc[-1])
+        near = difflib.get_close_matches(key, _allowed_keys(parent), n=1, cutoff=0.5)
+        hint = f"; did you mean {'.'.join([*map(str, loc[:-1]), near[0]])!r}?" if near else ""
+        valid = ", ".join(_allowed_keys(parent))
+        return f"unknown key {dotted!r}{hint} (valid keys here: {valid})"
+    if kind == "missing":
+        return f"missing required key {dotted!r}"
+    msg = err["msg"].removeprefix("Value error, ")
+    given = err.get("input")
+    shown = "" if isinstance(given, dict) else f" (got {given!r})"
+    return f"{dotted or 'spec'}: {msg}{shown}"
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """Parse ``KEY=VALUE`` from ``--set``: the value is read as TOML, else taken as a string."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise BadInput(f"--set {item!r}: expected KEY=VALUE, e.g. --set split.seed=7")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return [p.strip() for p in key.strip().split(".")], value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for item in overrides:
+        path, value = parse_override(item)
+        node = raw
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise BadInput(f"--set {item!r}: {part!r} is not a table")
+            node = child
+        node[path[-1]] = value
+    return raw
+
+
+def load_spec(path: str | Path, overrides: list[str] | None = None) -> tuple[RunSpec, Path]:
+    """Read, override and validate a spec file; return the spec and the file's directory."""
+    spec_path = Path(path)
+    if spec_path.is_dir():
+        spec_path = spec_path / "assay.toml"
+    if not spec_path.exists():
+        raise BadInput(f"{spec_path}: spec file not found (create one with `assay init`)")
+    try:
+        raw = tomllib.loads(spec_path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise BadInput(f"{spec_path}: TOML syntax error: {exc}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"{spec_path}: cannot read spec file: {exc}") from exc
+    raw = apply_overrides(raw, overrides or [])
+    try:
+        spec = RunSpec.model_validate(raw)
+    except ValidationError as exc:
+        errors = exc.errors()
+        first = _describe(dict(errors[0]))
+        more = f" (and {len(errors) - 1} more problem{'s' * (len(errors) > 2)})" if len(errors) > 1 else ""
+        raise BadInput(f"{spec_path}: {first}{more}") from None
+    return spec, spec_path.resolve().parent

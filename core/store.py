@@ -1,0 +1,234 @@
+"""Run state: the runs table, the model registry and the content-addressed artifact store.
+
+Tables live in the same database as the audit ledger (SQLite in the assay home by
+default, PostgreSQL for teams). These rows are a convenient index; the ledger is the
+record of truth that auditors verify.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event as sa_event
+from sqlalchemy.engine import Engine
+from sqlmodel import Field, Session, SQLModel, create_engine, select
+
+from assay.errors import BadInput
+from assay.settings import Settings
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class RunRow(SQLModel, table=True):
+    __tablename__ = "runs"
+
+    run_id: str = Field(primary_key=True)
+    project: str = Field(index=True)
+    status: str = "running"  # running | passed | blocked | errored
+    spec_path: str = ""
+    spec_json: str = "{}"
+    spec_hash: str = ""
+    evidence_json: str | None = None
+    verdict_json: str | None = None
+    error: str | None = None
+    started_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+
+    @property
+    def evidence(self) -> dict[str, Any] | None:
+        return json.loads(self.evidence_json) if self.evidence_json else None
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        return json.loads(self.spec_json)
+
+    @property
+    def verdict(self) -> dict[str, Any] | None:
+        return json.loads(self.verdict_json) if self.verdict_json else None
+
+
+class ModelVersionRow(SQLModel, table=True):
+    __tablename__ = "model_versions"
+
+    name: str = Field(primary_key=True)
+    version: int = Field(primary_key=True)
+    run_id: str = Field(index=True)
+    artifact: str = Field(index=True)  # sha256:HEX of the stored model file
+    family: str = ""
+    stage: str = "none"  # none | staging | production | archived
+    created_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+@cache
+def engine_for(db_url: str) -> Engine:
+    """One engine per database URL per process (SQLite in WAL mode)."""
+    if db_url.startswith("sqlite:///"):
+        Path(db_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(db_url, connect_args={"timeout": 60})
+
+        @sa_event.listens_for(engine, "connect")
+        def _wal(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=60000")
+            cur.close()
+
+    else:
+        try:
+            engine = create_engine(db_url, pool_pre_ping=True)
+        except Exception as exc:  # an unparseable URL or a missing driver
+            raise BadInput(f"--db / ASSAY_DB_URL: cannot use database URL {db_url!r}: {exc}") from exc
+    SQLModel.metadata.create_all(engine, tables=[RunRow.__table__, ModelVersionRow.__table__])  # type: ignore[attr-defined]
+    return engine
+
+
+class RunStore:
+    """Runs and model versions in the assay database."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine = engine_for(settings.db_url)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with Session(self.engine, expire_on_commit=False) as session:
+            yield session
+
+    # runs -------------------------------------------------------------------------
+    def create_run(self, row: RunRow) -> None:
+        with self.session() as s:
+            s.add(row)
+            s.commit()
+
+    def update_run(self, run_id: str, **values: Any) -> None:
+        with self.session() as s:
+            row = s.get(RunRow, run_id)
+            if row is None:
+                raise KeyError(run_id)
+            for key, value in values.items():
+                setattr(row, key, value)
+            s.add(row)
+            s.commit()
+
+    def get_run(self, run_id: str) -> RunRow:
+        """The run with this id (a unique prefix of at least 6 characters also works)."""
+        with self.session() as s:
+            row = s.get(RunRow, run_id)
+            if row is None and len(run_id) >= 6:
+                rows = s.exec(select(RunRow).where(RunRow.run_id.startswith(run_id))).all()  # type: ignore[attr-defined]
+                if len(rows) == 1:
+                    row = rows[0]
+            if row is None:
+                raise BadInput(f"run {run_id!r} not found in {self.settings.db_url} (list runs with `assay audit log`)")
+            return row
+
+    def list_runs(self, project: str | None = None) -> list[RunRow]:
+        with self.session() as s:
+            query = select(RunRow).order_by(RunRow.started_at)  # type: ignore[arg-type]
+            if project:
+                query = query.where(RunRow.project == project)
+            return list(s.exec(query).all())
+
+    # models -------------------------------------------------------------------------
+    def add_model_version(self, name: str, run_id: str, artifact: str, family: str) -> ModelVersionRow:
+        with self.session() as s:
+            last = s.exec(
+                select(ModelVersionRow).where(ModelVersionRow.name == name).order_by(ModelVersionRow.version.desc())  # type: ignore[attr-defined]
+            ).first()
+            row = ModelVersionRow(name=name, version=(last.version + 1) if last else 1, run_id=run_id,
+                                  artifact=artifact, family=family)
+            s.add(row)
+            s.commit()
+            return row
+
+    def model_versions(self, name: str | None = None) -> list[ModelVersionRow]:
+        with self.session() as s:
+            query = select(ModelVersionRow).order_by(ModelVersionRow.name, ModelVersionRow.version)  # type: ignore[arg-type]
+            if name:
+                query = query.where(ModelVersionRow.name == name)
+            return list(s.exec(query).all())
+
+    def resolve_model(self, ref: str) -> ModelVersionRow:
+        """Resolve ``NAME@VERSION``, ``NAME@latest`` or ``NAME@<stage>`` (e.g. ``@production``)."""
+        name, sep, which = ref.partition("@")
+        if not sep or not name or not which:
+            raise BadInput(f"model reference {ref!r}: expected NAME@VERSION, NAME@latest or NAME@production")
+        versions = self.model_versions(name)
+        if not versions:
+            raise BadInput(f"model {name!r} has no registered versions (see `assay models list`)")
+        if which.isdigit():
+            match = [v for v in versions if v.version == int(which)]
+        elif which == "latest":
+            match = versions[-1:]
+        else:
+            match = [v for v in versions if v.stage == which][-1:]
+        if not match:
+            raise BadInput(f"model reference {ref!r}: no such version (known: {', '.join(v.ref for v in versions)})")
+        return match[0]
+
+    def set_stage(self, name: str, version: int, stage: str) -> ModelVersionRow:
+        with self.session() as s:
+            if stage == "production":  # one production version per model
+                for other in s.exec(select(ModelVersionRow).where(ModelVersionRow.name == name,
+                                                                  ModelVersionRow.stage == "production")).all():
+                    other.stage = "archived"
+                    s.add(other)
+            row = s.get(ModelVersionRow, (name, version))
+            if row is None:
+                raise BadInput(f"model {name}@{version} not found")
+            row.stage = stage
+            s.add(row)
+            s.commit()
+            return row
+
+
+class ArtifactStore:
+    """Content-addressed files under ``<home>/artifacts/sha256/``; reads check the hash."""
+
+    def __init__(self, home: Path) -> None:
+        self.root = home / "artifacts" / "sha256"
+
+    def path(self, digest: str) -> Path:
+        hexdigest = digest.removeprefix("sha256:")
+        return self.root / hexdigest[:2] / hexdigest
+
+    def put_bytes(self, data: bytes) -> str:
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        target = self.path(digest)
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=target.parent)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, target)
+        return digest
+
+    def put_file(self, path: Path) -> str:
+        return self.put_bytes(path.read_bytes())
+
+    def get_bytes(self, digest: str) -> bytes:
+        target = self.path(digest)
+        if not target.exists():
+            raise BadInput(f"artifact {digest} is not in {self.root}")
+        data = target.read_bytes()
+        actual = "sha256:" + hashlib.sha256(data).hexdigest()
+        if actual != digest:
+            from assay.errors import Finding
+
+            raise Finding(f"artifact {target} was altered: expected {digest}, found {actual}")
+        return data

@@ -1,0 +1,295 @@
+"""Plain, typed values that pass between stages and plugins.
+
+Everything here is a frozen dataclass: stages hand values forward, they never mutate
+what another stage produced. Heavy libraries (pandas, numpy, scikit-learn) are only
+referenced for typing, so importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from assay.settings import Settings
+    from assay.spec import RunSpec
+
+Status = Literal["pass", "warn", "fail", "error", "skip"]
+Task = Literal["binary", "multiclass", "regression", "ranking", "text"]
+Role = Literal["numeric", "categorical", "text", "datetime", "id", "group", "sensitive", "target", "drop"]
+
+
+def json_number(value: Any) -> Any:
+    """Return ``value`` as a JSON-safe scalar: numpy scalars unwrapped, NaN/inf as ``None``."""
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Recursively convert ``obj`` into JSON-safe data (dicts, lists, str, finite numbers, None)."""
+    if isinstance(obj, Mapping):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [to_jsonable(v) for v in obj]
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, bytes):
+        return obj.hex()
+    if hasattr(obj, "isoformat"):
+        return obj.isoformat()
+    return json_number(obj)
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A loaded table with its column roles and content fingerprint.
+
+    ``roles`` maps every column to one role. ``fingerprint`` is ``sha256:HEX`` over the
+    content (independent of file format and column order).
+    """
+
+    frame: pd.DataFrame
+    target: str
+    task: Task
+    roles: Mapping[str, Role]
+    fingerprint: str
+    source: str
+    name: str = "data"
+
+    @property
+    def features(self) -> list[str]:
+        """Columns the model may use, in frame order."""
+        usable = {"numeric", "categorical", "text", "datetime"}
+        return [c for c in self.frame.columns if self.roles.get(c) in usable]
+
+    def columns_with(self, *roles: Role) -> list[str]:
+        return [c for c in self.frame.columns if self.roles.get(c) in roles]
+
+    @property
+    def rows(self) -> int:
+        return len(self.frame)
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Row positions of the holdout split and the CV folds inside the training part.
+
+    ``folds`` index into the training part (positions within ``train``), as scikit-learn's
+    ``cv=`` expects when fitting on ``X_train``. ``groups`` are the training part's group
+    labels when the strategy is group-based (for CV splitters that need them).
+    """
+
+    dataset: Dataset
+    strategy: str
+    train: np.ndarray
+    test: np.ndarray
+    folds: Sequence[tuple[np.ndarray, np.ndarray]]
+    seed: int
+    groups: np.ndarray | None = None
+
+    def part(self, name: Literal["train", "test"]) -> pd.DataFrame:
+        return self.dataset.frame.iloc[self.train if name == "train" else self.test]
+
+    def X(self, name: Literal["train", "test"]) -> pd.DataFrame:
+        return self.part(name)[self.dataset.features]
+
+    def y(self, name: Literal["train", "test"]) -> pd.Series:
+        return self.part(name)[self.dataset.target]
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class Check:
+    """The outcome of one check: ``checks.<group>.<name>`` in the evidence.
+
+    ``value`` is the measured number (``None`` if it could not be computed; then say why in
+    ``detail``); ``detail`` names the rows or columns involved.
+    """
+
+    group: str
+    name: str
+    status: Status
+    value: float | int | str | None = None
+    detail: Mapping[str, Any] = field(default_factory=dict)
+    message: str = ""
+
+    def to_evidence(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"status": self.status, "value": json_number(self.value), "detail": to_jsonable(self.detail)}
+        if self.message:
+            out["message"] = self.message
+        return out
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """A piece of the evidence document, deep-merged under ``section``.
+
+    ``Evidence("fairness", {"sex": {...}})`` becomes ``evidence["fairness"]["sex"]``.
+    """
+
+    section: str
+    data: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something that happened during a run, for the audit ledger (``record`` hook)."""
+
+    kind: str
+    payload: Mapping[str, Any]
+
+
+# --------------------------------------------------------------------------- training
+
+
+@dataclass(frozen=True)
+class Trainer:
+    """A model family a plugin contributes through ``register_trainers``.
+
+    ``build(task, run)`` returns an *unfitted* scikit-learn estimator (the final step; the
+    core prepends preprocessing chosen by ``preprocessing``). ``grid`` / ``distributions``
+    are parameter spaces for that estimator (keys without a step prefix);
+    ``distributions`` may be a zero-argument callable so scipy loads only when searching.
+    """
+
+    name: str
+    tasks: frozenset[str]
+    build: Callable[..., Any]
+    grid: Mapping[str, Sequence[Any]] = field(default_factory=dict)
+    distributions: Mapping[str, Any] | Callable[[], Mapping[str, Any]] = field(default_factory=dict)
+    preprocessing: Literal["scaled", "ordinal", "none"] = "scaled"
+    description: str = ""
+
+    def search_space(self) -> Mapping[str, Any]:
+        """Distributions for random/halving search (the grid when there are none)."""
+        space = self.distributions() if callable(self.distributions) else self.distributions
+        return space or self.grid
+
+
+@dataclass(frozen=True)
+class Tuner:
+    """A search strategy a plugin contributes through ``register_tuners``.
+
+    ``make_search(estimator, trainer, cv, scoring, budget, seed, n_jobs)`` returns an
+    unfitted scikit-learn-style search object with ``fit(X, y, **fit_params)``,
+    ``best_estimator_``, ``best_params_``, ``best_score_`` and ``cv_results_``.
+    """
+
+    name: str
+    make_search: Callable[..., Any]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class FittedModel:
+    """The selected, refitted model and what the search learned about it."""
+
+    family: str
+    estimator: Any
+    params: Mapping[str, Any]
+    cv: Mapping[str, Mapping[str, float | None]]
+    candidates: Sequence[Mapping[str, Any]]
+    search: Mapping[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- gating
+
+
+@dataclass(frozen=True)
+class RuleOutcome:
+    """One policy rule evaluated on the evidence.
+
+    ``outcome`` is ``pass``, ``warn``, ``block`` (rule failed with block severity),
+    ``waived`` or ``error`` (evidence missing or unusable: blocks, fail closed).
+    """
+
+    id: str
+    outcome: Literal["pass", "warn", "block", "waived", "error"]
+    path: str
+    measured: Any
+    threshold: Any
+    op: str = ""
+    severity: Literal["block", "warn"] = "block"
+    description: str = ""
+    reason: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "outcome": self.outcome,
+            "path": self.path,
+            "measured": to_jsonable(self.measured),
+            "threshold": to_jsonable(self.threshold),
+            "op": self.op,
+            "severity": self.severity,
+            "description": self.description,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The gate's decision: ``pass`` unless a rule blocks or errors (fail closed)."""
+
+    decision: Literal["pass", "block"]
+    rules: Sequence[RuleOutcome]
+    policy: str
+    policy_hash: str
+    reasons: Sequence[str] = ()
+
+    @classmethod
+    def from_outcomes(cls, outcomes: Sequence[RuleOutcome], policy: str, policy_hash: str) -> Verdict:
+        failing = [o for o in outcomes if o.outcome in ("block", "error")]
+        reasons = [f"{o.id}: {o.reason or o.outcome}" for o in failing]
+        return cls("block" if failing else "pass", tuple(outcomes), policy, policy_hash, tuple(reasons))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "decision": self.decision,
+            "policy": self.policy,
+            "policy_hash": self.policy_hash,
+            "reasons": list(self.reasons),
+            "rules": [r.to_json() for r in self.rules],
+        }
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@dataclass
+class Run:
+    """The context every hook receives: identity, validated spec and where state lives.
+
+    ``facts`` is where the runner notes what it knows about its own conduct (e.g. that
+    preprocessing was fit inside the CV folds); checks read it, plugins never write it.
+    """
+
+    run_id: str
+    spec: RunSpec
+    spec_path: str
+    settings: Settings
+    trainers: dict[str, Trainer] = field(default_factory=dict)
+    tuners: dict[str, Tuner] = field(default_factory=dict)
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def seed(self) -> int:
+        return self.spec.split.seed
+
+
+def sha256_hex(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()

@@ -1,0 +1,1 @@
+"""Bundled plugins: data loaders, trainers, checks, fairness, drift monitoring."""

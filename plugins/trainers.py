@@ -1,0 +1,95 @@
+"""Bundled model families (``register_trainers``), by task.
+
+binary / multiclass: logistic regression, histogram gradient boosting, random forest.
+regression: ridge, histogram gradient boosting, random forest.
+Each family brings a grid (for grid search) and distributions (for random/halving).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from assay.hookspecs import hookimpl
+from assay.types import Run, Trainer
+
+CLASSIFICATION = frozenset({"binary", "multiclass"})
+
+
+def _class_weight(run: Run | None) -> str | None:
+    return "balanced" if run is None or run.spec.train.class_weight == "balanced" else None
+
+
+def _logistic(task: str, run: Run | None = None) -> Any:
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(max_iter=2000, class_weight=_class_weight(run))
+
+
+def _ridge(task: str, run: Run | None = None) -> Any:
+    from sklearn.linear_model import Ridge
+
+    return Ridge()
+
+
+def _hgb(task: str, run: Run | None = None) -> Any:
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+    seed = run.seed if run else 0
+    if task == "regression":
+        return HistGradientBoostingRegressor(random_state=seed, early_stopping=False, max_iter=100)
+    return HistGradientBoostingClassifier(random_state=seed, early_stopping=False, max_iter=100,
+                                          class_weight=_class_weight(run))
+
+
+def _forest(task: str, run: Run | None = None) -> Any:
+    from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+
+    seed = run.seed if run else 0
+    if task == "regression":
+        return RandomForestRegressor(n_estimators=200, random_state=seed, n_jobs=1, min_samples_leaf=2)
+    return RandomForestClassifier(n_estimators=200, random_state=seed, n_jobs=1, min_samples_leaf=2,
+                                  class_weight=_class_weight(run))
+
+
+def _loguniform(low: float, high: float) -> Any:
+    from scipy.stats import loguniform
+
+    return loguniform(low, high)
+
+
+def _randint(low: int, high: int) -> Any:
+    from scipy.stats import randint
+
+    return randint(low, high)
+
+
+BUILTIN_TRAINERS = (
+    Trainer("logistic_regression", CLASSIFICATION, _logistic,
+            grid={"C": [0.01, 0.1, 1.0, 10.0]},
+            distributions=(lambda: {"C": _loguniform(1e-3, 1e2)}),
+            preprocessing="scaled", description="L2-regularized logistic regression"),
+    Trainer("ridge", frozenset({"regression"}), _ridge,
+            grid={"alpha": [0.1, 1.0, 10.0, 100.0]},
+            distributions=(lambda: {"alpha": _loguniform(1e-3, 1e3)}),
+            preprocessing="scaled", description="ridge regression"),
+    Trainer("hist_gradient_boosting", CLASSIFICATION | {"regression"}, _hgb,
+            grid={"learning_rate": [0.05, 0.1], "max_leaf_nodes": [15, 31], "l2_regularization": [0.0, 1.0]},
+            distributions=(lambda: {"learning_rate": _loguniform(0.02, 0.3),
+                                         "max_leaf_nodes": _randint(8, 64),
+                                         "min_samples_leaf": _randint(10, 100),
+                                         "l2_regularization": _loguniform(1e-4, 10.0)}),
+            preprocessing="ordinal", description="histogram gradient boosting"),
+    Trainer("random_forest", CLASSIFICATION | {"regression"}, _forest,
+            grid={"max_features": ["sqrt", 0.5], "min_samples_leaf": [1, 5]},
+            distributions=(lambda: {"max_features": ["sqrt", 0.3, 0.5],
+                                         "min_samples_leaf": _randint(1, 20),
+                                         "max_depth": [None, 8, 16]}),
+            preprocessing="ordinal", description="random forest"),
+)
+
+
+@hookimpl
+def register_trainers(register: Callable[[Trainer], None]) -> None:
+    for trainer in BUILTIN_TRAINERS:
+        register(trainer)

@@ -1,0 +1,195 @@
+"""Model search and refit (``fit_model``): preprocessing inside the pipeline, CV on train only.
+
+Each candidate family is a ``Pipeline(prep, model)``, so imputation, encoding and scaling
+are fit inside every CV fold, never on the holdout. The tuner searches each family on
+the training part's folds; the family with the best mean CV score is refit on the whole
+training part. ``executor = "dask://HOST:PORT"`` runs the searches on a Dask cluster.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from assay.errors import BadInput
+from assay.hookspecs import hookimpl
+from assay.types import Dataset, FittedModel, Run, Splits, Trainer, Tuner
+
+MAX_ORDINAL_CATEGORIES = 250
+
+
+class FoldsByIndex:
+    """A CV splitter replaying fixed folds, found by the rows' index labels.
+
+    Works on any subset of the training part (successive halving subsamples it), so every
+    tuner sees the very folds recorded in the split.
+    """
+
+    def __init__(self, folds: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
+        self.folds = [(np.asarray(tr), np.asarray(va)) for tr, va in folds]
+
+    def get_n_splits(self, X: Any = None, y: Any = None, groups: Any = None) -> int:
+        return len(self.folds)
+
+    def split(self, X: Any, y: Any = None, groups: Any = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        labels = np.asarray(X.index)
+        for tr, va in self.folds:
+            yield np.flatnonzero(np.isin(labels, tr)), np.flatnonzero(np.isin(labels, va))
+
+
+def _datetime_features(frame: Any) -> Any:
+    import pandas as pd
+
+    out = {}
+    for col in frame.columns:
+        s = pd.to_datetime(frame[col])
+        out[f"{col}_year"] = s.dt.year
+        out[f"{col}_month"] = s.dt.month
+        out[f"{col}_dayofweek"] = s.dt.dayofweek
+        out[f"{col}_hour"] = s.dt.hour
+    return pd.DataFrame(out, index=frame.index).astype(float)
+
+
+def _as_str(frame: Any) -> Any:
+    return frame.astype(str)
+
+
+def build_preprocessor(dataset: Dataset, kind: str, train: Any | None = None) -> tuple[Any, list[bool]]:
+    """A ``ColumnTransformer`` for the dataset's feature roles and the mask of categorical outputs."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEncoder, StandardScaler
+
+    frame = dataset.frame if train is None else train
+    numeric = dataset.columns_with("numeric")
+    categorical = dataset.columns_with("categorical")
+    texts = dataset.columns_with("text")
+    dates = dataset.columns_with("datetime")
+    parts: list[tuple[str, Any, Any]] = []
+    mask: list[bool] = []
+    if numeric:
+        if kind == "scaled":
+            parts.append(("numeric", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), numeric))
+        else:
+            parts.append(("numeric", "passthrough", numeric))
+        mask += [False] * len(numeric)
+    if categorical:
+        impute = SimpleImputer(strategy="constant", fill_value="__missing__")
+        if kind == "scaled":
+            parts.append(("categorical", make_pipeline(FunctionTransformer(_as_str), impute,
+                                                        OneHotEncoder(handle_unknown="infrequent_if_exist",
+                                                                      min_frequency=5, sparse_output=False)),
+                          categorical))
+        else:
+            parts.append(("categorical", make_pipeline(FunctionTransformer(_as_str), impute,
+                                                        OrdinalEncoder(handle_unknown="use_encoded_value",
+                                                                       unknown_value=-1,
+                                                                       encoded_missing_value=-1)), categorical))
+            mask += [int(frame[c].nunique()) < MAX_ORDINAL_CATEGORIES for c in categorical]
+    for col in texts:
+        parts.append((f"text_{col}", TfidfVectorizer(sublinear_tf=True, min_df=2, max_features=50_000,
+                                                      ngram_range=(1, 2)), col))
+    if dates:
+        parts.append(("datetime", FunctionTransformer(_datetime_features), dates))
+    if not parts:
+        raise BadInput("data: no feature columns are left after target, ids, drop and sensitive columns")
+    return ColumnTransformer(parts, remainder="drop", sparse_threshold=0.3 if texts else 0.0), mask
+
+
+def make_pipeline_for(trainer: Trainer, run: Run, dataset: Dataset, train: Any) -> Any:
+    from sklearn.pipeline import Pipeline
+
+    prep, mask = build_preprocessor(dataset, trainer.preprocessing, train)
+    model = trainer.build(dataset.task, run)
+    if trainer.preprocessing == "ordinal" and "categorical_features" in model.get_params() and any(mask):
+        n_before = len(dataset.columns_with("numeric")) + len(dataset.columns_with("categorical"))
+        if len(mask) == n_before and not dataset.columns_with("text", "datetime"):
+            model.set_params(categorical_features=np.asarray(mask))
+    return Pipeline([("prep", prep), ("model", model)])
+
+
+@contextlib.contextmanager
+def executor(address: str) -> Iterator[None]:
+    """Run joblib-parallel work locally, or on the Dask cluster at ``dask://HOST:PORT``."""
+    if address == "local":
+        yield
+        return
+    import joblib
+    from distributed import Client
+
+    try:
+        client = Client(address.replace("dask://", "tcp://"), timeout="10s", set_as_default=False)
+    except OSError as exc:
+        raise BadInput(f"train.executor: cannot reach the Dask scheduler at {address}: {exc}") from exc
+    try:
+        with client.as_current(), joblib.parallel_backend("dask", client=client):  # type: ignore[call-arg]
+            yield
+    finally:
+        client.close()
+
+
+def scorer_name(metric_name: str) -> str:
+    from assay.plugins.metrics import metric
+
+    return metric(metric_name).scorer
+
+
+@hookimpl
+def fit_model(run: Run, splits: Splits, trainers: Sequence[Trainer], tuner: Tuner) -> FittedModel:
+    from assay.plugins.metrics import known_metrics, metric
+
+    spec = run.spec.train
+    primary = run.spec.metric
+    if primary not in known_metrics():
+        raise BadInput(f"{run.spec_path}: train.metric: unknown metric {primary!r} (known: {', '.join(known_metrics())})")
+    sign = 1.0 if metric(primary).greater_is_better else -1.0
+    X, y = splits.X("train"), splits.y("train")
+    label_folds = [(splits.train[tr], splits.train[va]) for tr, va in splits.folds]
+    cv = FoldsByIndex(label_folds)
+    fit_params: dict[str, Any] = {}
+    weights = run.facts.get("sample_weight")
+    if weights is not None:
+        fit_params["model__sample_weight"] = np.asarray(weights)[splits.train]
+    candidates: list[dict[str, Any]] = []
+    best: tuple[float, Trainer, Any] | None = None
+    n_jobs = spec.n_jobs if spec.n_jobs != 0 else 1
+    for trainer in trainers:
+        pipeline = make_pipeline_for(trainer, run, splits.dataset, X)
+        search = tuner.make_search(pipeline, trainer, cv, scorer_name(primary), spec.budget, run.seed, n_jobs)
+        started = time.perf_counter()
+        with executor(spec.executor):
+            search.fit(X, y, **fit_params)
+        i = int(search.best_index_)
+        results = search.cv_results_
+        mean = float(results["mean_test_score"][i]) * sign
+        entry = {
+            "family": trainer.name,
+            "cv_mean": mean,
+            "cv_std": float(results["std_test_score"][i]),
+            "train_mean": float(results["mean_train_score"][i]) * sign if "mean_train_score" in results else None,
+            "params": {k.removeprefix("model__"): v for k, v in search.best_params_.items()},
+            "n_candidates": len(results["params"]),
+            "fit_s": round(time.perf_counter() - started, 3),
+        }
+        candidates.append(entry)
+        if best is None or mean * sign > best[0] * sign:
+            best = (mean, trainer, search)
+    assert best is not None
+    mean, trainer, search = best
+    chosen = next(c for c in candidates if c["family"] == trainer.name)
+    run.facts.update(preprocessing_inside_cv=True, holdout_used_in_tuning=False, tuner=tuner.name,
+                     executor=spec.executor)
+    return FittedModel(
+        family=trainer.name,
+        estimator=search.best_estimator_,
+        params=chosen["params"],
+        cv={primary: {"mean": mean, "std": chosen["cv_std"], "train_mean": chosen["train_mean"]}},
+        candidates=candidates,
+        search={"tuner": tuner.name, "budget": spec.budget, "metric": primary, "folds": len(splits.folds)},
+    )
