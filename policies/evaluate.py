@@ -79,7 +79,7 @@ def _conditions_hold(rule: Rule, evidence: Mapping[str, Any]) -> tuple[bool, str
 
 def _outcome(rule: Rule, outcome_id: str, outcome: str, path: str, measured: Any, threshold: Any,
              reason: str) -> RuleOutcome:
-    return RuleOutcome(id=outcome_id, outcome=outcome, path=path, measured=measured,  # type: ignore[arg-type]
+    return RuleOutcome(id=outcome_id, outcome=outcome, path=path, measured=measured,
                        threshold=threshold, op=rule.op, severity=rule.severity, description=rule.description,
                        reason=reason)
 

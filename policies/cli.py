@@ -1,0 +1,418 @@
+"""The gate and deploy commands: ``gate``, ``policy check|show``, ``waive``, ``verify``,
+``approve`` and ``promote`` (attached to ``assay`` by the core CLI, imported on first use).
+
+Each command takes the resolved settings from ``ctx.obj`` (``home``, ``db_url``) and maps
+outcomes to the exit codes of DESIGN.md: 0 success/pass, 1 a finding (blocked verdict,
+failed verification, refused promotion), 2 bad input, 3 internal or plugin error.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from assay.errors import AssayError, BadInput, Finding, InternalError
+from assay.policies.render import FORMATS
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _plugin_manager(state: Any) -> Any:
+    if hasattr(state, "plugin_manager"):
+        return state.plugin_manager()
+    from assay.manager import make_plugin_manager
+
+    return make_plugin_manager()
+
+
+def collect_packs(pm: Any) -> dict[str, str]:
+    """Pack name → TOML text from every plugin's ``register_policies``."""
+    packs: dict[str, str] = {}
+
+    def register(name: str, text: str) -> None:
+        if not isinstance(name, str) or not isinstance(text, str) or not name:
+            raise InternalError(f"register_policies: expected (name, toml_text) strings, got {name!r}")
+        packs[name] = text
+
+    pm.hook.register_policies(register=register)
+    return packs
+
+
+def _open_ledger(state: Any) -> Any:
+    from assay.audit.ledger import Ledger
+
+    return Ledger.open(state)
+
+
+def _resolve_ref(ref: str | None) -> str | None:
+    """A ``--policy`` given on the command line: an existing file is taken relative to the CWD."""
+    if ref and Path(ref).expanduser().is_file():
+        return str(Path(ref).expanduser().resolve())
+    return ref
+
+
+def _echo_json(data: dict[str, Any]) -> None:
+    click.echo(json.dumps(data, sort_keys=True, default=str))
+
+
+def _stdout_console() -> Any:
+    from rich.console import Console
+
+    return Console()
+
+
+def _err(message: str) -> None:
+    click.echo(message, err=True)
+
+
+# --------------------------------------------------------------------------- gate
+
+
+@click.command()
+@click.argument("run_id")
+@click.option("--policy", "policy_ref", metavar="FILE|NAME",
+              help="Policy file or pack name (default: the run spec's [gate] policy).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
+              help="Output format.")
+@click.option("--output", type=click.Path(dir_okay=False, writable=True),
+              help="Write the report to this file instead of stdout.")
+@click.pass_obj
+def gate(state: Any, run_id: str, policy_ref: str | None, fmt: str, output: str | None) -> None:
+    """Evaluate a policy on RUN_ID's recorded evidence and record a signed verdict.
+
+    Waivers recorded with `assay waive` for the run's model apply until they expire.
+    Exit 0 when the verdict passes, 1 when it blocks, 3 when gating itself failed.
+    """
+    from assay.policies.language import load_policy
+    from assay.policies.render import GateReport, render, text_renderables
+    from assay.policies.waivers import waivers_from_records
+    from assay.runner import gate_stored_run
+    from assay.store import RunStore
+
+    row = RunStore(state).get_run(run_id)
+    evidence = row.evidence or {}
+    model = (evidence.get("model") or {}).get("ref")
+    ledger = _open_ledger(state)
+    waivers = waivers_from_records(ledger.records(kind="waiver"), model) if model else []
+    ref = _resolve_ref(policy_ref)
+    pm = _plugin_manager(state)
+    try:
+        verdict, evidence, _run = gate_stored_run(pm, state, row.run_id, ref, waivers=[w.to_json() for w in waivers])
+    except AssayError:
+        raise
+    except Exception as exc:
+        raise InternalError(f"gating run {row.run_id} failed: {type(exc).__name__}: {exc}; "
+                            "no verdict was recorded (fail closed)") from exc
+    spec_dir = Path(row.spec_path).parent
+    policy = load_policy(ref or row.spec.get("gate", {}).get("policy", "assay:standard"), spec_dir, collect_packs(pm))
+    recorded = ledger.records(run_id=row.run_id, kind="verdict")
+    model_ev = evidence.get("model") or {}
+    report = GateReport(run_id=row.run_id, verdict=verdict, model=model_ev.get("ref"),
+                        artifact=model_ev.get("artifact"), policy=policy if policy.hash == verdict.policy_hash else None,
+                        ledger_seq=recorded[-1].seq if recorded else None)
+    if output:
+        Path(output).write_text(render(report, fmt), encoding="utf-8")
+        _err(f"{verdict.decision.upper()}: run {row.run_id}, policy {verdict.policy}; {fmt} report written to {output}")
+    elif fmt == "text":
+        console = _stdout_console()
+        for item in text_renderables(report):
+            console.print(item)
+    else:
+        click.echo(render(report, fmt), nl=False)
+    sys.exit(0 if verdict.decision == "pass" else 1)
+
+
+# --------------------------------------------------------------------------- policy
+
+
+@click.group()
+def policy() -> None:
+    """Check and show policy files and packs."""
+
+
+def _load_for_cli(state: Any, ref: str) -> Any:
+    from assay.policies.language import load_policy
+    from assay.policies.packs import bundled_packs
+
+    path = Path(ref).expanduser()
+    if path.is_file():
+        return load_policy(str(path.resolve()), Path.cwd(), {})
+    packs = dict(bundled_packs())
+    if ref not in packs and ":" in ref:
+        packs = collect_packs(_plugin_manager(state))
+    return load_policy(ref, Path.cwd(), packs)
+
+
+@policy.command("check")
+@click.argument("file", metavar="FILE|NAME")
+@click.option("--json", "as_json", is_flag=True, help="Print the parsed policy as one JSON object.")
+@click.pass_obj
+def policy_check(state: Any, file: str, as_json: bool) -> None:
+    """Validate a policy file (or pack); exit 2 with FILE:LINE:COL messages if it is invalid."""
+    loaded = _load_for_cli(state, file)
+    if as_json:
+        _echo_json({"ok": True, "policy": loaded.to_json()})
+        return
+    stages = {s: len(loaded.rules_for(s)) for s in ("train", "monitor")}
+    click.echo(f"ok: {file}: policy {loaded.name!r}, {len(loaded.rules)} rules "
+               f"({stages['train']} train, {stages['monitor']} monitor), approvals {loaded.approvals}, "
+               f"hash {loaded.hash}")
+
+
+@policy.command("show")
+@click.argument("ref", metavar="FILE|NAME")
+@click.pass_obj
+def policy_show(state: Any, ref: str) -> None:
+    """Show the rules of a policy file or pack."""
+    from rich.table import Table
+
+    loaded = _load_for_cli(state, ref)
+    console = _stdout_console()
+    console.print(f"[bold]{loaded.name}[/]  {loaded.hash}  approvals {loaded.approvals}")
+    if loaded.description:
+        console.print(loaded.description)
+    table = Table(show_edge=False)
+    for col in ("id", "stage", "severity", "path", "op", "threshold", "when"):
+        table.add_column(col, overflow="fold")
+    for r in loaded.rules:
+        table.add_row(r.id, r.stage, r.severity, str(r.path) + (f" ({r.bound} bound)" if r.bound else ""), r.op,
+                      r.threshold_text, "; ".join(map(str, r.when)))
+    console.print(table)
+
+
+# --------------------------------------------------------------------------- waive
+
+
+def _latest_verdict_for_model(records: list[Any], model: str) -> Any:
+    found = [r for r in records if (r.payload or {}).get("model") == model]
+    return found[-1] if found else None
+
+
+@click.command()
+@click.argument("rule_id")
+@click.option("--model", "model_ref", required=True, metavar="NAME@VERSION", help="The model version the waiver is for.")
+@click.option("--reason", required=True, help="Why the failure is accepted.")
+@click.option("--approver", required=True, help="Who accepts the risk.")
+@click.option("--expires", required=True, metavar="YYYY-MM-DD", help="Last day (UTC) the waiver applies.")
+@click.option("--json", "as_json", is_flag=True, help="Print the waiver record as one JSON object.")
+@click.pass_obj
+def waive(state: Any, rule_id: str, model_ref: str, reason: str, approver: str, expires: str, as_json: bool) -> None:
+    """Waive RULE_ID for one model version until a date (a signed `waiver` ledger record).
+
+    Re-run `assay gate RUN_ID` afterwards: the waived rule then shows as `waived`.
+    """
+    import difflib
+
+    from assay.policies.render import base_rule_id
+    from assay.policies.waivers import WAIVER_KIND, make_waiver, parse_expiry
+    from assay.store import RunStore
+
+    version = RunStore(state).resolve_model(model_ref)
+    waiver = make_waiver(rule_id, version.ref, reason, approver, parse_expiry(expires))
+    ledger = _open_ledger(state)
+    verdict = _latest_verdict_for_model(ledger.records(kind="verdict"), version.ref)
+    if verdict is not None:
+        ids = [str(r.get("id", "")) for r in (verdict.payload or {}).get("rules", [])]
+        known = set(ids) | {base_rule_id(i) for i in ids}
+        if waiver.rule not in known:
+            near = difflib.get_close_matches(waiver.rule, sorted(known), n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise BadInput(f"RULE_ID {waiver.rule!r}: no such rule in the latest verdict for {version.ref} "
+                           f"(seq {verdict.seq}){hint}")
+    payload = {**waiver.to_json(), "artifact": version.artifact}
+    record = ledger.append(version.run_id, WAIVER_KIND, payload)
+    if as_json:
+        _echo_json({"seq": record.seq, "hash": record.hash, "key_id": record.key_id, "waiver": payload})
+        return
+    click.echo(f"waived {waiver.rule} for {version.ref} until {waiver.expires.isoformat()} (ledger seq {record.seq}); "
+               f"re-run `assay gate {version.run_id}` to apply it")
+
+
+# --------------------------------------------------------------------------- verify
+
+
+@click.command()
+@click.argument("artifact", type=click.Path(dir_okay=False))
+@click.option("--require-verdict", "require", type=click.Choice(["pass", "any"]), default="pass", show_default=True,
+              help="pass: the newest trusted verdict must pass; any: a trusted verdict must exist.")
+@click.option("--key", "key_path", type=click.Path(dir_okay=False),
+              help="Public key (hex or PEM) that must have signed the verdict; only this key is trusted.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@click.pass_obj
+def verify(state: Any, artifact: str, require: str, key_path: str | None, as_json: bool) -> None:
+    """Check ARTIFACT may be deployed: its bytes have a signed passing verdict on an intact ledger.
+
+    Hashes the file, finds the newest verdict for that hash signed by a trusted key (with
+    --key, only that key; otherwise the home's trust list), checks the ledger's hash chain up
+    to it and, by default, that the verdict passed. Exit 0 only if all hold, else 1.
+    """
+    from assay.policies.deploy import home_trusted_keys, sha256_file, trusted_from_public_key, verify_artifact
+
+    digest = sha256_file(Path(artifact))
+    if key_path:
+        from assay.audit.keys import read_public_key
+
+        trusted = [trusted_from_public_key(read_public_key(Path(key_path)))]
+    else:
+        trusted = home_trusted_keys(state.home)
+    records = _open_ledger(state).records()
+    result = verify_artifact(records, digest, trusted, require=require)
+    if as_json:
+        _echo_json(result.to_json())
+    elif result.ok:
+        click.echo(f"OK: {artifact} ({digest[:19]}…): {result.reason}")
+    if not result.ok:
+        raise Finding(f"REJECTED: {artifact} ({digest[:19]}…): {result.reason}")
+
+
+# --------------------------------------------------------------------------- approve
+
+
+def _current_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry in some containers
+        return "unknown"
+
+
+@click.command()
+@click.argument("model_ref", metavar="NAME@VERSION")
+@click.option("--approver", default=None, help="Your name (default: the OS user).")
+@click.option("--comment", default="", help="A note recorded with the approval.")
+@click.option("--json", "as_json", is_flag=True, help="Print the approval record as one JSON object.")
+@click.pass_obj
+def approve(state: Any, model_ref: str, approver: str | None, comment: str, as_json: bool) -> None:
+    """Record a signed approval of a model version for promotion to production.
+
+    The approval is signed with this home's active key, or the key in ASSAY_SIGNING_KEY:
+    each approver uses their own key, and only approvals by distinct trusted keys count.
+    """
+    from assay.policies.deploy import (
+        APPROVAL_KIND,
+        approval_payload,
+        count_approvals,
+        home_trusted_keys,
+        latest_trusted_verdict,
+    )
+    from assay.store import RunStore
+
+    version = RunStore(state).resolve_model(model_ref)
+    ledger = _open_ledger(state)
+    signer = ledger.signer()
+    records = ledger.records()
+    for r in records:
+        p = r.payload or {}
+        if r.kind == APPROVAL_KIND and r.key_id == signer.key_id and p.get("model") == version.ref \
+                and p.get("artifact") == version.artifact:
+            message = f"{version.ref} is already approved by key {signer.key_id[:16]}… (ledger seq {r.seq})"
+            if as_json:
+                _echo_json({"seq": r.seq, "hash": r.hash, "key_id": r.key_id, "approval": p, "existing": True})
+            else:
+                click.echo(message)
+            return
+    trusted = home_trusted_keys(state.home)
+    verdict, _ = latest_trusted_verdict(records, version.artifact, trusted)
+    payload = approval_payload(version.ref, version.artifact, version.run_id, approver or _current_user(), comment,
+                               verdict)
+    record = ledger.append(version.run_id, APPROVAL_KIND, payload)
+    approvals, _ = count_approvals(ledger.records(kind=APPROVAL_KIND), version.ref, version.artifact,
+                                   home_trusted_keys(state.home))
+    if as_json:
+        _echo_json({"seq": record.seq, "hash": record.hash, "key_id": record.key_id, "approval": payload,
+                    "approvals": len(approvals)})
+        return
+    click.echo(f"approved {version.ref} with key {record.key_id[:16]}… (ledger seq {record.seq}); "
+               f"{len(approvals)} approval(s) by distinct trusted keys")
+    if verdict is None:
+        _err(f"note: {version.ref} has no trusted verdict yet; promotion to production needs a passing one")
+
+
+# --------------------------------------------------------------------------- promote
+
+
+def _policy_for_hash(state: Any, policy_hash: str | None, explicit: str | None, spec_policy: str | None,
+                     spec_dir: Path) -> Any:
+    """The policy whose hash the verdict recorded: --policy, the run spec's, or a registered pack."""
+    from assay.policies.language import load_policy
+
+    if not policy_hash:
+        return None
+    packs = collect_packs(_plugin_manager(state))
+    candidates: list[tuple[str, Path]] = []
+    if explicit:
+        candidates.append((_resolve_ref(explicit) or explicit, Path.cwd()))
+    else:
+        if spec_policy:
+            candidates.append((spec_policy, spec_dir))
+        candidates += [(name, Path.cwd()) for name in sorted(packs)]
+    for ref, base in candidates:
+        try:
+            loaded = load_policy(ref, base, packs)
+        except BadInput:
+            if explicit:
+                raise
+            continue
+        if loaded.hash == policy_hash:
+            return loaded
+    if explicit:
+        raise BadInput(f"--policy {explicit}: its hash differs from the verdict's policy hash {policy_hash}; "
+                       "give the policy the verdict was made with, or re-run `assay gate` with this one")
+    return None
+
+
+@click.command()
+@click.argument("model_ref", metavar="NAME@VERSION")
+@click.option("--to", "stage", required=True, type=click.Choice(["none", "staging", "production", "archived"]),
+              help="The stage to move the version to.")
+@click.option("--policy", "policy_ref", metavar="FILE|NAME",
+              help="The policy the verdict was made with (default: found by its recorded hash).")
+@click.option("--trust", "trust_path", type=click.Path(dir_okay=False),
+              help="Trust file of keys whose verdicts and approvals count (default: the home's).")
+@click.option("--json", "as_json", is_flag=True, help="Print the promotion record as one JSON object.")
+@click.pass_obj
+def promote(state: Any, model_ref: str, stage: str, policy_ref: str | None, trust_path: str | None,
+            as_json: bool) -> None:
+    """Move a model version to a stage; production needs a passing verdict and the policy's approvals.
+
+    Each promotion is a signed `promotion` ledger record; the registry's stage follows it.
+    """
+    from assay.policies.deploy import (
+        PROMOTION_KIND,
+        check_promotion,
+        home_trusted_keys,
+        latest_trusted_verdict,
+        trust_file_keys,
+    )
+    from assay.store import RunStore
+
+    store = RunStore(state)
+    version = store.resolve_model(model_ref)
+    ledger = _open_ledger(state)
+    records = ledger.records()
+    trusted = trust_file_keys(Path(trust_path)) if trust_path else home_trusted_keys(state.home)
+    required: int | None = None
+    policy_hash: str | None = None
+    if stage == "production":
+        verdict, _ = latest_trusted_verdict(records, version.artifact, trusted)
+        if verdict is not None:
+            policy_hash = (verdict.payload or {}).get("policy_hash")
+            row = store.get_run(version.run_id)
+            found = _policy_for_hash(state, policy_hash, policy_ref, row.spec.get("gate", {}).get("policy"),
+                                     Path(row.spec_path).parent)
+            required = found.approvals if found is not None else None
+    check = check_promotion(records, version.ref, version.artifact, version.run_id, version.stage, stage, trusted,
+                            required, policy_hash)
+    if not check.allowed:
+        if as_json:
+            _echo_json({"allowed": False, "reason": check.reason, "promotion": check.payload})
+        raise Finding(check.reason)
+    record = ledger.append(version.run_id, PROMOTION_KIND, check.payload)
+    store.set_stage(version.name, version.version, stage)
+    if as_json:
+        _echo_json({"allowed": True, "seq": record.seq, "hash": record.hash, "promotion": check.payload})
+        return
+    click.echo(f"{check.reason} (ledger seq {record.seq})")
