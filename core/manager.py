@@ -20,7 +20,7 @@ from typing import Any
 import pluggy
 
 from assay import hookspecs
-from assay.errors import InternalError
+from assay.errors import BadInput, InternalError
 
 ENTRY_POINT_GROUP = "assay"
 # The ledger and the gate cannot be switched off: a run without them would not be governed.
@@ -108,7 +108,7 @@ def make_plugin_manager(disabled: Iterable[str] = (), *, strict: bool = False,
     blocked = set(disabled) | disabled_from_env()
     refused = blocked & set(ESSENTIAL_PLUGINS)
     if refused:
-        raise InternalError(f"plugin(s) {', '.join(sorted(refused))} are essential and cannot be disabled")
+        raise BadInput(f"-p no:NAME / ASSAY_DISABLE_PLUGINS: plugin(s) {', '.join(sorted(refused))} are essential and cannot be disabled")
     seen: set[str] = set()
     for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
         if ep.name in seen:  # the same distribution visible twice on sys.path

@@ -211,6 +211,14 @@ class Runner:
     # ------------------------------------------------------------------ the run
     def prepare(self) -> tuple[Run, Dataset, Any]:
         """Everything that can fail on user input, before anything is written."""
+        try:
+            return self._prepare()
+        except BadInput as exc:
+            if not exc.message.startswith(str(self.spec_path)):  # always name the spec file
+                raise BadInput(f"{self.spec_path}: {exc.message}") from None
+            raise
+
+    def _prepare(self) -> tuple[Run, Dataset, Any]:
         run = Run(run_id=new_run_id(), spec=self.spec, spec_path=str(self.spec_path), settings=self.settings)
         run.trainers = self.collect_trainers()
         run.tuners = self.collect_tuners()

@@ -160,7 +160,7 @@ def _section_model(loc: tuple[Any, ...]) -> type[BaseModel]:
 
 
 def _describe(err: dict[str, Any]) -> str:
-    loc = tuple(p for p in err["loc"] if not isinstance(p, int) or True)
+    loc = tuple(err["loc"])
     dotted = ".".join(str(p) for p in loc)
     kind = err["type"]
     if kind == "extra_forbidden":
@@ -220,7 +220,8 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> tuple[Run
     try:
         spec = RunSpec.model_validate(raw)
     except ValidationError as exc:
-        errors = exc.errors()
+        # an unknown key usually explains a "missing" one (a typo), so report it first
+        errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
         first = _describe(dict(errors[0]))
         more = f" (and {len(errors) - 1} more problem{'s' * (len(errors) > 2)})" if len(errors) > 1 else ""
         raise BadInput(f"{spec_path}: {first}{more}") from None
