@@ -273,6 +273,7 @@ class Runner:
         summary: dict[str, Any] = {}
         with self.stage(run, "data", summary):
             data_ev = {"source": dataset.source, "fingerprint": dataset.fingerprint,
+                       "target": dataset.target, "sensitive": list(self.spec.data.sensitive),
                        **summarize(dataset.frame, dataset.roles, dataset.target)}
             evidence["data"] = data_ev
             self.record(run, "data", data_ev)
