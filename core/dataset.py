@@ -44,7 +44,7 @@ def _column_bytes(series: pd.Series) -> list[bytes | memoryview]:
     parts: list[bytes | memoryview] = [b"s"]
     validity = arr.buffers()[0]
     if validity is not None:
-        parts.append(memoryview(np.asarray(arr.is_null()).astype(np.uint8)))
+        parts.append(np.asarray(arr.is_null()).astype(np.uint8).tobytes())
     parts.append(memoryview(arr.buffers()[1]))
     parts.append(memoryview(arr.buffers()[2]) if arr.buffers()[2] is not None else b"")
     return parts
@@ -110,6 +110,7 @@ def summarize(frame: pd.DataFrame, roles: Mapping[str, str], target: str) -> dic
     from assay.types import to_jsonable
 
     y = frame[target]
+    labels: dict[str, float]
     if roles.get(target) == "target" and (y.dtype == object or y.nunique() <= 50):
         labels = {str(k): int(v) for k, v in y.value_counts(dropna=False).items()}
     else:

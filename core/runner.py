@@ -8,6 +8,7 @@ once the run has started, any failure is recorded as ``run_failed`` and the run 
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import resource
 import time
@@ -23,7 +24,19 @@ from assay.ids import new_run_id
 from assay.manager import PluginManager
 from assay.settings import Settings
 from assay.spec import RunSpec
-from assay.types import Check, Dataset, Event, Evidence, FittedModel, Run, Splits, Trainer, Tuner, Verdict, to_jsonable
+from assay.types import (
+    Check,
+    Dataset,
+    Event,
+    Evidence,
+    FittedModel,
+    Run,
+    Splits,
+    Trainer,
+    Tuner,
+    Verdict,
+    to_jsonable,
+)
 
 
 @dataclass
@@ -356,10 +369,8 @@ class Runner:
         finally:
             store.update_run(run.run_id, status="errored", error=message, finished_at=_now(),
                              evidence_json=_dumps(evidence))
-            try:
+            with contextlib.suppress(Exception):  # a reporter must not hide the original error
                 self.pm.hook.run_failed(run=run, error=exc, stage=stage)
-            except Exception:  # a reporter must not hide the original error
-                pass
         if isinstance(exc, KeyboardInterrupt):
             raise exc
         return RunResult(run.run_id, "errored", evidence, None, {}, error=message, exit_code=code)

@@ -130,7 +130,7 @@ class RunStore:
         with self.session() as s:
             row = s.get(RunRow, run_id)
             if row is None and len(run_id) >= 6:
-                rows = s.exec(select(RunRow).where(RunRow.run_id.startswith(run_id))).all()  # type: ignore[attr-defined]
+                rows = s.exec(select(RunRow).where(RunRow.run_id.startswith(run_id))).all()
                 if len(rows) == 1:
                     row = rows[0]
             if row is None:
