@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+
 from assay.errors import AssayError, BadInput, Finding, InternalError
 from assay.policies.render import FORMATS
 
@@ -169,18 +170,20 @@ def policy_check(state: Any, file: str, as_json: bool) -> None:
 def policy_show(state: Any, ref: str) -> None:
     """Show the rules of a policy file or pack."""
     from rich.table import Table
+    from rich.text import Text
 
     loaded = _load_for_cli(state, ref)
     console = _stdout_console()
-    console.print(f"[bold]{loaded.name}[/]  {loaded.hash}  approvals {loaded.approvals}")
+    console.print(Text(f"{loaded.name}  {loaded.hash}  approvals {loaded.approvals}", style="bold"))
     if loaded.description:
-        console.print(loaded.description)
+        console.print(Text(loaded.description))
     table = Table(show_edge=False)
     for col in ("id", "stage", "severity", "path", "op", "threshold", "when"):
         table.add_column(col, overflow="fold")
     for r in loaded.rules:
-        table.add_row(r.id, r.stage, r.severity, str(r.path) + (f" ({r.bound} bound)" if r.bound else ""), r.op,
-                      r.threshold_text, "; ".join(map(str, r.when)))
+        cells = (r.id, r.stage, r.severity, str(r.path) + (f" ({r.bound} bound)" if r.bound else ""), r.op,
+                 r.threshold_text, "; ".join(map(str, r.when)))
+        table.add_row(*(Text(c) for c in cells))
     console.print(table)
 
 

@@ -88,8 +88,9 @@ def text_renderables(report: GateReport) -> list[Any]:
         table.add_column(col, overflow="fold")
     for o in v.rules:
         outcome = "n/a" if is_not_applicable(o) else o.outcome
-        table.add_row(o.id, Text(outcome, style=_STYLE.get(o.outcome, "")), _measured_text(o), o.op,
-                      _threshold_text(o), o.reason)
+        # Text cells, not markup strings: ids like "no-leakage[duplicates]" would read as rich markup.
+        table.add_row(Text(o.id), Text(outcome, style=_STYLE.get(o.outcome, "")), Text(_measured_text(o)),
+                      Text(o.op), Text(_threshold_text(o)), Text(o.reason))
     counts = _counts(v)
     tail = Text(", ".join(f"{n} {k}" for k, n in counts.items() if n) or "no rules")
     return [head, table, tail]
