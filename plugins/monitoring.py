@@ -1,0 +1,559 @@
+"""Monitoring (``evaluate`` + ``monitor``): the training-time reference and drift checks with evidently.
+
+At training time (``evaluate``) the plugin stores what monitoring will need later, so a
+batch can be checked with nothing but the run id:
+
+* a stratified sample of the *training part* (features, sensitive columns and target;
+  ``monitor.reference_rows`` rows) — the distribution the model learned from, used for
+  data drift;
+* a stratified sample of the *holdout* — the reference for prediction drift: scoring
+  the rows the model was fit on would give in-sample (over-confident) predictions, so a
+  batch from the very same period would look drifted;
+* the column roles and the categories seen in the whole training part (a sample misses
+  rare categories, which would then be reported as "new").
+
+Both samples are Parquet files in the content-addressed artifact store.
+
+At monitoring time (``monitor``) evidently 0.7 compares the batch with the reference:
+``DataDriftPreset`` over the model's features (evidently picks the test by column type
+and sample size), ``ValueDrift`` on sensitive columns and — for a labelled batch — the
+target, and ``ValueDrift`` on the model's predictions (reference: the holdout sample).
+A labelled batch also gets the task's metrics with a bootstrap interval for the primary
+metric, and fairness per sensitive feature (fairlearn ``MetricFrame``).
+
+evidently takes seconds to import, so it is imported inside :func:`monitor` only: ``assay
+run`` and ``assay --help`` never load it.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from assay.hookspecs import hookimpl
+from assay.types import Check, Evidence, FittedModel, Run, Splits, to_jsonable
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+FEATURE_ROLES = ("numeric", "categorical", "text", "datetime")
+KEPT_ROLES = (*FEATURE_ROLES, "sensitive", "target")
+DRIFT_ROLES = ("numeric", "categorical", "text")  # datetime features always "drift": time moves on
+MAX_CATEGORIES = 1000  # above this a column's category set is not recorded (no new-category check)
+PREDICTION = "prediction"
+
+
+# --------------------------------------------------------------------------- storing the reference
+
+
+def stratified_sample(frame: pd.DataFrame, target: str, task: str, n: int, seed: int) -> pd.DataFrame:
+    """``n`` rows of ``frame`` (all of it if smaller), stratified by the target.
+
+    Classification strata are the classes; regression strata are target deciles. Rare
+    strata that cannot be split fall back to a plain random sample.
+    """
+    import pandas as pd
+    from sklearn.model_selection import train_test_split
+
+    if n >= len(frame):
+        return frame.copy()
+    y = frame[target] if target in frame.columns else None
+    strata: Any = None
+    if y is not None and y.notna().all():
+        if task == "regression" and pd.api.types.is_numeric_dtype(y.dtype):
+            strata = pd.qcut(y.rank(method="first"), q=min(10, n), labels=False, duplicates="drop")
+        else:
+            strata = y.astype(str)
+        counts = strata.value_counts()
+        if counts.min() < 2 or len(counts) > n:
+            strata = None
+    sample, _ = train_test_split(frame, train_size=n, random_state=seed, stratify=strata)
+    return sample.sort_index()
+
+
+def frame_to_parquet(frame: pd.DataFrame) -> bytes:
+    """Parquet bytes of ``frame`` (object columns of mixed types are stored as text)."""
+    import pyarrow as pa
+
+    buffer = io.BytesIO()
+    try:
+        frame.to_parquet(buffer, index=False)
+    except (pa.ArrowException, TypeError, ValueError):
+        fixed = frame.copy()
+        for col in fixed.columns:
+            if fixed[col].dtype == object:
+                fixed[col] = fixed[col].map(lambda v: v if v is None or v != v else str(v))
+        buffer = io.BytesIO()
+        fixed.to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+def frame_from_parquet(data: bytes) -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.read_parquet(io.BytesIO(data))
+
+
+def category_sets(frame: pd.DataFrame, columns: Sequence[str]) -> dict[str, list[str] | None]:
+    """Every category seen per column, as text (``None`` when there are more than MAX_CATEGORIES)."""
+    out: dict[str, list[str] | None] = {}
+    for col in columns:
+        values = frame[col].dropna().unique()
+        out[col] = sorted({str(v) for v in values}) if len(values) <= MAX_CATEGORIES else None
+    return out
+
+
+@hookimpl
+def evaluate(run: Run, model: FittedModel, splits: Splits) -> list[Check | Evidence]:
+    """Store the reference and holdout samples and the column roles for later monitoring."""
+    from assay.dataset import fingerprint_frame
+    from assay.store import ArtifactStore
+
+    dataset = splits.dataset
+    kept = [c for c in dataset.frame.columns if dataset.roles.get(c) in KEPT_ROLES]
+    n = run.spec.monitor.reference_rows
+    train = splits.part("train")[kept]
+    reference = stratified_sample(train, dataset.target, dataset.task, n, run.seed)
+    holdout = stratified_sample(splits.part("test")[kept], dataset.target, dataset.task, n, run.seed)
+    store = ArtifactStore(run.settings.home)
+    roles = {c: dataset.roles[c] for c in kept}
+    categorical = [c for c in kept if roles[c] in ("categorical", "sensitive")]
+    if dataset.task in ("binary", "multiclass", "text"):
+        categorical.append(dataset.target)
+    return [Evidence("monitoring", {
+        "reference": {
+            "artifact": store.put_bytes(frame_to_parquet(reference)),
+            "rows": len(reference),
+            "fingerprint": fingerprint_frame(reference),
+            "part": "train",
+            "roles": roles,
+            "features": [c for c in kept if roles[c] in FEATURE_ROLES],
+            "sensitive": [c for c in kept if roles[c] == "sensitive"],
+            "target": dataset.target,
+            "dtypes": {c: str(dataset.frame[c].dtype) for c in kept},
+            "categories": category_sets(train, categorical),
+        },
+        "holdout": {
+            "artifact": store.put_bytes(frame_to_parquet(holdout)),
+            "rows": len(holdout),
+            "part": "test",
+        },
+    })]
+
+
+# --------------------------------------------------------------------------- predictions
+
+
+def predict(estimator: Any, X: pd.DataFrame, task: str) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """The model's labels, probabilities and the value to test for drift with its kind.
+
+    Binary classifiers drift-test the positive-class probability (numeric); other
+    classifiers the predicted label (categorical); regressors and rankers the score.
+    Returns ``(pred, proba, kind)``.
+    """
+    import numpy as np
+
+    pred = np.asarray(estimator.predict(X))
+    proba = None
+    classes = getattr(estimator, "classes_", None)
+    if classes is not None and hasattr(estimator, "predict_proba"):
+        proba = np.asarray(estimator.predict_proba(X))
+    kind = "numeric" if task in ("regression", "ranking") or (proba is not None and proba.shape[1] == 2) else "categorical"
+    return pred, proba, kind
+
+
+def drift_values(pred: np.ndarray, proba: np.ndarray | None, kind: str) -> np.ndarray:
+    import numpy as np
+
+    if kind == "numeric" and proba is not None and proba.ndim == 2 and proba.shape[1] == 2:
+        return proba[:, 1]
+    return pred.astype(str) if kind == "categorical" else np.asarray(pred, dtype=float)
+
+
+# --------------------------------------------------------------------------- drift with evidently
+
+
+def _definition(roles: Mapping[str, str]) -> Any:
+    from evidently import DataDefinition
+
+    def pick(*wanted: str) -> list[str]:
+        return [c for c, r in roles.items() if r in wanted]
+
+    return DataDefinition(numerical_columns=pick("numeric"), categorical_columns=pick("categorical"),
+                          text_columns=pick("text"))
+
+
+def untestable(reference: pd.Series, current: pd.Series) -> str:
+    """Why a column cannot be drift-tested ('' when it can)."""
+    if current.notna().sum() == 0:
+        return "no values in the current batch"
+    if reference.notna().sum() == 0:
+        return "no values in the reference sample"
+    return ""
+
+
+def _status(value: Any) -> str:
+    return str(getattr(value, "value", value)).upper().rsplit(".", 1)[-1]
+
+
+def parse_snapshot(snapshot: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per column: evidently's method, score, threshold and whether drift was detected."""
+    drifted: dict[str, bool] = {}
+    for test in snapshot.get("tests", []):
+        params = test.get("metric_config", {}).get("params", {})
+        if params.get("type", "").endswith("ValueDrift") and "column" in params:
+            drifted[params["column"]] = _status(test.get("status")) == "FAIL"
+    out: dict[str, dict[str, Any]] = {}
+    for item in snapshot.get("metrics", []):
+        config = item.get("config", {})
+        if not config.get("type", "").endswith("ValueDrift"):
+            continue
+        column, method, threshold = config["column"], config.get("method"), config.get("threshold")
+        score = item.get("value")
+        score = float(score) if isinstance(score, (int, float)) and math.isfinite(score) else None
+        p_value = "p_value" in str(method)
+        if column in drifted:
+            flag: bool | None = drifted[column]
+        elif score is None or threshold is None:
+            flag = None
+        else:
+            flag = score < threshold if p_value else score >= threshold
+        out[column] = {"method": method, "score": score, "threshold": threshold,
+                       "statistic": "p_value" if p_value else "distance", "drifted": flag}
+    return out
+
+
+def run_report(metrics: list[Any], reference: pd.DataFrame, current: pd.DataFrame,
+               roles: Mapping[str, str]) -> Any:
+    """Run an evidently Report (with its per-column tests) and return the snapshot."""
+    from evidently import Dataset, Report
+
+    definition = _definition(roles)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return Report(metrics, include_tests=True).run(
+            Dataset.from_pandas(current, data_definition=definition),
+            Dataset.from_pandas(reference, data_definition=definition),
+        )
+
+
+def drift_types(reference: pd.DataFrame, roles: Mapping[str, str], task: str, target: str) -> dict[str, str]:
+    """The drift-test type of every stored column: features keep their role; sensitive
+    columns and the target are categorical unless numeric with many distinct values."""
+    import pandas as pd
+
+    types = {}
+    for col, role in roles.items():
+        if role in FEATURE_ROLES:
+            types[col] = role
+            continue
+        s = reference[col]
+        many = pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype) and s.nunique() > 10
+        if col == target:
+            many = task in ("regression", "ranking") and many
+        types[col] = "numeric" if many else "categorical"
+    return types
+
+
+def data_drift(reference: pd.DataFrame, current: pd.DataFrame, types: Mapping[str, str],
+               features: Sequence[str], extra: Mapping[str, str]) -> tuple[dict[str, Any], Any]:
+    """Drift of the features (DataDriftPreset) and of ``extra`` columns (``{column: "sensitive"|"target"}``).
+
+    Returns the ``drift`` evidence and evidently's snapshot (for the HTML report), or
+    ``None`` for the snapshot when no column could be tested.
+    """
+    from evidently.metrics import ValueDrift
+    from evidently.presets import DataDriftPreset
+
+    skipped: dict[str, str] = {}
+    for col in [*features, *extra]:
+        if types[col] not in DRIFT_ROLES:
+            skipped[col] = f"{types[col]} columns are not drift-tested"
+        elif col not in current.columns:
+            skipped[col] = "not in the current batch"
+        else:
+            why = untestable(reference[col], current[col])
+            if why:
+                skipped[col] = why
+    tested = [c for c in features if c not in skipped]
+    others = [c for c in extra if c not in skipped]
+    metrics: list[Any] = ([DataDriftPreset(columns=tested)] if tested else []) + [ValueDrift(column=c) for c in others]
+    columns = tested + others
+    results: dict[str, dict[str, Any]] = {}
+    snapshot = None
+    if metrics:
+        snapshot = run_report(metrics, reference[columns], current[columns], {c: types[c] for c in columns})
+        results = parse_snapshot(snapshot.dict())
+
+    def entry(col: str) -> dict[str, Any]:
+        found = results.get(col)
+        if found is None:
+            reason = skipped.get(col, "evidently returned no result")
+            # a column that lost all its values has certainly changed distribution
+            gone = reason == "no values in the current batch"
+            found = {"method": None, "score": None, "threshold": None, "statistic": None,
+                     "drifted": True if gone else None, "detail": reason}
+        missing = {"reference": _missing_share(reference, col), "current": _missing_share(current, col)}
+        return {"type": types[col], **found, "missing": missing}
+
+    per_feature = {c: entry(c) for c in features}
+    counted = {c: e for c, e in per_feature.items() if e["drifted"] is not None}
+    n_drifted = sum(1 for e in counted.values() if e["drifted"])
+    drift: dict[str, Any] = {
+        "share_drifted": (n_drifted / len(counted)) if counted else None,
+        "drifted": n_drifted,
+        "tested": len(counted),
+        "drifted_columns": sorted(c for c, e in counted.items() if e["drifted"]),
+        "columns": per_feature,
+    }
+    if not counted:
+        drift["detail"] = "no feature could be drift-tested: " + "; ".join(f"{c}: {r}" for c, r in skipped.items())
+    sensitive = {c: entry(c) for c, group in extra.items() if group == "sensitive"}
+    if sensitive:
+        drift["sensitive"] = sensitive
+    for col, group in extra.items():
+        if group == "target":
+            drift["target"] = {"column": col, **entry(col)}
+    return drift, snapshot
+
+
+def _missing_share(frame: pd.DataFrame, col: str) -> float | None:
+    if col not in frame.columns or not len(frame):
+        return None
+    return float(frame[col].isna().mean())
+
+
+def prediction_drift(reference: np.ndarray, current: np.ndarray, kind: str) -> dict[str, Any]:
+    """evidently's ValueDrift on the model's outputs (holdout predictions as the reference)."""
+    import pandas as pd
+    from evidently.metrics import ValueDrift
+
+    ref = pd.DataFrame({PREDICTION: reference})
+    cur = pd.DataFrame({PREDICTION: current})
+    snapshot = run_report([ValueDrift(column=PREDICTION)], ref, cur, {PREDICTION: kind})
+    result = parse_snapshot(snapshot.dict()).get(PREDICTION)
+    if result is None:
+        return {"method": None, "score": None, "threshold": None, "drifted": None, "kind": kind,
+                "detail": "evidently returned no result for the predictions"}
+    out: dict[str, Any] = {**result, "kind": kind}
+    if kind == "numeric":
+        out["mean"] = {"reference": float(pd.Series(reference).mean()), "current": float(pd.Series(current).mean())}
+    return out
+
+
+# --------------------------------------------------------------------------- performance and fairness
+
+
+def performance(y: np.ndarray, pred: np.ndarray, proba: np.ndarray | None, classes: np.ndarray, task: str,
+                primary: str, n_boot: int, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The task's metrics on the labelled batch, with a bootstrap interval for ``primary``.
+
+    Returns ``(metrics, detail)``: ``metrics`` goes to ``metrics.current``.
+    """
+    import numpy as np
+
+    from assay.plugins.metrics import known_metrics, metrics_for, score_predictions
+
+    names = metrics_for(task, max(len(classes), len(np.unique(y))))
+    if primary not in names and primary in known_metrics():
+        names = (*names, primary)
+    scores: dict[str, Any] = dict(score_predictions(y, pred, proba, classes, names))
+    detail: dict[str, Any] = {"rows": len(y), "bootstrap": n_boot, "metric": primary}
+    if primary not in scores:
+        scores[primary] = None
+        detail["detail"] = f"{primary} cannot be scored from predictions alone"
+    if n_boot and scores.get(primary) is not None:
+        rng = np.random.default_rng(seed)
+        draws = []
+        for _ in range(n_boot):
+            idx = rng.integers(0, len(y), len(y))
+            value = score_predictions(y[idx], pred[idx], None if proba is None else proba[idx], classes,
+                                      (primary,)).get(primary)
+            if value is not None:
+                draws.append(value)
+        if len(draws) >= 0.9 * n_boot:
+            scores[f"{primary}_ci"] = [float(np.quantile(draws, 0.025)), float(np.quantile(draws, 0.975))]
+        else:
+            scores[f"{primary}_ci"] = None
+            detail["ci"] = f"only {len(draws)} of {n_boot} bootstrap resamples could be scored"
+    elif scores.get(primary) is None:
+        scores[f"{primary}_ci"] = None
+        detail["ci"] = f"{primary} could not be computed on this batch"
+    return scores, detail
+
+
+def fairness(groups: pd.DataFrame, y: np.ndarray | None, pred: np.ndarray, classes: np.ndarray, task: str,
+             min_group_size: int) -> dict[str, Any]:
+    """Per sensitive feature: group metrics on the batch (fairlearn ``MetricFrame``).
+
+    Binary classifiers get selection rates (no labels needed), demographic parity and —
+    with labels — equalized odds; other tasks get per-group accuracy or error.
+    Groups smaller than ``min_group_size`` are listed and left out of the ratios.
+    """
+    import numpy as np
+    from fairlearn.metrics import MetricFrame, count, false_positive_rate, selection_rate, true_positive_rate
+    from sklearn.metrics import accuracy_score, mean_absolute_error
+
+    out: dict[str, Any] = {}
+    binary = task in ("binary", "text") and len(classes) == 2
+    for col in groups.columns:
+        sf = groups[col].astype(object).where(groups[col].notna(), "(missing)").astype(str).to_numpy()
+        metrics: dict[str, Any] = {"count": count}
+        if binary:
+            positive = classes[1]
+            pred_pos = (pred == positive).astype(int)
+            truth = (y == positive).astype(int) if y is not None else pred_pos
+            metrics["selection_rate"] = selection_rate
+            if y is not None:
+                metrics |= {"true_positive_rate": true_positive_rate, "false_positive_rate": false_positive_rate,
+                            "accuracy": accuracy_score}
+            y_true, y_pred = truth, pred_pos
+        elif y is None:
+            continue
+        elif task in ("regression", "ranking"):
+            metrics["mean_absolute_error"] = mean_absolute_error
+            y_true, y_pred = np.asarray(y, dtype=float), np.asarray(pred, dtype=float)
+        else:
+            metrics["accuracy"] = accuracy_score
+            y_true, y_pred = np.asarray(y).astype(str), np.asarray(pred).astype(str)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            frame = MetricFrame(metrics=metrics, y_true=y_true, y_pred=y_pred, sensitive_features=sf)
+        by_group = frame.by_group
+        sizes = by_group["count"]
+        small = sorted(str(g) for g, n in sizes.items() if n < min_group_size)
+        big = by_group[sizes >= min_group_size]
+        entry: dict[str, Any] = {
+            "by_group": {str(g): {k: int(v) if k == "count" else _num(v) for k, v in row.items()}
+                         for g, row in by_group.iterrows()},
+            "small_groups": small,
+        }
+        if binary:
+            rates = big["selection_rate"] if len(big) else by_group["selection_rate"]
+            top = float(rates.max())
+            entry["demographic_parity_difference"] = float(rates.max() - rates.min())
+            entry["demographic_parity_ratio"] = float(rates.min() / top) if top > 0 else None
+            entry["selection_rate_ratio"] = entry["demographic_parity_ratio"]
+            if y is not None:
+                part = big if len(big) else by_group
+                entry["equalized_odds_difference"] = _num(max(
+                    part["true_positive_rate"].max() - part["true_positive_rate"].min(),
+                    part["false_positive_rate"].max() - part["false_positive_rate"].min()))
+            if len(big) < 2:
+                entry["detail"] = (f"fewer than two groups of {col} have at least {min_group_size} rows; "
+                                   "ratios use every group")
+        out[col] = entry
+    return out
+
+
+def labels_like(y: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """Batch labels in the dtype of the model's classes (a CSV with gaps reads 0/1 as floats)."""
+    import numpy as np
+
+    if not len(classes):
+        return y
+    if np.issubdtype(classes.dtype, np.number):
+        try:
+            values = y.astype(float)
+        except (TypeError, ValueError):
+            return y
+        if np.issubdtype(classes.dtype, np.integer) and np.all(np.mod(values, 1) == 0):
+            return values.astype(classes.dtype)
+        return values
+    return y.astype(str)
+
+
+def _num(value: Any) -> Any:
+    value = to_jsonable(value)
+    return value if not isinstance(value, float) or math.isfinite(value) else None
+
+
+# --------------------------------------------------------------------------- the hook
+
+
+@hookimpl
+def monitor(run: Run, reference: pd.DataFrame, current: pd.DataFrame) -> list[Check | Evidence]:
+    """Data drift, prediction drift and (labelled batches) performance and fairness, with evidently.
+
+    ``run.facts["monitor"]["evidence"]`` is the training run's evidence (model artifact,
+    reference roles, holdout sample); ``current`` carries the target column only when the
+    batch is labelled.
+    """
+    import numpy as np
+
+    from assay.modelio import load_model
+    from assay.store import ArtifactStore
+
+    training: dict[str, Any] = run.facts["monitor"]["evidence"]
+    info = training["monitoring"]["reference"]
+    roles: dict[str, str] = dict(info["roles"])
+    features: list[str] = list(info["features"])
+    target: str = info["target"]
+    task: str = training.get("task", "binary")
+    store = ArtifactStore(run.settings.home)
+    labelled = target in current.columns
+
+    types = drift_types(reference, roles, task, target)
+    extra = {c: "sensitive" for c in info.get("sensitive", []) if c in current.columns}
+    if labelled:
+        extra[target] = "target"
+    drift, snapshot = data_drift(reference, current, types, features, extra)
+
+    estimator = load_model(store, training["model"]["artifact"])
+    pred, proba, kind = predict(estimator, current[features], task)
+    holdout_info = training["monitoring"].get("holdout")
+    if holdout_info:
+        holdout = frame_from_parquet(store.get_bytes(holdout_info["artifact"]))
+        source = "holdout"
+    else:
+        holdout, source = reference, "reference (in-sample: the run stored no holdout sample)"
+    ref_pred, ref_proba, _ = predict(estimator, holdout[features], task)
+    drift["prediction"] = {**prediction_drift(drift_values(ref_pred, ref_proba, kind),
+                                              drift_values(pred, proba, kind), kind), "reference": source}
+
+    out: list[Check | Evidence] = [Evidence("drift", drift)]
+    classes = np.asarray(getattr(estimator, "classes_", []))
+    groups = current[[c for c in info.get("sensitive", []) if c in current.columns]]
+    if labelled:
+        mask = current[target].notna().to_numpy()
+        y = labels_like(current[target].to_numpy()[mask], classes)
+        pred_l, proba_l = pred[mask], None if proba is None else proba[mask]
+        primary = training.get("metric", "roc_auc")
+        if mask.any():
+            scores, detail = performance(y, pred_l, proba_l, classes, task, primary,
+                                         run.spec.evaluate.bootstrap, run.seed)
+        else:
+            scores = {primary: None, f"{primary}_ci": None}
+            detail = {"rows": 0, "metric": primary, "detail": "no row of the batch has a label"}
+        detail["unlabelled_rows"] = int((~mask).sum())
+        test_value = training.get("metrics", {}).get("test", {}).get(primary)
+        current_value = scores.get(primary)
+        detail["test"] = test_value
+        detail["change"] = (current_value - test_value) if None not in (current_value, test_value) else None
+        out += [Evidence("metrics", {"current": scores}), Evidence("performance", detail)]
+        if len(groups.columns):
+            out.append(Evidence("fairness", fairness(groups[mask], y, pred_l, classes, task,
+                                                     run.spec.evaluate.min_group_size)))
+    elif len(groups.columns):
+        out.append(Evidence("fairness", fairness(groups, None, pred, classes, task,
+                                                 run.spec.evaluate.min_group_size)))
+    if snapshot is not None:
+        html = snapshot.get_html_str(as_iframe=False).encode("utf-8")
+        out.append(Evidence("report", {"html": store.put_bytes(html), "bytes": len(html),
+                                       "generator": f"evidently {_evidently_version()}"}))
+    n_drifted, n_tested = drift["drifted"], drift["tested"]
+    status = "warn" if n_drifted else "pass"
+    out.append(Check("monitoring", "feature_drift", status if n_tested else "error", drift["share_drifted"],
+                     {"drifted": drift["drifted_columns"], "tested": n_tested},
+                     f"{n_drifted} of {n_tested} features drifted"))
+    return out
+
+
+def _evidently_version() -> str:
+    import evidently
+
+    return str(evidently.__version__)
