@@ -1,7 +1,8 @@
-"""What a run needs to be reproduced: interpreter, platform, packages and git state."""
+"""What a run needs to be reproduced: interpreter, platform, packages, numeric libraries and git state."""
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import sys
@@ -35,13 +36,37 @@ def git_state(directory: Path) -> dict[str, Any]:
     return {"commit": commit, "dirty": dirty}
 
 
+# Environment variables that change numeric results or their order of evaluation.
+REPRODUCIBILITY_VARIABLES = ("PYTHONHASHSEED", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                             "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS",
+                             "SKLEARN_SEED", "CUDA_VISIBLE_DEVICES")
+
+
+def numeric_libraries() -> list[dict[str, Any]]:
+    """BLAS / OpenMP libraries numpy and scikit-learn loaded (implementation and version)."""
+    try:
+        import numpy  # noqa: F401  (load the libraries a run uses, so they are listed)
+        import scipy.linalg  # noqa: F401
+        import sklearn.utils._openmp_helpers  # noqa: F401
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return []
+    keep = ("user_api", "internal_api", "version", "num_threads", "threading_layer", "architecture")
+    return sorted(({k: info.get(k) for k in keep if info.get(k) is not None} for info in threadpool_info()),
+                  key=lambda i: (str(i.get("internal_api")), str(i.get("version"))))
+
+
 def capture(spec_dir: Path) -> dict[str, Any]:
+    """The environment section of the evidence (``assay diff`` and ``assay replay`` compare it)."""
     return {
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
         "platform": platform.platform(),
         "machine": platform.machine(),
         "executable": sys.executable,
+        "cpu_count": os.cpu_count(),
         "packages": installed_packages(),
+        "numeric_libraries": numeric_libraries(),
+        "variables": {name: os.environ[name] for name in REPRODUCIBILITY_VARIABLES if name in os.environ},
         "git": git_state(spec_dir),
     }

@@ -1,4 +1,7 @@
-"""Saving and loading models with skops: never plain pickle, hash checked before load."""
+"""Saving and loading models with skops: never plain pickle, hash checked before load.
+
+Also the predictions hash: a digest of a model's holdout predictions that replay compares.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +23,15 @@ TRUSTED_TYPES: tuple[str, ...] = (
     "sklearn._loss.loss.HalfBinomialLoss",
     "sklearn._loss.loss.HalfMultinomialLoss",
     "sklearn._loss.loss.HalfSquaredError",
+    "sklearn.tree._tree.Tree",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    # HistGradientBoosting's internal categorical preprocessor: partial(check_array, dtype=...).
+    # skops checks the partial's function and arguments on their own, so trusting partial is safe.
+    "functools.partial",
+    "sklearn.utils.validation.check_array",
+    # The core pipeline's own helpers (plugins/training.py).
+    "assay.plugins.training._as_str",
+    "assay.plugins.training._datetime_features",
 )
 
 
@@ -39,3 +51,28 @@ def load_model(store: ArtifactStore, digest: str, extra_trusted: tuple[str, ...]
     if untrusted:
         raise Finding(f"model {digest} contains types that are not trusted: {', '.join(sorted(untrusted))}")
     return sio.loads(data, trusted=sorted(set(sio.get_untrusted_types(data=data))))
+
+
+def predictions_hash(estimator: Any, X: Any, decimals: int = 9) -> str:
+    """``sha256:HEX`` of ``estimator``'s predictions on ``X``: probabilities when it has them.
+
+    Numbers are rounded to ``decimals`` places (so -0.0 and last-bit noise do not count);
+    labels are hashed as text. Equal hashes mean the same predictions on the same rows.
+    """
+    import hashlib
+
+    import numpy as np
+
+    if hasattr(estimator, "predict_proba") and len(getattr(estimator, "classes_", ())):
+        values = np.asarray(estimator.predict_proba(X))
+        kind = b"proba"
+    else:
+        values = np.asarray(estimator.predict(X))
+        kind = b"pred"
+    digest = hashlib.sha256(b"assay.predictions.v1\x00" + kind + str(values.shape).encode())
+    if values.dtype.kind in "biuf":
+        rounded = np.round(values.astype("<f8"), decimals) + 0.0
+        digest.update(np.ascontiguousarray(rounded).tobytes())
+    else:
+        digest.update("\x1f".join(map(str, values.ravel().tolist())).encode())
+    return "sha256:" + digest.hexdigest()

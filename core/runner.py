@@ -243,11 +243,12 @@ class Runner:
         self.choose_trainers(run, dataset.task)
         return run, dataset, policy
 
-    def execute(self) -> RunResult:
+    def execute(self, prepared: tuple[Run, Dataset, Any] | None = None) -> RunResult:
+        """Run every stage; ``prepared`` is :meth:`prepare`'s result when the caller already has it (replay)."""
         from assay.environment import capture
         from assay.store import RunRow, RunStore
 
-        run, dataset, policy = self.prepare()
+        run, dataset, policy = prepared or self.prepare()
         store = RunStore(self.settings)
         environment = capture(self.base_dir)
         store.create_run(RunRow(run_id=run.run_id, project=self.spec.project.name, spec_path=str(self.spec_path),
@@ -261,7 +262,8 @@ class Runner:
             "task": dataset.task,
             "metric": self.spec.metric,
             "environment": environment,
-            "seeds": {"split": self.spec.split.seed},
+            # One seed drives the holdout split, the CV folds, the search and the estimators.
+            "seeds": {name: self.spec.split.seed for name in ("split", "cv", "search", "model")},
         }
         try:
             self.pm.hook.run_started(run=run)
@@ -280,7 +282,7 @@ class Runner:
 
     def _stages(self, run: Run, dataset: Dataset, policy: Any, evidence: dict[str, Any], store: Any) -> tuple[Verdict, dict[str, Any]]:
         from assay.dataset import summarize
-        from assay.modelio import save_model
+        from assay.modelio import predictions_hash, save_model
         from assay.store import ArtifactStore
 
         summary: dict[str, Any] = {}
@@ -320,10 +322,12 @@ class Runner:
             version = store.add_model_version(self.spec.project.name, run.run_id, artifact, model.family)
             model_ev = {"name": self.spec.project.name, "version": version.version, "ref": version.ref,
                         "family": model.family, "params": dict(model.params), "artifact": artifact,
+                        "predictions_hash": predictions_hash(model.estimator, splits.X("test")),
                         "search": dict(model.search), "candidates": list(model.candidates)}
             evidence["model"] = model_ev
             deep_merge(evidence.setdefault("metrics", {}), {"cv": model.cv})
-            self.record(run, "model", {k: model_ev[k] for k in ("name", "version", "family", "params", "artifact")})
+            self.record(run, "model", {k: model_ev[k] for k in ("name", "version", "family", "params", "artifact",
+                                                                "predictions_hash")})
             summary.update(family=model.family, cv=model.cv.get(self.spec.metric, {}))
         run.facts["model_ref"] = version.ref
 

@@ -26,7 +26,8 @@ class FoldsByIndex:
     """A CV splitter replaying fixed folds, found by the rows' index labels.
 
     Works on any subset of the training part (successive halving subsamples it), so every
-    tuner sees the very folds recorded in the split.
+    tuner sees the very folds recorded in the split. ``fit_model`` labels the training rows
+    by their positions in the dataset, so the labels are unique whatever the frame's index.
     """
 
     def __init__(self, folds: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
@@ -128,7 +129,7 @@ def executor(address: str) -> Iterator[None]:
     except OSError as exc:
         raise BadInput(f"train.executor: cannot reach the Dask scheduler at {address}: {exc}") from exc
     try:
-        with client.as_current(), joblib.parallel_backend("dask", client=client):  # type: ignore[call-arg]
+        with client.as_current(), joblib.parallel_backend("dask", client=client):
             yield
     finally:
         client.close()
@@ -142,6 +143,8 @@ def scorer_name(metric_name: str) -> str:
 
 @hookimpl
 def fit_model(run: Run, splits: Splits, trainers: Sequence[Trainer], tuner: Tuner) -> FittedModel:
+    import pandas as pd
+
     from assay.plugins.metrics import known_metrics, metric
 
     spec = run.spec.train
@@ -149,7 +152,9 @@ def fit_model(run: Run, splits: Splits, trainers: Sequence[Trainer], tuner: Tune
     if primary not in known_metrics():
         raise BadInput(f"{run.spec_path}: train.metric: unknown metric {primary!r} (known: {', '.join(known_metrics())})")
     sign = 1.0 if metric(primary).greater_is_better else -1.0
+    # Only the training part is searched; rows are labelled by dataset position for FoldsByIndex.
     X, y = splits.X("train"), splits.y("train")
+    X.index = y.index = pd.Index(splits.train)
     label_folds = [(splits.train[tr], splits.train[va]) for tr, va in splits.folds]
     cv = FoldsByIndex(label_folds)
     fit_params: dict[str, Any] = {}
@@ -159,27 +164,16 @@ def fit_model(run: Run, splits: Splits, trainers: Sequence[Trainer], tuner: Tune
     candidates: list[dict[str, Any]] = []
     best: tuple[float, Trainer, Any] | None = None
     n_jobs = spec.n_jobs if spec.n_jobs != 0 else 1
-    for trainer in trainers:
-        pipeline = make_pipeline_for(trainer, run, splits.dataset, X)
-        search = tuner.make_search(pipeline, trainer, cv, scorer_name(primary), spec.budget, run.seed, n_jobs)
-        started = time.perf_counter()
-        with executor(spec.executor):
+    with executor(spec.executor):
+        for trainer in trainers:
+            pipeline = make_pipeline_for(trainer, run, splits.dataset, X)
+            search = tuner.make_search(pipeline, trainer, cv, scorer_name(primary), spec.budget, run.seed, n_jobs)
+            started = time.perf_counter()
             search.fit(X, y, **fit_params)
-        i = int(search.best_index_)
-        results = search.cv_results_
-        mean = float(results["mean_test_score"][i]) * sign
-        entry = {
-            "family": trainer.name,
-            "cv_mean": mean,
-            "cv_std": float(results["std_test_score"][i]),
-            "train_mean": float(results["mean_train_score"][i]) * sign if "mean_train_score" in results else None,
-            "params": {k.removeprefix("model__"): v for k, v in search.best_params_.items()},
-            "n_candidates": len(results["params"]),
-            "fit_s": round(time.perf_counter() - started, 3),
-        }
-        candidates.append(entry)
-        if best is None or mean * sign > best[0] * sign:
-            best = (mean, trainer, search)
+            entry = _describe_search(trainer, search, sign, started)
+            candidates.append(entry)
+            if best is None or entry["cv_mean"] * sign > best[0] * sign:
+                best = (entry["cv_mean"], trainer, search)
     assert best is not None
     mean, trainer, search = best
     chosen = next(c for c in candidates if c["family"] == trainer.name)
@@ -191,5 +185,21 @@ def fit_model(run: Run, splits: Splits, trainers: Sequence[Trainer], tuner: Tune
         params=chosen["params"],
         cv={primary: {"mean": mean, "std": chosen["cv_std"], "train_mean": chosen["train_mean"]}},
         candidates=candidates,
-        search={"tuner": tuner.name, "budget": spec.budget, "metric": primary, "folds": len(splits.folds)},
+        search={"tuner": tuner.name, "budget": spec.budget, "metric": primary, "folds": len(splits.folds),
+                "seed": run.seed, "executor": spec.executor},
     )
+
+
+def _describe_search(trainer: Trainer, search: Any, sign: float, started: float) -> dict[str, Any]:
+    """One family's search summary for ``model.candidates`` (scores in the metric's own sign)."""
+    i = int(search.best_index_)
+    results = search.cv_results_
+    return {
+        "family": trainer.name,
+        "cv_mean": float(results["mean_test_score"][i]) * sign,
+        "cv_std": float(results["std_test_score"][i]),
+        "train_mean": float(results["mean_train_score"][i]) * sign if "mean_train_score" in results else None,
+        "params": {k.removeprefix("model__"): v for k, v in search.best_params_.items()},
+        "n_candidates": len(results["params"]),
+        "fit_s": round(time.perf_counter() - started, 3),
+    }
