@@ -1,9 +1,22 @@
-"""Data loaders (``load_data``): CSV, Parquet, and SQL queries through a SQLAlchemy URL."""
+"""Data loaders (``load_data``): CSV, Parquet, and SQL queries through a SQLAlchemy URL.
+
+``read_table`` reads the raw table; ``prepare_frame`` turns it into a :class:`Dataset`:
+unique, stripped column names and a fresh 0..n-1 index (row positions are the identity
+the split and the CV folds use); ISO-8601 text columns parsed as datetimes, so a table
+has the same fingerprint whether it came from CSV, Parquet or SQL; ``data.roles``
+overrides applied to the values; rows without a target dropped (and counted); the task
+inferred when the spec leaves it empty; every column given a role.
+
+Other plugins that need a second table with the run's conventions (the target domain,
+a monitoring batch) call :func:`read_table` and :func:`prepare_frame` directly: hooks are
+for the runner, and a plugin cannot call ``load_data`` itself.
+"""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from assay.errors import BadInput
 from assay.hookspecs import hookimpl
@@ -12,9 +25,14 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from assay.spec import RunSpec
-    from assay.types import Dataset
+    from assay.types import Check, Dataset, Evidence, Run
 
 FILE_SUFFIXES = (".csv", ".parquet", ".pq", ".csv.gz")
+# Text that is an ISO-8601 date or date-time (what CSV and SQLite give back for datetimes).
+_ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?)?(?:Z|[+-]\d{2}:?\d{2})?$")
+_DATETIME_SAMPLE = 200
+# frame.attrs key: rows dropped because the target was missing (reported by validate_data).
+DROPPED_ATTR = "assay.rows_without_target"
 
 
 def infer_task(y: pd.Series) -> str:
@@ -28,21 +46,45 @@ def infer_task(y: pd.Series) -> str:
     return "multiclass"
 
 
+def is_url(source: str) -> bool:
+    return "://" in source
+
+
+def resolve_url(source: str, base_dir: str) -> str:
+    """A SQLite URL's relative file path is relative to the spec, like every other path."""
+    prefix, sep, rest = source.partition(":///")
+    if sep and prefix.startswith("sqlite") and rest and not rest.startswith("/") and rest != ":memory:":
+        return f"{prefix}:///{Path(base_dir) / rest}"
+    return source
+
+
 def read_table(source: str, base_dir: str, query: str = "", field: str = "data.source") -> pd.DataFrame:
     """Read a CSV/Parquet file (relative to ``base_dir``) or a SQL query; BadInput on failure."""
     import pandas as pd
 
-    if "://" in source:
+    if is_url(source):
         if not query:
             raise BadInput(f"{field}: a database URL needs data.query = 'SELECT ...'")
         from sqlalchemy import create_engine, text
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
 
+        url = resolve_url(source, base_dir)
         try:
-            engine = create_engine(source)
+            shown = make_url(url).render_as_string(hide_password=True)
+        except ArgumentError as exc:
+            raise BadInput(f"{field}: {source!r} is not a SQLAlchemy URL: {exc}") from exc
+        try:
+            engine = create_engine(url)
+        except Exception as exc:  # unknown dialect / missing driver
+            raise BadInput(f"{field}: cannot open {shown}: {exc}") from exc
+        try:
             with engine.connect() as conn:
                 return pd.read_sql(text(query), conn)
         except Exception as exc:
-            raise BadInput(f"{field}: cannot run data.query against {source}: {exc}") from exc
+            raise BadInput(f"{field}: data.query failed against {shown}: {exc}") from exc
+        finally:
+            engine.dispose()
     path = Path(base_dir) / source
     if not path.exists():
         raise BadInput(f"{field}: data file {path} not found")
@@ -54,45 +96,139 @@ def read_table(source: str, base_dir: str, query: str = "", field: str = "data.s
         raise BadInput(f"{field}: cannot read {path}: {exc}") from exc
 
 
-def prepare_frame(frame: pd.DataFrame, spec: RunSpec, source: str, name: str = "data") -> Dataset:
-    """Turn a raw table into a fingerprinted :class:`Dataset` with roles and a task."""
+def parse_iso_datetimes(frame: pd.DataFrame, skip: set[str]) -> None:
+    """Turn text columns whose values are all ISO-8601 dates/times into datetimes, in place."""
     import pandas as pd
 
+    for col in frame.columns:
+        s = frame[col]
+        if col in skip or not (s.dtype == object or isinstance(s.dtype, pd.StringDtype)):
+            continue
+        sample = s.dropna().head(_DATETIME_SAMPLE)
+        if sample.empty or not all(isinstance(v, str) and _ISO_DATETIME.match(v) for v in sample):
+            continue
+        try:
+            frame[col] = parse_datetime(s)
+        except (ValueError, TypeError):
+            continue  # looked like dates at the top, is not throughout: leave it as text
+
+
+def parse_datetime(s: pd.Series) -> pd.Series:
+    """Text to datetimes: ISO-8601 strictly when every value is ISO, else pandas' parser.
+
+    Values with a UTC offset make the column UTC-aware (mixed offsets cannot share a
+    naive clock); the fingerprint compares datetimes in UTC either way.
+    """
+    import pandas as pd
+
+    if pd.api.types.is_datetime64_any_dtype(s.dtype):
+        return s
+    text = s.dropna().astype(str)
+    aware = bool(text.str.contains(r"(?:Z|[+-]\d{2}:?\d{2})$", regex=True).any())
+    iso = bool(text.str.match(_ISO_DATETIME.pattern).all())
+    return pd.to_datetime(s, format="ISO8601" if iso else None, utc=aware)
+
+
+def _apply_role_overrides(frame: pd.DataFrame, spec: RunSpec, source: str) -> None:
+    import pandas as pd
+
+    d = spec.data
+    wanted: dict[str, str] = dict(d.roles)
+    if d.time_column and not pd.api.types.is_numeric_dtype(frame[d.time_column].dtype):
+        wanted.setdefault(d.time_column, "datetime")  # numeric times (years, epochs) order as they are
+    if d.text_column:
+        wanted.setdefault(d.text_column, "text")
+    for col, role in wanted.items():
+        if col not in frame.columns or col == d.target:  # a missing column is named by the runner
+            continue
+        s = frame[col]
+        if role == "datetime" and not pd.api.types.is_datetime64_any_dtype(s.dtype):
+            try:
+                frame[col] = parse_datetime(s)
+            except (ValueError, TypeError) as exc:
+                key = "data.time_column" if col == d.time_column else f"data.roles.{col}"
+                raise BadInput(f"{key}: column {col!r} of {source} is not a date/time: {exc}") from exc
+        elif role == "numeric" and not pd.api.types.is_numeric_dtype(s.dtype):
+            try:
+                frame[col] = pd.to_numeric(s)
+            except (ValueError, TypeError) as exc:
+                raise BadInput(f"data.roles.{col}: column {col!r} of {source} is not numeric: {exc}") from exc
+        elif role == "text":
+            frame[col] = s.astype(object).where(s.notna(), "")  # an empty document, not a missing one
+
+
+def _check_target(frame: pd.DataFrame, spec: RunSpec, source: str, task: str) -> None:
+    import pandas as pd
+
+    d = spec.data
+    y = frame[d.target]
+    if task in ("binary", "multiclass", "text") and y.nunique() < 2:
+        raise BadInput(f"data.target: column {d.target!r} of {source} has a single class; nothing to learn")
+    if task == "binary" and y.nunique() > 2:
+        raise BadInput(f"data.task: 'binary' but {d.target!r} has {y.nunique()} classes; use task = 'multiclass'")
+    if task in ("regression", "ranking") and not pd.api.types.is_numeric_dtype(y.dtype):
+        raise BadInput(f"data.task: {task!r} needs a numeric target; {d.target!r} of {source} is {y.dtype}")
+    if task == "ranking":
+        if (y < 0).any():
+            raise BadInput(f"data.target: ranking relevance {d.target!r} of {source} must be >= 0 "
+                           f"(found {y.min()})")
+        if frame[d.group_column].isna().any():
+            raise BadInput(f"data.group_column: {int(frame[d.group_column].isna().sum())} rows of {source} "
+                           f"have no query id in {d.group_column!r}; fill or drop them")
+    if task == "text" and d.text_column in frame.columns and not (
+            frame[d.text_column].dtype == object or isinstance(frame[d.text_column].dtype, pd.StringDtype)):
+        raise BadInput(f"data.text_column: {d.text_column!r} of {source} holds {frame[d.text_column].dtype}, not text")
+
+
+def prepare_frame(frame: pd.DataFrame, spec: RunSpec, source: str, name: str = "data") -> Dataset:
+    """Turn a raw table into a fingerprinted :class:`Dataset` with roles and a task."""
     from assay.dataset import fingerprint_frame, infer_roles
     from assay.types import Dataset
 
+    frame = frame.copy(deep=False)
     frame.columns = [str(c).strip() for c in frame.columns]
+    duplicated = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
+    if duplicated:
+        raise BadInput(f"data.source: {source} has duplicate column names: {', '.join(duplicated)}")
+    frame = frame.reset_index(drop=True)
     d = spec.data
-    if d.target not in frame.columns:
-        return Dataset(frame, d.target, d.task or "binary", {}, fingerprint_frame(frame), source, name)  # type: ignore[arg-type]
-    if d.time_column and d.time_column in frame.columns:
-        try:
-            frame[d.time_column] = pd.to_datetime(frame[d.time_column])
-        except (ValueError, TypeError) as exc:
-            raise BadInput(f"data.time_column: column {d.time_column!r} of {source} is not a date/time: {exc}") from exc
-    n_missing_target = int(frame[d.target].isna().sum())
-    if n_missing_target == len(frame):
+    declared = ({d.text_column} | {c for c, r in d.roles.items() if r != "datetime"}) - {""}
+    parse_iso_datetimes(frame, skip=declared | {d.target})
+    _apply_role_overrides(frame, spec, source)
+    if d.target not in frame.columns:  # the runner names the missing column (check_columns)
+        return Dataset(frame, d.target, d.task or "binary", {}, fingerprint_frame(frame), source, name)
+    missing_target = int(frame[d.target].isna().sum())
+    if missing_target == len(frame):
         raise BadInput(f"data.target: column {d.target!r} of {source} has no values")
-    if n_missing_target:
+    if missing_target:
         frame = frame[frame[d.target].notna()].reset_index(drop=True)
     if frame[d.target].dtype == object:
-        frame[d.target] = frame[d.target].astype(str).str.strip().str.rstrip(".")
+        frame[d.target] = frame[d.target].astype(str).str.strip()
     task = d.task or infer_task(frame[d.target])
-    if task in ("binary", "multiclass", "text") and frame[d.target].nunique() < 2:
-        raise BadInput(f"data.target: column {d.target!r} of {source} has a single class; nothing to learn")
-    if task == "binary" and frame[d.target].nunique() > 2:
-        raise BadInput(f"data.task: 'binary' but {d.target!r} has {frame[d.target].nunique()} classes; "
-                       "use task = 'multiclass'")
-    if task == "regression" and not pd.api.types.is_numeric_dtype(frame[d.target].dtype):
-        raise BadInput(f"data.task: 'regression' needs a numeric target; {d.target!r} is {frame[d.target].dtype}")
+    _check_target(frame, spec, source, task)
     roles = infer_roles(frame, spec)
+    frame.attrs[DROPPED_ATTR] = missing_target
     return Dataset(frame, d.target, task, roles, fingerprint_frame(frame), source, name)  # type: ignore[arg-type]
+
+
+def load_table(spec: RunSpec, source: str, base_dir: str, field: str = "data.source", name: str = "data") -> Dataset:
+    """Read and prepare ``source`` as the run's loader would (for a second table)."""
+    return prepare_frame(read_table(source, base_dir, spec.data.query, field), spec, source, name)
 
 
 @hookimpl
 def load_data(spec: RunSpec, source: str, base_dir: str) -> Dataset | None:
-    if "://" not in source and not source.lower().endswith(FILE_SUFFIXES):
+    if not is_url(source) and not source.lower().endswith(FILE_SUFFIXES):
         return None
-    field = "data.target_domain" if source == spec.data.target_domain else "data.source"
-    frame = read_table(source, base_dir, spec.data.query, field)
-    return prepare_frame(frame, spec, source)
+    is_target = bool(spec.data.target_domain) and source == spec.data.target_domain
+    field = "data.target_domain" if is_target else "data.source"
+    return load_table(spec, source, base_dir, field, "target_domain" if is_target else "data")
+
+
+@hookimpl
+def validate_data(run: Run, dataset: Dataset) -> list[Check | Evidence]:
+    """Record what loading did to the table: rows dropped for a missing target."""
+    from assay.types import Evidence
+
+    dropped: Any = dataset.frame.attrs.get(DROPPED_ATTR, 0)
+    return [Evidence("data", {"rows_without_target": int(dropped)})]
