@@ -1,0 +1,1 @@
+"""Audit ledger: canonical records, hash chain, signatures, Merkle checkpoints, export."""

@@ -1,0 +1,345 @@
+"""Signing keys on disk: create, load, protect and trust the Ed25519 keys of an assay home.
+
+Layout under ``{home}/keys/`` (directory mode 0700):
+
+* ``<key_id>.key`` — PKCS#8 PEM private key, mode 0600, encrypted when ``ASSAY_KEY_PASSPHRASE`` is set.
+  A key file readable by group or others is refused (BadInput naming the file and the chmod fix).
+* ``<key_id>.pub`` — the raw public key, hex.
+* ``active`` — the key id used for signing.
+* ``trust.json`` — the trust file (see ``assay.audit.trust``), kept in step with the ledger's
+  key_added / key_rotated / key_revoked records.
+
+``ASSAY_SIGNING_KEY`` overrides the active key (for CI): if its value starts with ``-----BEGIN`` it is
+the PEM text itself, otherwise it is the path of a PEM file (which must also be mode 0600). Private
+key material never appears in records, logs or error messages.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import json
+import os
+import socket
+import stat
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from assay.audit.format import key_id_of
+from assay.audit.trust import TrustedKey, TrustError, dump_trust, load_trust
+from assay.errors import BadInput
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+PASSPHRASE_ENV = "ASSAY_KEY_PASSPHRASE"
+SIGNING_KEY_ENV = "ASSAY_SIGNING_KEY"
+
+_CI_ENV = ("GITHUB_RUN_ID", "CI_JOB_ID", "BUILD_ID", "BUILDKITE_JOB_ID", "CIRCLE_WORKFLOW_JOB_ID", "CIRCLE_BUILD_NUM")
+
+
+def actor() -> dict[str, Any]:
+    """Who is writing: OS user, host, and the CI job id when a CI system sets one."""
+    try:
+        user = getpass.getuser()
+    except Exception:  # no passwd entry in some containers
+        user = str(os.getuid()) if hasattr(os, "getuid") else "unknown"
+    ci_job = None
+    for var in _CI_ENV:
+        value = os.environ.get(var)
+        if value:
+            if var == "GITHUB_RUN_ID" and os.environ.get("GITHUB_RUN_ATTEMPT"):
+                value = f"{value}/{os.environ['GITHUB_RUN_ATTEMPT']}"
+            ci_job = f"{var}={value}"
+            break
+    return {"user": user, "host": socket.gethostname(), "ci_job": ci_job}
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """An Ed25519 private key with its id; ``repr`` never shows key material."""
+
+    key_id: str
+    public_raw: bytes
+    source: str
+    private: Ed25519PrivateKey = field(repr=False, compare=False)
+
+    def sign(self, data: bytes) -> bytes:
+        return self.private.sign(data)
+
+    @classmethod
+    def from_private(cls, private: Ed25519PrivateKey, source: str) -> SigningKey:
+        raw = private.public_key().public_bytes_raw()
+        return cls(key_id_of(raw), raw, source, private)
+
+
+def _passphrase() -> bytes | None:
+    value = os.environ.get(PASSPHRASE_ENV)
+    return value.encode() if value else None
+
+
+def check_private_mode(path: Path) -> None:
+    """Refuse a private key file that group or others can read or write."""
+    if os.name != "posix":
+        return
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise BadInput(
+            f"private key {path} is accessible by group or others (mode {mode:04o}); "
+            f"fix it with: chmod 600 {path}"
+        )
+
+
+def _load_pem(data: bytes, where: str) -> Ed25519PrivateKey:
+    passphrase = _passphrase()
+    encrypted = b"ENCRYPTED" in data.split(b"\n", 1)[0]
+    if encrypted and passphrase is None:
+        raise BadInput(f"private key {where} is passphrase-protected; set {PASSPHRASE_ENV}")
+    try:
+        key = serialization.load_pem_private_key(data, password=passphrase if encrypted else None)
+    except (ValueError, TypeError):
+        if encrypted:
+            raise BadInput(f"cannot decrypt private key {where}: wrong {PASSPHRASE_ENV}") from None
+        raise BadInput(f"{where} is not a PEM private key") from None
+    except Exception:
+        raise BadInput(f"{where} is not a usable PEM private key") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise BadInput(f"private key {where} is not an Ed25519 key")
+    return key
+
+
+def load_private_file(path: Path) -> SigningKey:
+    """Load a PEM Ed25519 private key file after checking its permissions."""
+    try:
+        check_private_mode(path)
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise BadInput(f"private key file {path} does not exist") from None
+    except PermissionError:
+        raise BadInput(f"private key file {path} is not readable by this user") from None
+    return SigningKey.from_private(_load_pem(data, str(path)), str(path))
+
+
+def _write_atomic(path: Path, data: bytes, mode: int) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, mode)
+        os.write(fd, data)
+        os.fsync(fd)
+        os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+class KeyStore:
+    """The keys directory of one assay home."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = Path(home)
+        self.dir = self.home / "keys"
+        self.trust_path = self.dir / "trust.json"
+        self.active_path = self.dir / "active"
+
+    # -- locking -------------------------------------------------------------------------------
+    _held: ClassVar[dict[str, int]] = {}
+    _thread_lock: ClassVar[threading.RLock] = threading.RLock()
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """An exclusive inter-process lock over the keys directory (re-entrant within a process)."""
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = str(self.dir / ".lock")
+        with KeyStore._thread_lock:
+            if path in KeyStore._held:
+                yield
+                return
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                try:
+                    import fcntl
+
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                except ImportError:  # pragma: no cover - non-POSIX
+                    pass
+                KeyStore._held[path] = fd
+                yield
+            finally:
+                KeyStore._held.pop(path, None)
+                os.close(fd)
+
+    # -- private keys ----------------------------------------------------------------------------
+    def key_path(self, key_id: str) -> Path:
+        return self.dir / f"{key_id}.key"
+
+    def private_key_ids(self) -> list[str]:
+        if not self.dir.is_dir():
+            return []
+        return sorted(p.stem for p in self.dir.glob("*.key"))
+
+    def load(self, key_id: str) -> SigningKey:
+        key = load_private_file(self.key_path(key_id))
+        if key.key_id != key_id:
+            raise BadInput(f"private key file {self.key_path(key_id)} holds a different key than its name says")
+        return key
+
+    def generate(self) -> SigningKey:
+        """Create and store a new key (not yet active, not yet trusted)."""
+        private = Ed25519PrivateKey.generate()
+        key = SigningKey.from_private(private, "")
+        passphrase = _passphrase()
+        enc: serialization.KeySerializationEncryption = (
+            serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption()
+        )
+        pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, enc)
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = self.key_path(key.key_id)
+        _write_atomic(path, pem, 0o600)
+        _write_atomic(self.dir / f"{key.key_id}.pub", key.public_raw.hex().encode() + b"\n", 0o644)
+        return SigningKey(key.key_id, key.public_raw, str(path), private)
+
+    def active_id(self) -> str | None:
+        try:
+            value = self.active_path.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            return None
+        return value or None
+
+    def set_active(self, key_id: str) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _write_atomic(self.active_path, key_id.encode() + b"\n", 0o644)
+
+    def env_key(self) -> SigningKey | None:
+        """The CI key from ASSAY_SIGNING_KEY (PEM text, or the path of a PEM file), if set."""
+        value = os.environ.get(SIGNING_KEY_ENV)
+        if not value:
+            return None
+        if value.lstrip().startswith("-----BEGIN"):
+            return SigningKey.from_private(_load_pem(value.strip().encode(), f"${SIGNING_KEY_ENV}"), "env")
+        return load_private_file(Path(value).expanduser())
+
+    def active(self, create: bool = True) -> SigningKey:
+        """The signing key: ASSAY_SIGNING_KEY, else the home's active key (created on first use)."""
+        env = self.env_key()
+        if env is not None:
+            self._ensure_trusted(env)
+            return env
+        kid = self.active_id()
+        if kid is None:
+            if not create:
+                raise BadInput(f"no signing key in {self.dir}; create one with: assay keys init")
+            with self.lock():
+                kid = self.active_id()
+                if kid is None:
+                    key = self.generate()
+                    self.add_trusted(key.key_id, key.public_raw)
+                    self.set_active(key.key_id)
+                    return key
+        key = self.load(kid)
+        self._ensure_trusted(key)
+        return key
+
+    def _ensure_trusted(self, key: SigningKey) -> None:
+        if not any(k.key_id == key.key_id for k in self.trusted(missing_ok=True)):
+            self.add_trusted(key.key_id, key.public_raw)
+
+    # -- trust file --------------------------------------------------------------------------------
+    def trusted(self, missing_ok: bool = False) -> list[TrustedKey]:
+        if missing_ok and not self.trust_path.exists():
+            return []
+        try:
+            return load_trust(self.trust_path)
+        except TrustError as exc:
+            raise BadInput(str(exc)) from None
+
+    def update_trust(self, change: Callable[[list[TrustedKey]], list[TrustedKey]]) -> list[TrustedKey]:
+        """Read-modify-write the trust file under the keys lock (atomic replace)."""
+        with self.lock():
+            keys = change(self.trusted(missing_ok=True))
+            _write_atomic(self.trust_path, dump_trust(keys).encode(), 0o644)
+            return keys
+
+    def add_trusted(self, key_id: str, public_raw: bytes, name: str = "", valid_from: int | None = None) -> None:
+        label = name or "{user}@{host}".format(**actor())
+
+        def change(keys: list[TrustedKey]) -> list[TrustedKey]:
+            if any(k.key_id == key_id for k in keys):
+                return keys
+            return [*keys, TrustedKey(key_id, public_raw.hex(), label, valid_from, None, None)]
+
+        self.update_trust(change)
+
+    def set_window(self, key_id: str, **changes: int | None) -> None:
+        """Set valid_from / valid_until / revoked_at of a trusted key (valid_from only if unset)."""
+
+        def change(keys: list[TrustedKey]) -> list[TrustedKey]:
+            out = []
+            for k in keys:
+                if k.key_id == key_id:
+                    c = dict(changes)
+                    if "valid_from" in c and k.valid_from is not None:
+                        del c["valid_from"]
+                    k = k.with_(**c)
+                out.append(k)
+            return out
+
+        self.update_trust(change)
+
+    def export_trust(self) -> str:
+        return dump_trust(self.trusted(missing_ok=True))
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Keys known to this home: trusted public keys, whether a private key is here, which is active."""
+        active = self.active_id()
+        env = os.environ.get(SIGNING_KEY_ENV)
+        local = set(self.private_key_ids())
+        out = []
+        for k in self.trusted(missing_ok=True):
+            out.append(
+                {
+                    "key_id": k.key_id,
+                    "name": k.name,
+                    "public_key": k.public_key,
+                    "private_key_here": k.key_id in local,
+                    "active": k.key_id == active and not env,
+                    "valid_from": k.valid_from,
+                    "valid_until": k.valid_until,
+                    "revoked_at": k.revoked_at,
+                }
+            )
+        return out
+
+
+def read_public_key(path: Path) -> bytes:
+    """A public key file: 64 hex characters (raw Ed25519), or a PEM SubjectPublicKeyInfo."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise BadInput(f"cannot read public key {path}: {exc.strerror}") from None
+    text = data.strip()
+    if text.startswith(b"-----BEGIN"):
+        try:
+            key = serialization.load_pem_public_key(text)
+            return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        except (ValueError, TypeError):
+            raise BadInput(f"{path} is not an Ed25519 PEM public key") from None
+    if text.startswith(b"{"):
+        try:
+            doc = json.loads(text)
+            return bytes.fromhex(doc["public_key"])
+        except (ValueError, KeyError, TypeError):
+            raise BadInput(f"{path} is JSON without a hex public_key field") from None
+    try:
+        raw = bytes.fromhex(text.decode())
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise BadInput(f"{path} is not a public key (expected 64 hex characters or a PEM public key)")
+    return raw

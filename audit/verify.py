@@ -1,0 +1,803 @@
+"""Standalone ledger verifier: checks an assay ledger offline using only the standard library and
+``cryptography`` (PostgreSQL through ``psycopg``, imported only for postgres URLs).
+
+Run it as ``python -m assay.audit.verify DB_URL [--checkpoint F] [--trust F] [--full] [--json]``;
+exit 0 = intact, 1 = tampering found (the first bad sequence number and what is wrong), 2 = bad input.
+
+What is checked for every record: it sits at the position its signed body claims (no gap, move or
+swap); its prev_hash links to the previous record; its bytes hash to its stored hash; the indexed
+columns match the signed body; its Ed25519 signature verifies; and its key was valid at that
+position — known from the trust file or introduced by a trusted key through a key_added /
+key_rotated record, not yet rotated out, not revoked. Signature checks run in parallel over all
+cores (processes, chunks of 2,048 records); hashing, key windows and the Merkle root are computed
+alongside.
+
+With ``--checkpoint`` (a signed C2SP checkpoint of size m) the verifier checks the note's signature,
+then only the records after m, and proves with an RFC 9162 consistency proof, built from the stored
+Merkle nodes of the old part and the freshly verified new records, that the ledger extends the
+checkpoint: a truncated tail or a restored older copy is reported. The key records at or before m
+are fetched with inclusion proofs, and the checkpoint's ``assay-key-events`` line commits to them so
+none can be hidden. ``--full`` verifies everything and also compares the root at m.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import collections
+import hashlib
+import json
+import multiprocessing
+import os
+import sqlite3
+import sys
+import time
+import urllib.parse
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from assay.audit.format import (
+    GENESIS_PREV,
+    KEY_ADDED,
+    KEY_KINDS,
+    KEY_REVOKED,
+    KEY_ROTATED,
+    key_id_of,
+    record_hash,
+)
+from assay.audit.merkle import (
+    EMPTY_ROOT,
+    Frontier,
+    ProofError,
+    consistency_proof,
+    inclusion_proof,
+    leaf_hash,
+    node_hash,
+    root_from_leaves,
+    subtree_hash,
+    verify_consistency,
+    verify_inclusion,
+)
+from assay.audit.note import NoteError, parse_checkpoint, parse_note, verify_note
+from assay.audit.trust import TrustedKey, TrustError, load_trust
+from assay.errors import BadInput
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+CHUNK = 2048
+PARALLEL_MIN = 6000
+KEY_EVENTS_EXT = "assay-key-events"
+MAX_ERRORS = 50
+
+Row = tuple[int, Any, Any, bytes, bytes, bytes, bytes, bytes]  # seq, run_id, kind, key_id, prev, hash, sig, body
+
+
+def origin_of(ledger_id: str) -> str:
+    return f"assay.ledger/{ledger_id}"
+
+
+def redact(url: str) -> str:
+    """A database URL without its password."""
+    try:
+        p = urllib.parse.urlsplit(url)
+    except ValueError:
+        return url
+    if p.password:
+        netloc = p.netloc.replace(f":{p.password}@", ":***@")
+        return urllib.parse.urlunsplit(p._replace(netloc=netloc))
+    return url
+
+
+def sqlite_path(url: str) -> str:
+    """The file path of a ``sqlite:///PATH`` URL (a bare path is accepted too)."""
+    if "://" not in url:
+        return url
+    if not url.startswith("sqlite"):
+        raise BadInput(f"not a SQLite URL: {redact(url)}")
+    rest = url.split("://", 1)[1]
+    if rest.startswith("/"):
+        rest = rest[1:]
+    return urllib.parse.unquote(rest.split("?", 1)[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading the database (stdlib sqlite3, or psycopg for PostgreSQL)
+# ---------------------------------------------------------------------------------------------
+
+
+class Source:
+    """Read-only access to the ledger tables."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        if "://" not in url or url.startswith("sqlite"):
+            path = sqlite_path(url)
+            if not Path(path).is_file():
+                raise BadInput(f"ledger database {path} does not exist")
+            try:
+                self.conn: Any = sqlite3.connect(
+                    f"file:{urllib.parse.quote(path)}?mode=ro", uri=True, check_same_thread=False, timeout=60
+                )
+                self.conn.execute("PRAGMA busy_timeout = 60000")
+            except sqlite3.Error as exc:
+                raise BadInput(f"cannot open ledger database {path}: {exc}") from None
+            self.ph = "?"
+        elif url.startswith(("postgresql", "postgres")):
+            import psycopg  # lazily: only auditors of PostgreSQL ledgers need it
+
+            rest = url.split("://", 1)[1]
+            try:
+                self.conn = psycopg.connect("postgresql://" + rest, autocommit=True)
+            except psycopg.Error as exc:
+                raise BadInput(f"cannot connect to {redact(url)}: {str(exc).strip()}") from None
+            self.ph = "%s"
+        else:
+            raise BadInput(f"unsupported database URL {redact(url)}: use sqlite:///PATH or postgresql+psycopg://…")
+        try:
+            self.query("SELECT seq FROM ledger_records WHERE seq = 0")
+        except Exception:
+            raise BadInput(f"{redact(url)} holds no assay ledger (table ledger_records is missing)") from None
+
+    def query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        cur = self.conn.cursor()
+        try:
+            cur.execute(sql.replace("?", self.ph), tuple(args))
+            return [tuple(r) for r in cur.fetchall()]
+        finally:
+            cur.close()
+
+    def max_seq(self) -> int:
+        return int(self.query("SELECT MAX(seq) FROM ledger_records")[0][0] or 0)
+
+    def meta(self, name: str) -> str | None:
+        rows = self.query("SELECT value FROM ledger_meta WHERE name = ?", (name,))
+        return rows[0][0] if rows else None
+
+    _COLS = "seq, run_id, kind, key_id, prev_hash, hash, signature, body"
+
+    def iter_rows(self, start: int, batch: int = CHUNK) -> Iterator[Row]:
+        """Rows with seq ≥ start in seq order, fetched in batches."""
+        cur = self.conn.cursor()
+        try:
+            cur.execute(
+                f"SELECT {self._COLS} FROM ledger_records WHERE seq >= {self.ph} ORDER BY seq", (start,)
+            )
+            while True:
+                rows = cur.fetchmany(batch)
+                if not rows:
+                    return
+                for r in rows:
+                    yield (int(r[0]), r[1], r[2], bytes(r[3]), bytes(r[4]), bytes(r[5]), bytes(r[6]), bytes(r[7]))
+        finally:
+            cur.close()
+
+    def row(self, seq: int) -> Row | None:
+        rows = self.query(f"SELECT {self._COLS} FROM ledger_records WHERE seq = ?", (seq,))
+        if not rows:
+            return None
+        r = rows[0]
+        return (int(r[0]), r[1], r[2], bytes(r[3]), bytes(r[4]), bytes(r[5]), bytes(r[6]), bytes(r[7]))
+
+    def key_rows(self, max_seq: int) -> list[Row]:
+        kinds = sorted(KEY_KINDS)
+        rows = self.query(
+            f"SELECT {self._COLS} FROM ledger_records WHERE kind IN (?, ?, ?) AND seq <= ? ORDER BY seq",
+            (*kinds, max_seq),
+        )
+        return [
+            (int(r[0]), r[1], r[2], bytes(r[3]), bytes(r[4]), bytes(r[5]), bytes(r[6]), bytes(r[7])) for r in rows
+        ]
+
+    def stored_node(self, level: int, idx: int) -> bytes:
+        """A stored perfect-subtree hash (level 0: the leaf of record idx+1). Untrusted until proven."""
+        if level == 0:
+            rows = self.query("SELECT hash FROM ledger_records WHERE seq = ?", (idx + 1,))
+            if not rows:
+                raise ProofError(f"record {idx + 1} is missing")
+            return leaf_hash(bytes(rows[0][0]))
+        rows = self.query("SELECT hash FROM ledger_nodes WHERE level = ? AND idx = ?", (level, idx))
+        if not rows:
+            raise ProofError(f"stored Merkle node ({level}, {idx}) is missing")
+        return bytes(rows[0][0])
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Key validity by ledger position
+# ---------------------------------------------------------------------------------------------
+
+
+class KeyState:
+    """Which key may sign which position, replayed in ledger order from the trust anchors."""
+
+    def __init__(self, trusted: list[TrustedKey] | None) -> None:
+        self.tofu = trusted is None
+        self.trust = {k.key_id: k for k in trusted or []}
+        self.pub: dict[str, bytes] = {k.key_id: k.public_raw for k in trusted or []}
+        self.since: dict[str, int] = {}
+        self.until: dict[str, int] = {}
+        self.revoked: dict[str, int] = {}
+        self.events: list[tuple[int, bytes]] = []  # (seq, record hash) of key records, for the checkpoint line
+
+    def describe(self, source: str | None) -> str:
+        if self.tofu:
+            return "ledger genesis key (no trust file: trust on first use)"
+        return f"trust file {source} ({len(self.trust)} key(s))" if source else f"{len(self.trust)} trusted key(s)"
+
+    def check(self, seq: int, key_id: str, kind: Any, body: bytes) -> str | None:
+        """The reason record ``seq`` may not be signed by ``key_id``, or None; applies key records."""
+        payload: dict[str, Any] = {}
+        if kind in KEY_KINDS:
+            try:
+                doc = json.loads(body)
+                payload = doc.get("payload") or {}
+                if not isinstance(payload, dict):
+                    payload = {}
+            except (ValueError, AttributeError):
+                payload = {}
+        short = key_id[:16] + "…"
+        t = self.trust.get(key_id)
+        if key_id not in self.since:
+            self_intro = kind == KEY_ADDED and payload.get("key_id") == key_id
+            if self_intro and (t is not None or (self.tofu and seq == 1)):
+                pub_hex = payload.get("public_key")
+                try:
+                    pub = bytes.fromhex(pub_hex) if isinstance(pub_hex, str) else b""
+                except ValueError:
+                    pub = b""
+                if len(pub) != 32 or key_id_of(pub) != key_id:
+                    return "key_added record's public key does not match its key_id"
+                self.pub[key_id] = pub
+                self.since[key_id] = seq if t is None or t.valid_from is None else t.valid_from
+            elif self_intro:
+                return f"self-signed key_added by {short}, a key that is not in the trust file"
+            elif t is None:
+                return f"unknown key {short} (not in the trust file and never added by a trusted key)"
+            elif t.valid_from is None:
+                return f"key {short} signs before its own key_added record"
+            else:
+                self.since[key_id] = t.valid_from
+        if seq < self.since[key_id] or (t is not None and t.valid_from is not None and seq < t.valid_from):
+            return f"key {short} is not yet valid at this position (valid from seq {self.since[key_id]})"
+        until = self.until.get(key_id)
+        if t is not None and t.valid_until is not None:
+            until = t.valid_until if until is None else min(until, t.valid_until)
+        if until is not None and seq > until:
+            return f"key {short} was rotated out at seq {until}"
+        revoked = self.revoked.get(key_id)
+        if t is not None and t.revoked_at is not None:
+            revoked = t.revoked_at if revoked is None else min(revoked, t.revoked_at)
+        if revoked is not None and seq >= revoked:
+            return f"key {short} was revoked at seq {revoked}"
+        if kind in KEY_KINDS:
+            return self._apply(seq, key_id, kind, payload)
+        return None
+
+    def _apply(self, seq: int, signer: str, kind: str, payload: dict[str, Any]) -> str | None:
+        target = payload.get("key_id")
+        if not isinstance(target, str):
+            return f"{kind} record has no key_id"
+        if kind in (KEY_ADDED, KEY_ROTATED):
+            if kind == KEY_ROTATED and payload.get("old_key_id") != signer:
+                return "key_rotated record is not signed by the key it rotates out"
+            if target != signer:
+                pub_hex = payload.get("public_key")
+                try:
+                    pub = bytes.fromhex(pub_hex) if isinstance(pub_hex, str) else b""
+                except ValueError:
+                    pub = b""
+                if len(pub) != 32 or key_id_of(pub) != target:
+                    return f"{kind} record's public key does not match its key_id"
+                self.pub[target] = pub
+                self.since.setdefault(target, seq + 1)
+            if kind == KEY_ROTATED:
+                self.until[signer] = seq
+        elif kind == KEY_REVOKED:
+            self.revoked.setdefault(target, seq)
+        return None
+
+    def note_keys(self, at: int) -> list[bytes]:
+        """Public keys that may sign a checkpoint of size ``at``."""
+        out = []
+        for kid, pub in self.pub.items():
+            t = self.trust.get(kid)
+            revoked = self.revoked.get(kid)
+            if t is not None and t.revoked_at is not None:
+                revoked = t.revoked_at if revoked is None else min(revoked, t.revoked_at)
+            if revoked is not None and revoked <= at:
+                continue
+            out.append(pub)
+        return out
+
+
+def key_events_line(events: Sequence[tuple[int, bytes]]) -> str:
+    """The checkpoint extension committing to every key record up to the checkpoint."""
+    h = hashlib.sha256()
+    for seq, rh in events:
+        h.update(seq.to_bytes(8, "big") + rh)
+    return f"{KEY_EVENTS_EXT} {len(events)} {base64.b64encode(h.digest()).decode()}"
+
+
+def key_events_extension(url: str, size: int) -> str:
+    src = Source(url)
+    try:
+        return key_events_line([(r[0], r[5]) for r in src.key_rows(size)])
+    finally:
+        src.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-record checks (run in worker processes)
+# ---------------------------------------------------------------------------------------------
+
+_PUBKEYS: dict[bytes, Ed25519PublicKey] = {}
+
+
+def _public(raw: bytes) -> Ed25519PublicKey:
+    key = _PUBKEYS.get(raw)
+    if key is None:
+        key = _PUBKEYS[raw] = Ed25519PublicKey.from_public_bytes(raw)
+    return key
+
+
+def check_row(row: Row, prev: bytes, pubkeys: dict[str, bytes]) -> str | None:
+    """Why ``row`` is bad given the previous record's hash, or None."""
+    seq, run_id, kind, key_id, prev_col, h, sig, body = row
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return "record body is not valid JSON"
+    if not isinstance(doc, dict):
+        return "record body is not a JSON object"
+    claimed = doc.get("seq")
+    if claimed != seq:
+        return f"record stored at seq {seq} claims seq {claimed!r} (moved, swapped or inserted)"
+    if doc.get("prev_hash") != prev.hex():
+        return "chain broken: prev_hash in the signed body is not the previous record's hash"
+    if prev_col != prev:
+        return "chain broken: stored prev_hash column is not the previous record's hash"
+    if record_hash(prev, body) != h:
+        return "hash mismatch: the record's bytes do not hash to its stored hash"
+    kid = key_id.hex()
+    if doc.get("key_id") != kid:
+        return "stored key_id column differs from the signed body"
+    if doc.get("kind") != kind or doc.get("run_id") != run_id:
+        return "stored kind/run_id columns differ from the signed body"
+    pub = pubkeys.get(kid)
+    if pub is not None:
+        try:
+            _public(pub).verify(sig, h)
+        except InvalidSignature:
+            return f"bad signature (does not verify with key {kid[:16]}…)"
+    return None
+
+
+def _check_chunk(task: tuple[list[Row], bytes, dict[str, bytes], bool]) -> tuple[list[tuple[int, str]], Any]:
+    rows, prev, pubkeys, want_leaves = task
+    errors: list[tuple[int, str]] = []
+    leaves: list[bytes] = []
+    for row in rows:
+        reason = check_row(row, prev, pubkeys)
+        if reason:
+            errors.append((row[0], reason))
+        leaves.append(leaf_hash(row[5]))
+        prev = row[5]
+    if want_leaves:
+        return errors, leaves
+    return errors, root_from_leaves(leaves)
+
+
+# ---------------------------------------------------------------------------------------------
+# The report
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class VerifyReport:
+    """The outcome of a verification: ``ok``, counts, and the first bad record when not ok."""
+
+    ok: bool
+    size: int = 0
+    checked: int = 0
+    root: str | None = None
+    first_bad_seq: int | None = None
+    reason: str | None = None
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    mode: str = "full"
+    checkpoint_size: int | None = None
+    trust: str = ""
+    origin: str | None = None
+    elapsed_s: float = 0.0
+    key_events_line: str | None = None
+
+    def summary(self) -> str:
+        if self.ok:
+            extra = f", consistent with checkpoint at size {self.checkpoint_size}" if self.checkpoint_size else ""
+            return f"ledger intact: {self.checked} record(s) verified of {self.size}{extra}"
+        where = f"record {self.first_bad_seq}" if self.first_bad_seq is not None else "ledger"
+        return f"tampering found at {where}: {self.reason}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "size": self.size,
+            "checked": self.checked,
+            "root": self.root,
+            "first_bad_seq": self.first_bad_seq,
+            "reason": self.reason,
+            "errors": self.errors,
+            "mode": self.mode,
+            "checkpoint_size": self.checkpoint_size,
+            "trust": self.trust,
+            "origin": self.origin,
+            "elapsed_s": round(self.elapsed_s, 4),
+        }
+
+
+class _Collector:
+    def __init__(self) -> None:
+        self.errors: list[tuple[int | None, str]] = []
+
+    def add(self, seq: int | None, reason: str) -> None:
+        self.errors.append((seq, reason))
+
+    def report(self, **kw: Any) -> VerifyReport:
+        errs = sorted(self.errors, key=lambda e: (e[0] is None, e[0] or 0))
+        first = errs[0] if errs else None
+        return VerifyReport(
+            ok=not errs,
+            first_bad_seq=first[0] if first else None,
+            reason=first[1] if first else None,
+            errors=[{"seq": s, "reason": r} for s, r in errs[:MAX_ERRORS]],
+            **kw,
+        )
+
+
+def _workers(requested: int | None) -> int:
+    if requested:
+        return max(1, requested)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return os.cpu_count() or 1
+
+
+def _scan(
+    src: Source,
+    start_seq: int,
+    start_prev: bytes,
+    keys: KeyState,
+    col: _Collector,
+    frontier: Frontier,
+    leaves_out: list[bytes] | None,
+    capture_at: int | None,
+    workers: int,
+) -> tuple[int, bytes | None]:
+    """Check every row from ``start_seq`` on; returns (rows checked, root captured at capture_at)."""
+    captured: list[bytes] = []
+    state = {"expected": start_seq, "count": 0}
+
+    def tasks() -> Iterator[tuple[list[Row], bytes, dict[str, bytes], bool]]:
+        batch: list[Row] = []
+        prev = start_prev
+        chunk_prev = prev
+        pos = frontier.size  # leaf index of the next row
+        chunk_start = pos
+        for row in src.iter_rows(start_seq):
+            seq = row[0]
+            if seq != state["expected"]:
+                if seq > state["expected"]:
+                    col.add(state["expected"], f"gap: record {state['expected']} is missing (next stored is {seq})")
+                else:
+                    col.add(seq, f"record {seq} is out of order")
+                state["expected"] = seq
+            state["expected"] += 1
+            reason = keys.check(seq, row[3].hex(), row[2], row[7])
+            if reason:
+                col.add(seq, reason)
+            if row[2] in KEY_KINDS:
+                keys.events.append((seq, row[5]))
+            batch.append(row)
+            prev = row[5]
+            pos += 1
+            if pos % CHUNK == 0:
+                yield batch, chunk_prev, dict(keys.pub), _want(chunk_start, pos)
+                batch, chunk_prev, chunk_start = [], prev, pos
+        if batch:
+            yield batch, chunk_prev, dict(keys.pub), True
+
+    def _want(start: int, end: int) -> bool:
+        if leaves_out is not None or start % CHUNK or end - start != CHUNK:
+            return True
+        return capture_at is not None and start < capture_at <= end
+
+    def handle(res: tuple[list[tuple[int, str]], Any], n_rows: int) -> None:
+        errs, out = res
+        for seq, reason in errs:
+            col.add(seq, reason)
+        state["count"] += n_rows
+        if isinstance(out, list):
+            for leaf in out:
+                frontier.append(leaf)
+                if leaves_out is not None:
+                    leaves_out.append(leaf)
+                if capture_at is not None and frontier.size == capture_at:
+                    captured.append(frontier.root())
+        else:
+            frontier.append_subtree(CHUNK.bit_length() - 1, out)
+            if capture_at is not None and frontier.size == capture_at:
+                captured.append(frontier.root())
+
+    expected_rows = max(0, src.max_seq() - start_seq + 1)
+    if workers > 1 and expected_rows >= PARALLEL_MIN:
+        methods = multiprocessing.get_all_start_methods()
+        ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+        with ctx.Pool(workers) as pool:
+            pending: collections.deque[tuple[Any, int]] = collections.deque()
+            for task in tasks():
+                pending.append((pool.apply_async(_check_chunk, (task,)), len(task[0])))
+                if len(pending) >= 2 * workers + 1:
+                    res, n = pending.popleft()
+                    handle(res.get(), n)
+            while pending:
+                res, n = pending.popleft()
+                handle(res.get(), n)
+    else:
+        for task in tasks():
+            handle(_check_chunk(task), len(task[0]))
+    return state["count"], (captured[0] if captured else None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry point
+# ---------------------------------------------------------------------------------------------
+
+
+def _load_trust_arg(trust: Path | str | list[TrustedKey] | None) -> tuple[list[TrustedKey] | None, str | None]:
+    if trust is None:
+        return None, None
+    if isinstance(trust, list):
+        return trust, None
+    try:
+        return load_trust(Path(trust)), str(trust)
+    except TrustError as exc:
+        raise BadInput(str(exc)) from None
+
+
+def _read_checkpoint(checkpoint: Path | str | None, note_text: str | None) -> str | None:
+    if note_text is not None:
+        return note_text
+    if checkpoint is None:
+        return None
+    try:
+        return Path(checkpoint).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BadInput(f"checkpoint file {checkpoint} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"cannot read checkpoint file {checkpoint}: {exc}") from None
+
+
+def verify_ledger(
+    url: str,
+    checkpoint: Path | str | None = None,
+    trust: Path | str | list[TrustedKey] | None = None,
+    full: bool = False,
+    workers: int | None = None,
+    checkpoint_text: str | None = None,
+) -> VerifyReport:
+    """Verify the ledger at ``url``; see the module docstring. Raises BadInput for unusable input."""
+    t0 = time.perf_counter()
+    trusted, trust_src = _load_trust_arg(trust)
+    note_text = _read_checkpoint(checkpoint, checkpoint_text)
+    cp = None
+    if note_text is not None:
+        try:
+            body, _sigs = parse_note(note_text)
+            cp = parse_checkpoint(body)
+        except NoteError as exc:
+            raise BadInput(f"checkpoint is not a valid signed checkpoint note: {exc}") from None
+    src = Source(url)
+    try:
+        report = _verify(src, trusted, trust_src, note_text, cp, full, _workers(workers))
+    finally:
+        src.close()
+    report.elapsed_s = time.perf_counter() - t0
+    return report
+
+
+def _verify(
+    src: Source,
+    trusted: list[TrustedKey] | None,
+    trust_src: str | None,
+    note_text: str | None,
+    cp: Any,
+    full: bool,
+    workers: int,
+) -> VerifyReport:
+    keys = KeyState(trusted)
+    col = _Collector()
+    ledger_id = src.meta("ledger_id")
+    origin = origin_of(ledger_id) if ledger_id else None
+    n = src.max_seq()
+    base: dict[str, Any] = {"trust": keys.describe(trust_src), "origin": origin}
+    if cp is not None:
+        base["checkpoint_size"] = cp.size
+        if cp.origin != origin:
+            col.add(None, f"checkpoint is for {cp.origin}, but this database is {origin}: wrong checkpoint or replaced database")
+            return col.report(size=n, mode="checkpoint", **base)
+    incremental = cp is not None and not full and cp.size > 0 and n >= cp.size
+
+    if cp is not None and n < cp.size:
+        # Truncated or rolled back: the records the checkpoint commits to are gone.
+        col.add(n + 1, f"ledger has {n} record(s) but the checkpoint commits to {cp.size}: tail deleted or older copy restored")
+
+    if not incremental:
+        frontier = Frontier()
+        checked, root_at_cp = _scan(
+            src, 1, GENESIS_PREV, keys, col, frontier, None, cp.size if cp is not None else None, workers
+        )
+        root = frontier.root()
+        if cp is not None:
+            _check_note(note_text or "", cp, keys, col)
+            if cp.size == 0:
+                root_at_cp = EMPTY_ROOT
+            if n >= cp.size and root_at_cp is not None and root_at_cp != cp.root:
+                col.add(None, "ledger does not extend the checkpoint: its first records hash to a different root (history rewritten or forked)")
+            _check_key_events(cp, keys.events, col)
+        report = col.report(size=frontier.size, checked=checked, root=root.hex(), mode="full", **base)
+        report.key_events_line = key_events_line(keys.events)
+        return report
+
+    m = cp.size
+    assert note_text is not None
+    # 1. Key records up to m, each proven included in the checkpoint's tree.
+    old_key_rows = src.key_rows(m)
+    for row in old_key_rows:
+        seq = row[0]
+        reason = None
+        try:
+            verify_inclusion(seq - 1, m, leaf_hash(row[5]), inclusion_proof(seq - 1, m, src.stored_node), cp.root)
+        except ProofError as exc:
+            reason = f"key record is not in the checkpointed tree ({exc})"
+        if reason is None:
+            reason = check_row(row, row[4], {})
+        if reason is None:
+            reason = keys.check(seq, row[3].hex(), row[2], row[7])
+        if reason is None:
+            pub = keys.pub.get(row[3].hex())
+            try:
+                if pub is None:
+                    raise InvalidSignature()
+                _public(pub).verify(row[6], row[5])
+            except InvalidSignature:
+                reason = "bad signature on key record"
+        if reason:
+            col.add(seq, reason)
+        keys.events.append((seq, row[5]))
+    _check_key_events(cp, keys.events, col)
+    _check_note(note_text, cp, keys, col)
+    # 2. The last checkpointed record anchors the chain of the new ones.
+    last = src.row(m)
+    if last is None:
+        col.add(m, f"record {m} (the checkpoint's last) is missing")
+        return col.report(size=n, mode="checkpoint", **base)
+    try:
+        verify_inclusion(m - 1, m, leaf_hash(last[5]), inclusion_proof(m - 1, m, src.stored_node), cp.root)
+    except ProofError as exc:
+        col.add(m, f"record {m} is not the checkpoint's last record ({exc})")
+        return col.report(size=n, mode="checkpoint", **base)
+    # 3. Everything new, fully.
+    new_leaves: list[bytes] = []
+    checked, _ = _scan(src, m + 1, last[5], keys, col, _Sink(m), new_leaves, None, workers)
+    size = m + len(new_leaves)
+    # 4. Consistency proof from the checkpoint to the current tree.
+    node = _hybrid(src, m, new_leaves)
+    try:
+        new_root = subtree_hash(0, size, node)
+        if size == m:
+            if new_root != cp.root:
+                raise ProofError("stored tree does not match the checkpoint root")
+        else:
+            verify_consistency(m, size, consistency_proof(m, size, node), cp.root, new_root)
+    except ProofError as exc:
+        col.add(None, f"ledger is not a consistent extension of the checkpoint ({exc}): history rewritten or forked")
+        return col.report(size=size, checked=checked, mode="checkpoint", **base)
+    report = col.report(size=size, checked=checked, root=new_root.hex(), mode="checkpoint", **base)
+    report.key_events_line = key_events_line(keys.events)
+    return report
+
+
+class _Sink(Frontier):
+    """A frontier that only counts (incremental mode keeps the new leaves itself)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.nodes = []
+
+    def append(self, leaf: bytes) -> list[tuple[int, int, bytes]]:
+        self.size += 1
+        return []
+
+
+def _hybrid(src: Source, m: int, new_leaves: list[bytes]) -> Any:
+    """Perfect-subtree hashes: stored ones for leaves < m, computed from verified leaves beyond."""
+    cache: dict[tuple[int, int], bytes] = {}
+
+    def node(level: int, idx: int) -> bytes:
+        key = (level, idx)
+        if key in cache:
+            return cache[key]
+        start, end = idx << level, (idx + 1) << level
+        if end <= m:
+            h = src.stored_node(level, idx)
+        elif start >= m:
+            if end - m > len(new_leaves):
+                raise ProofError("subtree beyond the ledger's end")
+            h = root_from_leaves(new_leaves[start - m : end - m])
+        else:
+            h = node_hash(node(level - 1, 2 * idx), node(level - 1, 2 * idx + 1))
+        cache[key] = h
+        return h
+
+    return node
+
+
+def _check_note(note_text: str, cp: Any, keys: KeyState, col: _Collector) -> None:
+    pubs = keys.note_keys(cp.size)
+    try:
+        verify_note(note_text, [(cp.origin, p) for p in pubs])
+    except NoteError as exc:
+        col.add(None, f"checkpoint signature: {exc}")
+
+
+def _check_key_events(cp: Any, events: list[tuple[int, bytes]], col: _Collector) -> None:
+    line = next((e for e in cp.extensions if e.startswith(KEY_EVENTS_EXT + " ")), None)
+    if line is None:
+        return
+    upto = [(s, h) for s, h in events if s <= cp.size]
+    if key_events_line(upto) != line:
+        col.add(None, "the key records up to the checkpoint differ from those it commits to (a key record was hidden or altered)")
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m assay.audit.verify",
+        description="Verify an assay audit ledger offline. Exit 0 intact, 1 tampering found, 2 bad input.",
+    )
+    parser.add_argument("db_url", help="sqlite:///PATH, a SQLite file path, or postgresql+psycopg://…")
+    parser.add_argument("--checkpoint", type=Path, help="a signed checkpoint note to prove the ledger extends")
+    parser.add_argument("--trust", type=Path, help="trust file of public keys (default: trust the genesis key)")
+    parser.add_argument("--full", action="store_true", help="with --checkpoint, re-verify every record too")
+    parser.add_argument("--workers", type=int, default=None, help="processes for signature checks (default: all cores)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    try:
+        report = verify_ledger(args.db_url, checkpoint=args.checkpoint, trust=args.trust, full=args.full, workers=args.workers)
+    except BadInput as exc:
+        if args.json:
+            print(json.dumps({"ok": False, "error": exc.message}))
+        else:
+            print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report.to_json()))
+    else:
+        print(report.summary())
+        if report.ok and report.root:
+            print(f"size {report.size}, root {report.root}, trust: {report.trust}")
+        for e in report.errors[1:10]:
+            print(f"  also: record {e['seq']}: {e['reason']}")
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
