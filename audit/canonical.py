@@ -23,6 +23,7 @@ import datetime as _dt
 import json
 import math
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import rfc8785
@@ -73,7 +74,7 @@ def _prepare(value: Any, walk: _Walk, path: str) -> Any:
                 if isinstance(k, str):
                     k = str(k)
                 else:
-                    raise BadInput(f"ledger payload key {k!r} at {path or '$'} is not a string")
+                    raise BadInput(f"ledger payload key {k!r} at {path} is not a string")
             if not k.isascii():
                 walk.fast = False
             out[k] = _prepare(v, walk, f"{path}.{k}")
@@ -89,7 +90,7 @@ def _prepare(value: Any, walk: _Walk, path: str) -> Any:
         return _float(float(value), walk)
     if isinstance(value, str):
         return str(value)
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):
         return _prepare(dict(value), walk, path)
     if isinstance(value, list | tuple):
         return _prepare(list(value), walk, path)
@@ -101,12 +102,12 @@ def _prepare(value: Any, walk: _Walk, path: str) -> Any:
         return _prepare(value.tolist(), walk, path)
     if hasattr(value, "item") and callable(value.item):
         return _prepare(value.item(), walk, path)
-    raise BadInput(f"ledger payload value at {path or '$'} has type {type(value).__name__}, which is not JSON")
+    raise BadInput(f"ledger payload value at {path} has type {type(value).__name__}, which is not JSON")
 
 
 def prepare(value: Any) -> Any:
     """The JSON value that will be canonicalized (special numbers rewritten as tagged objects)."""
-    return _prepare(value, _Walk(), "")
+    return _prepare(value, _Walk(), "$")
 
 
 def _simple(v: Any) -> bool:
@@ -148,7 +149,7 @@ def canonical(value: Any) -> bytes:
         except UnicodeEncodeError:
             pass
     walk = _Walk()
-    prepared = _prepare(value, walk, "")
+    prepared = _prepare(value, walk, "$")
     if walk.fast:
         try:
             return _encode_fast(prepared).encode("utf-8")

@@ -343,3 +343,8 @@ def read_public_key(path: Path) -> bytes:
     if len(raw) != 32:
         raise BadInput(f"{path} is not a public key (expected 64 hex characters or a PEM public key)")
     return raw
+
+
+def ensure_signing_key(home: Path) -> SigningKey:
+    """The home's signing key, created (0600, trusted) if there is none yet — for ``assay init``."""
+    return KeyStore(home).active(create=True)

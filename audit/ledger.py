@@ -23,7 +23,7 @@ import datetime as _dt
 import json
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -261,17 +261,17 @@ class Ledger:
             self._signer = self.keys.active()
         return self._signer
 
-    def append(self, run_id: str | None, kind: str, payload: dict[str, Any]) -> Record:
+    def append(self, run_id: str | None, kind: str, payload: Mapping[str, Any]) -> Record:
         """Append one record; returns it as stored."""
         return self.append_many([(run_id, kind, payload)])[0]
 
-    def append_many(self, items: Sequence[tuple[str | None, str, dict[str, Any]]]) -> list[Record]:
+    def append_many(self, items: Sequence[tuple[str | None, str, Mapping[str, Any]]]) -> list[Record]:
         """Append records in one transaction (the fast path): all or none are stored."""
         for run_id, kind, payload in items:
             _check_item(run_id, kind, payload)
             if kind in KEY_KINDS:
                 raise BadInput(f"record kind {kind!r} is reserved for key management (use assay keys)")
-        return self._append([(r, k, p) for r, k, p in items])
+        return self._append([(r, k, dict(p)) for r, k, p in items])
 
     def _append(self, items: list[tuple[str | None, str, dict[str, Any]]], signer: SigningKey | None = None) -> list[Record]:
         if not items:
@@ -610,7 +610,7 @@ def _check_item(run_id: Any, kind: Any, payload: Any) -> None:
         raise BadInput(f"run_id must be a string or None, not {type(run_id).__name__}")
     if not isinstance(kind, str) or not kind or len(kind) > 64:
         raise BadInput(f"record kind must be a non-empty string of at most 64 characters, not {kind!r}")
-    if not isinstance(payload, dict):
+    if not isinstance(payload, Mapping):
         raise BadInput(f"record payload must be a dict, not {type(payload).__name__}")
 
 

@@ -1,0 +1,297 @@
+"""``assay audit …`` and ``assay keys …``: the ledger's command line.
+
+Both groups read the global settings from ``ctx.obj`` (an ``assay.settings.Settings``). Imports of
+the ledger (sqlmodel) happen inside commands, so attaching these groups keeps ``assay --help`` fast.
+Exit codes: 0 ok, 1 tampering found, 2 bad input; ``--json`` prints exactly one JSON object.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from assay.errors import BadInput
+from assay.settings import Settings
+
+
+def _settings(ctx: click.Context) -> Settings:
+    obj = ctx.find_object(Settings)
+    if obj is None:
+        obj = Settings.resolve()
+    return obj
+
+
+def _echo_json(data: dict[str, Any]) -> None:
+    click.echo(json.dumps(data, sort_keys=True, default=str))
+
+
+def _require_db(settings: Settings) -> None:
+    if settings.is_sqlite:
+        from assay.audit.verify import sqlite_path
+
+        path = Path(sqlite_path(settings.db_url))
+        if not path.is_file():
+            raise BadInput(f"no ledger at {path} (nothing recorded yet; run `assay run` first, or pass --db/--home)")
+
+
+def _open(settings: Settings) -> Any:
+    from assay.audit.ledger import Ledger
+
+    return Ledger.open(settings)
+
+
+def _write_output(text: str, output: str | None) -> None:
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        Path(output).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise BadInput(f"cannot write {output}: {exc.strerror}") from None
+
+
+# ------------------------------------------------------------------------------------------ audit
+
+
+@click.group()
+def audit() -> None:
+    """Verify, list, checkpoint and export the audit ledger."""
+
+
+@audit.command("verify")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), help="Signed checkpoint the ledger must extend.")
+@click.option("--trust", type=click.Path(dir_okay=False), help="Trust file (default: the home's keys/trust.json).")
+@click.option("--full", is_flag=True, help="With --checkpoint: re-verify every record, not only the new ones.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def verify_cmd(ctx: click.Context, checkpoint: str | None, trust: str | None, full: bool, as_json: bool) -> None:
+    """Check every record's hash, chain link, signature and key; exit 1 naming the first bad record."""
+    from assay.audit.keys import KeyStore
+    from assay.audit.verify import verify_ledger
+
+    settings = _settings(ctx)
+    _require_db(settings)
+    trust_path: Path | None = Path(trust) if trust else KeyStore(settings.home).trust_path
+    if trust is None and trust_path is not None and not trust_path.exists():
+        trust_path = None
+    report = verify_ledger(settings.db_url, checkpoint=checkpoint, trust=trust_path, full=full)
+    if as_json:
+        _echo_json(report.to_json())
+    else:
+        click.echo(report.summary())
+        if report.ok:
+            click.echo(f"size {report.size}, root {report.root}")
+            click.echo(f"trust: {report.trust}")
+        else:
+            for e in report.errors[1:10]:
+                where = f"record {e['seq']}" if e["seq"] is not None else "ledger"
+                click.echo(f"  also {where}: {e['reason']}")
+    if not report.ok:
+        ctx.exit(1)
+
+
+def _payload_summary(payload: dict[str, Any], width: int = 70) -> str:
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+@audit.command("log")
+@click.option("--run", "run_id", help="Only this run's records.")
+@click.option("--kind", help="Only records of this kind.")
+@click.option("--limit", type=click.IntRange(min=1), help="Only the last N records.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def log_cmd(ctx: click.Context, run_id: str | None, kind: str | None, limit: int | None, as_json: bool) -> None:
+    """List ledger records (decoded from the signed bytes), oldest first."""
+    settings = _settings(ctx)
+    _require_db(settings)
+    ledger = _open(settings)
+    records = ledger.records(run_id=run_id, kind=kind)
+    if run_id is not None and not records:
+        raise BadInput(f"run {run_id!r} has no ledger records (list runs with `assay audit runs`)")
+    if limit:
+        records = records[-limit:]
+    if as_json:
+        out: dict[str, Any] = {"records": [r.to_json() for r in records], "count": len(records)}
+        if run_id is not None:
+            out["run"] = next((r for r in ledger.runs() if r["run_id"] == run_id), None)
+        _echo_json(out)
+        return
+    for r in records:
+        click.echo(
+            f"{r.seq:>7}  {r.time}  {r.kind:<12} {r.run_id or '-':<28} {r.key_id[:8]}  {_payload_summary(r.payload)}"
+        )
+    if not records:
+        click.echo("no records")
+
+
+@audit.command("runs")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def runs_cmd(ctx: click.Context, as_json: bool) -> None:
+    """Summarize runs in the ledger: records, first/last kind, finished, failed or incomplete."""
+    settings = _settings(ctx)
+    _require_db(settings)
+    runs = _open(settings).runs()
+    if as_json:
+        _echo_json({"runs": runs})
+        return
+    for r in runs:
+        click.echo(
+            f"{r['run_id']:<28} {r['status']:<10} records {r['first_seq']}..{r['last_seq']} ({r['records']}), "
+            f"last {r['last_kind']} at {r['last_time']}"
+        )
+
+
+@audit.command("checkpoint")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="File to write (default: stdout).")
+@click.option("--no-verify", is_flag=True, help="Sign the stored tree head without verifying the ledger first.")
+@click.pass_context
+def checkpoint_cmd(ctx: click.Context, output: str | None, no_verify: bool) -> None:
+    """Write a signed C2SP checkpoint (tree size and Merkle root) that auditors keep."""
+    settings = _settings(ctx)
+    _require_db(settings)
+    note = _open(settings).checkpoint(verify_first=not no_verify)
+    _write_output(note, output)
+    if output:
+        size = note.split("\n")[1]
+        click.echo(f"wrote checkpoint of {size} record(s) to {output}", err=True)
+
+
+@audit.command("export")
+@click.argument("run_id")
+@click.option("--format", "fmt", type=click.Choice(["intoto"]), default="intoto", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="File to write (default: stdout).")
+@click.pass_context
+def export_cmd(ctx: click.Context, run_id: str, fmt: str, output: str | None) -> None:
+    """Export RUN_ID as an in-toto Statement v1 in a DSSE envelope (subject: the model artifact)."""
+    from assay.audit.export import intoto_envelope
+
+    settings = _settings(ctx)
+    _require_db(settings)
+    envelope = intoto_envelope(_open(settings), run_id)
+    _write_output(json.dumps(envelope, indent=2) + "\n", output)
+    if output:
+        click.echo(f"wrote {fmt} attestation for run {run_id} to {output}", err=True)
+
+
+# ------------------------------------------------------------------------------------------- keys
+
+
+@click.group()
+def keys() -> None:
+    """Manage signing keys and the trust list (changes are ledger records)."""
+
+
+@keys.command("init")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def keys_init(ctx: click.Context, as_json: bool) -> None:
+    """Create this home's signing key if it has none, and record it in the ledger."""
+    settings = _settings(ctx)
+    key, seq = _open(settings).register_key()
+    if as_json:
+        _echo_json({"key_id": key.key_id, "public_key": key.public_raw.hex(), "added_seq": seq, "source": key.source})
+    else:
+        click.echo(f"signing key {key.key_id} (ledger seq {seq}), private key {key.source}")
+
+
+@keys.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def keys_list(ctx: click.Context, as_json: bool) -> None:
+    """List trusted keys, their validity windows in ledger positions, and which is active."""
+    from assay.audit.keys import KeyStore
+
+    settings = _settings(ctx)
+    entries = KeyStore(settings.home).describe()
+    if as_json:
+        _echo_json({"keys": entries})
+        return
+    if not entries:
+        click.echo("no keys (create one with: assay keys init)")
+    for e in entries:
+        window = f"seq {e['valid_from'] or 'key_added'}..{e['valid_until'] or ''}"
+        flags = [f for f, on in (("active", e["active"]), ("private key here", e["private_key_here"])) if on]
+        if e["revoked_at"] is not None:
+            flags.append(f"revoked at seq {e['revoked_at']}")
+        click.echo(f"{e['key_id']}  {e['name']:<20} {window:<20} {', '.join(flags)}")
+
+
+@keys.command("rotate")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def keys_rotate(ctx: click.Context, as_json: bool) -> None:
+    """Replace the active key: the old key signs a key_rotated record introducing the new one."""
+    settings = _settings(ctx)
+    record, new = _open(settings).rotate_key()
+    if as_json:
+        _echo_json({"old_key_id": record.payload["old_key_id"], "key_id": new.key_id, "seq": record.seq})
+    else:
+        click.echo(f"rotated {record.payload['old_key_id'][:16]}… → {new.key_id} at ledger seq {record.seq}")
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+@click.option("--reason", default="", help="Why (recorded in the ledger).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def keys_revoke(ctx: click.Context, key_id: str, reason: str, as_json: bool) -> None:
+    """Revoke KEY_ID: nothing it signs after this point verifies."""
+    settings = _settings(ctx)
+    record = _open(settings).revoke_key(key_id, reason)
+    if as_json:
+        _echo_json({"key_id": key_id, "revoked_at": record.seq})
+    else:
+        click.echo(f"revoked {key_id} at ledger seq {record.seq}")
+
+
+@keys.command("add")
+@click.argument("public_key", type=click.Path(dir_okay=False))
+@click.option("--name", default="", help="A label (e.g. ci).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def keys_add(ctx: click.Context, public_key: str, name: str, as_json: bool) -> None:
+    """Trust another signer's PUBLIC_KEY (hex or PEM), e.g. a CI key: a key_added record signed by this home."""
+    from assay.audit.keys import read_public_key
+
+    settings = _settings(ctx)
+    record = _open(settings).add_key(read_public_key(Path(public_key)), name=name)
+    if as_json:
+        _echo_json({"key_id": record.payload["key_id"], "valid_from": record.seq + 1, "seq": record.seq})
+    else:
+        click.echo(f"added key {record.payload['key_id']} (valid from seq {record.seq + 1})")
+
+
+@keys.command("export")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="File to write (default: stdout).")
+@click.pass_context
+def keys_export(ctx: click.Context, output: str | None) -> None:
+    """Write the trust file (public keys and windows) for auditors: `verify --trust FILE`."""
+    from assay.audit.keys import KeyStore
+
+    _write_output(KeyStore(_settings(ctx).home).export_trust(), output)
+
+
+@keys.command("trust")
+@click.argument("trust_file", type=click.Path(dir_okay=False))
+@click.pass_context
+def keys_trust(ctx: click.Context, trust_file: str) -> None:
+    """Merge the keys of TRUST_FILE (e.g. a teammate's `keys export`) into this home's trust file."""
+    from assay.audit.keys import KeyStore
+    from assay.audit.trust import TrustedKey, TrustError, load_trust
+
+    try:
+        incoming = load_trust(Path(trust_file))
+    except TrustError as exc:
+        raise BadInput(str(exc)) from None
+
+    def merge(current: list[TrustedKey]) -> list[TrustedKey]:
+        known = {k.key_id for k in current}
+        return current + [k for k in incoming if k.key_id not in known]
+
+    keys_now = KeyStore(_settings(ctx).home).update_trust(merge)
+    click.echo(f"trust file now lists {len(keys_now)} key(s)")

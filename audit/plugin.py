@@ -1,0 +1,35 @@
+"""The ``record`` hook implementation: every run event the core announces becomes a ledger record.
+
+One ``Ledger`` is opened per (database URL, home) and cached for the life of the process.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pluggy
+
+hookimpl = pluggy.HookimplMarker("assay")
+
+_ledgers: dict[tuple[str, str], Any] = {}
+_lock = threading.Lock()
+
+
+def ledger_for(settings: Any) -> Any:
+    """The cached Ledger for these settings (opened on first use)."""
+    from assay.audit.ledger import Ledger
+
+    key = (settings.db_url, str(settings.home))
+    with _lock:
+        ledger = _ledgers.get(key)
+        if ledger is None:
+            ledger = _ledgers[key] = Ledger.open(settings)
+        return ledger
+
+
+@hookimpl
+def record(run: Any, event: Any) -> int | None:
+    """Append ``event`` (``.kind``, ``.payload``) for ``run`` (``.run_id``, ``.settings``); returns its seq."""
+    rec = ledger_for(run.settings).append(run.run_id, event.kind, dict(event.payload))
+    return int(rec.seq)
