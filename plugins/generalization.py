@@ -1,0 +1,358 @@
+"""Overfitting and generalization (``evaluate``): gaps, CV spread, bootstrap intervals.
+
+Evidence (primary metric ``m``, 95 % percentile bootstrap over ``evaluate.bootstrap``
+resamples of the holdout, seeded with ``split.seed``):
+
+- ``metrics.test.<m>_ci`` — interval of the holdout metric;
+- ``gap.<m>_ci`` — interval of train − holdout (train and holdout resampled independently);
+- ``baseline.test.<m>_ci`` — the baseline's holdout metric, on the very same resamples;
+- ``baseline.improvement.<m>`` and ``…_ci`` — model minus baseline (baseline minus model
+  for losses), paired on the same resamples: a rule "lower bound above baseline" is
+  ``path = "baseline.improvement.${metric}", bound = "lower", op = ">", threshold = 0``,
+  or ``path = "metrics.test.${metric}", bound = "lower", op = ">", threshold = "baseline"``.
+- ``bootstrap`` — resamples, seed, level, method.
+
+The bootstrap is vectorized: each model predicts once; resamples are count matrices, and
+the metrics are computed from weighted sums (ROC AUC from weighted ranks), so 200
+resamples cost about as much as a few metric calls. Metrics without a weighted form fall
+back to a loop over resampled indices.
+
+Checks (group ``generalization``); "bounded" metrics are those in [0, 1] or R² where an
+absolute difference is meaningful, losses (log loss, RMSE, ...) are compared relatively:
+
+==================  =============================================  ==============  ==============
+check               value                                          warn            fail
+==================  =============================================  ==============  ==============
+``gap``             overfitting on the primary metric: train −     > 0.05          > 0.15
+                    holdout (relative increase for losses)
+``cv_spread``       standard deviation of the CV scores (relative  ≥ 0.05          ≥ 0.10
+                    to the mean for losses)
+``cv_holdout``      CV mean − holdout (worse on holdout > 0)       > max(3σ, 0.03)  —
+``beats_baseline``  lower bound of the improvement over the        ≤ 0             point ≤ 0
+                    baseline (paired bootstrap)
+==================  =============================================  ==============  ==============
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Literal
+
+from assay.hookspecs import hookimpl
+from assay.plugins.datachecks import guarded
+from assay.types import Check, Evidence
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from assay.types import FittedModel, Run, Splits
+
+GROUP = "generalization"
+LEVEL = 0.95
+GAP_WARN, GAP_FAIL = 0.05, 0.15
+SPREAD_WARN, SPREAD_FAIL = 0.05, 0.10
+CV_HOLDOUT_SIGMAS, CV_HOLDOUT_MIN = 3.0, 0.03
+MAX_CELLS = 2_000_000  # resamples × rows per chunk of the count matrix
+BOUNDED = {"roc_auc", "roc_auc_ovr", "average_precision", "accuracy", "balanced_accuracy", "f1", "f1_macro",
+           "f1_weighted", "r2"}
+
+
+# --------------------------------------------------------------------------- resampling
+
+
+def resample_counts(n: int, resamples: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
+    """Bootstrap counts in chunks of ``(k, n)``: how often each row is drawn in each resample.
+
+    Chunked so memory stays near ``MAX_CELLS`` floats whatever the row count.
+    """
+    import numpy as np
+
+    step = max(1, MAX_CELLS // max(n, 1))
+    for start in range(0, resamples, step):
+        k = min(resamples, start + step) - start
+        draws = rng.integers(0, n, size=(k, n))
+        draws += (np.arange(k) * n)[:, None]
+        yield np.bincount(draws.ravel(), minlength=k * n).reshape(k, n).astype(np.float64)
+
+
+def weighted_auc(y01: np.ndarray, score: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """ROC AUC for each row of the weight matrix ``W`` (ties count one half)."""
+    import numpy as np
+
+    order = np.argsort(score, kind="mergesort")
+    s = score[order]
+    posf = y01[order].astype(W.dtype)
+    Ws = W[:, order]
+    pos_w = Ws * posf
+    neg_w = Ws - pos_w
+    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+    if len(starts) < len(s):  # tied scores: one bin per distinct score
+        pos_w = np.add.reduceat(pos_w, starts, axis=1)
+        neg_w = np.add.reduceat(neg_w, starts, axis=1)
+    below = np.cumsum(neg_w, axis=1, dtype=np.float64) - neg_w
+    num = (pos_w * (below + 0.5 * neg_w)).sum(axis=1, dtype=np.float64)
+    den = pos_w.sum(axis=1, dtype=np.float64) * neg_w.sum(axis=1, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / den, np.nan)
+
+
+def _f1(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
+    import numpy as np
+
+    den = 2 * tp + fp + fn
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, 2 * tp / den, 0.0)
+
+
+def weighted_metric(name: str, y: np.ndarray, pred: np.ndarray, proba: np.ndarray | None, classes: np.ndarray,
+                    W: np.ndarray) -> np.ndarray | None:
+    """The metric on every resample (rows of ``W``), or None if it has no weighted form here."""
+    import numpy as np
+
+    N = W.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if name == "roc_auc" and proba is not None and len(classes) == 2:
+            return weighted_auc((y == classes[1]).astype(np.int8), proba[:, 1] if proba.ndim == 2 else proba, W)
+        if name == "accuracy":
+            return W @ (y == pred).astype(np.float64) / N
+        if name in ("r2", "rmse", "mae"):
+            yf, pf = y.astype(np.float64), pred.astype(np.float64)
+            if name == "mae":
+                return W @ np.abs(yf - pf) / N
+            sse = W @ (yf - pf) ** 2
+            if name == "rmse":
+                return np.sqrt(sse / N)
+            mean = W @ yf / N
+            sst = W @ (yf**2) - N * mean**2
+            return np.where(sst > 0, 1.0 - sse / sst, np.nan)
+        if name == "log_loss" and proba is not None:
+            idx = np.searchsorted(classes, y)
+            eps = np.finfo(np.float64).eps
+            p = np.clip(proba[np.arange(len(y)), idx].astype(np.float64), eps, 1 - eps)
+            return W @ (-np.log(p)) / N
+        if name == "brier" and proba is not None and len(classes) == 2:
+            return W @ ((y == classes[1]).astype(np.float64) - proba[:, 1]) ** 2 / N
+        if name in ("f1", "f1_macro", "f1_weighted", "balanced_accuracy"):
+            targets = [classes[1]] if name == "f1" else list(classes)
+            per_class, support = [], []
+            for c in targets:
+                yc, pc = y == c, pred == c
+                tp = W @ (yc & pc).astype(np.float64)
+                fp = W @ (~yc & pc).astype(np.float64)
+                fn = W @ (yc & ~pc).astype(np.float64)
+                per_class.append(tp / (tp + fn) if name == "balanced_accuracy" else _f1(tp, fp, fn))
+                support.append(tp + fn)
+            stacked, sup = np.vstack(per_class), np.vstack(support)
+            if name == "f1":
+                return stacked[0]
+            if name == "f1_weighted":
+                return (stacked * sup).sum(axis=0) / sup.sum(axis=0)
+            present = sup > 0  # sklearn averages recall over classes present in y_true
+            return np.where(present, stacked, 0.0).sum(axis=0) / np.maximum(present.sum(axis=0), 1) \
+                if name == "balanced_accuracy" else stacked.mean(axis=0)
+    return None
+
+
+def bootstrap_metric(name: str, y: np.ndarray, pred: np.ndarray, proba: np.ndarray | None, classes: np.ndarray,
+                     W: np.ndarray) -> np.ndarray:
+    """The metric on each resample; NaN where undefined (e.g. one class drawn)."""
+    import numpy as np
+
+    from assay.plugins.metrics import metric
+
+    fast = weighted_metric(name, y, pred, proba, classes, W)
+    if fast is not None:
+        return np.asarray(fast, dtype=np.float64)
+    m = metric(name)
+    values = np.full(W.shape[0], np.nan)
+    positions = np.arange(W.shape[1])
+    for b in range(W.shape[0]):
+        idx = np.repeat(positions, W[b].astype(np.int64))
+        try:
+            values[b] = m.fn(y[idx], (proba[idx] if proba is not None else None) if m.needs == "proba" else pred[idx],
+                             classes)
+        except ValueError:
+            continue
+    return values
+
+
+def interval(values: np.ndarray, level: float = LEVEL, min_valid: float = 0.9) -> list[float] | None:
+    """Percentile interval of bootstrap replicates; None if too many were undefined."""
+    import numpy as np
+
+    finite = values[np.isfinite(values)]
+    if len(values) == 0 or len(finite) < min_valid * len(values):
+        return None
+    alpha = (1 - level) / 2
+    lo, hi = np.quantile(finite, [alpha, 1 - alpha])
+    return [float(lo), float(hi)]
+
+
+# --------------------------------------------------------------------------- predictions
+
+
+_CACHE: weakref.WeakKeyDictionary[Any, dict[str, tuple[Any, tuple[np.ndarray, np.ndarray | None, np.ndarray]]]] = \
+    weakref.WeakKeyDictionary()
+
+
+def predictions(estimator: Any, X: Any) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """``(pred, proba or None, classes)`` of a fitted estimator on ``X``, in one pass.
+
+    For classifiers the prediction is the most probable class (what ``predict`` returns for
+    the bundled families), so the model runs once instead of twice.
+    """
+    import numpy as np
+
+    classes = np.asarray(getattr(estimator, "classes_", []))
+    if len(classes) and hasattr(estimator, "predict_proba"):
+        proba = np.asarray(estimator.predict_proba(X))
+        return classes[np.argmax(proba, axis=1)], proba, classes
+    return np.asarray(estimator.predict(X)), None, classes
+
+
+def split_predictions(model: FittedModel, splits: Splits,
+                      part: Literal["train", "test"]) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """The model's predictions on a part of the split, computed once per run and shared by the
+    bundled evaluate plugins (generalization, fairness)."""
+    try:
+        per_model = _CACHE.setdefault(model.estimator, {})
+    except TypeError:  # not weak-referenceable: no sharing
+        return predictions(model.estimator, splits.X(part))
+    hit = per_model.get(part)
+    if hit is not None and hit[0] is splits:
+        return hit[1]
+    result = predictions(model.estimator, splits.X(part))
+    per_model[part] = (splits, result)
+    return result
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _gap_check(name: str, train: float | None, test: float | None, cv: dict[str, Any], gap_ci: list[float] | None,
+               greater: bool) -> Check:
+    if train is None or test is None:
+        return Check(GROUP, "gap", "error", None, {"reason": "train or holdout metric could not be computed",
+                                                    "metric": name})
+    if greater:
+        over = train - test
+        kind = "absolute"
+    else:
+        over = (test - train) / abs(train) if train else (0.0 if test == train else float("inf"))
+        kind = "relative"
+    status = "fail" if over > GAP_FAIL else "warn" if over > GAP_WARN else "pass"
+    detail = {"metric": name, "kind": kind, "train": train, "holdout": test, "cv_mean": cv.get("mean"),
+              "cv_std": cv.get("std"), "cv_train_mean": cv.get("train_mean"), "train_minus_holdout": train - test,
+              "train_minus_holdout_ci": gap_ci, "thresholds": {"warn": GAP_WARN, "fail": GAP_FAIL}}
+    cv_mean, cv_train = cv.get("mean"), cv.get("train_mean")
+    if cv_mean is not None and cv_train is not None:
+        detail["cv_train_minus_cv"] = cv_train - cv_mean
+    message = (f"{name}: train {train:.4f} vs holdout {test:.4f} ({kind} overfitting {over:.3f})"
+               if status != "pass" else "")
+    return Check(GROUP, "gap", status, over, detail, message=message)
+
+
+def _spread_check(name: str, cv: dict[str, Any], greater: bool, folds: int) -> Check:
+    std, mean = cv.get("std"), cv.get("mean")
+    if std is None or mean is None:
+        return Check(GROUP, "cv_spread", "skip", None, {"reason": "no CV scores recorded", "metric": name})
+    spread = std if name in BOUNDED else (std / abs(mean) if mean else float("inf"))
+    status = "fail" if spread >= SPREAD_FAIL else "warn" if spread >= SPREAD_WARN else "pass"
+    return Check(GROUP, "cv_spread", status, spread,
+                 {"metric": name, "cv_mean": mean, "cv_std": std, "folds": folds,
+                  "kind": "absolute" if name in BOUNDED else "relative to the mean",
+                  "thresholds": {"warn": SPREAD_WARN, "fail": SPREAD_FAIL}},
+                 message=f"{name} varies across CV folds (std {std:.4f})" if status != "pass" else "")
+
+
+def _cv_holdout_check(name: str, cv: dict[str, Any], test: float | None, greater: bool) -> Check:
+    mean, std = cv.get("mean"), cv.get("std") or 0.0
+    if mean is None or test is None:
+        return Check(GROUP, "cv_holdout", "skip", None, {"reason": "no CV mean or holdout metric", "metric": name})
+    worse = (mean - test) if greater else (test - mean)
+    scale = 1.0 if name in BOUNDED else max(abs(mean), 1e-12)
+    allowed = max(CV_HOLDOUT_SIGMAS * std, CV_HOLDOUT_MIN * scale)
+    status = "warn" if abs(worse) > allowed else "pass"
+    return Check(GROUP, "cv_holdout", status, worse,
+                 {"metric": name, "cv_mean": mean, "cv_std": std, "holdout": test, "allowed": allowed,
+                  "rule": f"|cv − holdout| ≤ max({CV_HOLDOUT_SIGMAS:g}·std, {CV_HOLDOUT_MIN:g})"},
+                 message=(f"holdout {name} {test:.4f} is outside the CV range {mean:.4f} ± {allowed:.4f} "
+                          "(distribution shift between training and holdout, or an optimistic CV)")
+                 if status != "pass" else "")
+
+
+def _baseline_check(name: str, improvement: float | None, ci: list[float] | None, baseline: str,
+                    resamples: int) -> Check:
+    if improvement is None:
+        return Check(GROUP, "beats_baseline", "error", None,
+                     {"reason": "model or baseline metric could not be computed", "metric": name})
+    if ci is None:
+        reason = "evaluate.bootstrap = 0" if resamples == 0 else "too many undefined bootstrap resamples"
+        status = "fail" if improvement <= 0 else "skip"
+        return Check(GROUP, "beats_baseline", status, None if status == "skip" else improvement,
+                     {"metric": name, "baseline": baseline, "improvement": improvement, "reason": reason})
+    lower = ci[0]
+    status = "fail" if improvement <= 0 else "warn" if lower <= 0 else "pass"
+    message = {"fail": f"the model does not beat the baseline {baseline} on {name} ({improvement:+.4f})",
+               "warn": f"the improvement over {baseline} on {name} ({improvement:+.4f}) is within noise "
+                       f"(95% interval {ci[0]:+.4f} … {ci[1]:+.4f})", "pass": ""}[status]
+    return Check(GROUP, "beats_baseline", status, lower,
+                 {"metric": name, "baseline": baseline, "improvement": improvement, "improvement_ci": ci,
+                  "value_is": "lower bound of the improvement's 95% interval"}, message=message)
+
+
+def generalization_results(run: Run, model: FittedModel, splits: Splits) -> list[Check | Evidence]:
+    import numpy as np
+
+    from assay.plugins.evaluation import baseline_estimator
+    from assay.plugins.metrics import known_metrics, metric, score_predictions
+
+    name = run.spec.metric
+    if name not in known_metrics():
+        reason = {"reason": f"metric {name!r} has no bootstrap here", "metric": name}
+        return [Check(GROUP, n, "skip", None, reason) for n in ("gap", "cv_spread", "cv_holdout", "beats_baseline")]
+    greater = metric(name).greater_is_better
+    resamples = run.spec.evaluate.bootstrap
+    rng = np.random.default_rng([run.seed, 5])
+    y_te, y_tr = np.asarray(splits.y("test")), np.asarray(splits.y("train"))
+    pred_te, proba_te, classes = split_predictions(model, splits, "test")
+    pred_tr, proba_tr, _ = split_predictions(model, splits, "train")
+    base_name, base = baseline_estimator(run, splits)
+    bpred, bproba, bclasses = predictions(base, splits.X("test"))
+    point = lambda yy, pp, pr, cl: score_predictions(yy, pp, pr, cl, (name,)).get(name)  # noqa: E731
+    test_v, train_v, base_v = point(y_te, pred_te, proba_te, classes), point(y_tr, pred_tr, proba_tr, classes), \
+        point(y_te, bpred, bproba, bclasses)
+    sign = 1.0 if greater else -1.0
+    improvement = sign * (test_v - base_v) if test_v is not None and base_v is not None else None
+    test_ci = gap_ci = base_ci = impr_ci = None
+    if resamples > 0:
+        test_b, base_b, train_b = [], [], []
+        for W_te in resample_counts(len(y_te), resamples, rng):
+            test_b.append(bootstrap_metric(name, y_te, pred_te, proba_te, classes, W_te))
+            base_b.append(bootstrap_metric(name, y_te, bpred, bproba, bclasses, W_te))
+        for W_tr in resample_counts(len(y_tr), resamples, rng):
+            train_b.append(bootstrap_metric(name, y_tr, pred_tr, proba_tr, classes, W_tr))
+        t, b, tr = np.concatenate(test_b), np.concatenate(base_b), np.concatenate(train_b)
+        test_ci, base_ci = interval(t), interval(b)
+        gap_ci, impr_ci = interval(tr - t), interval(sign * (t - b))
+    cv = dict(model.cv.get(name, {}))
+    return [
+        Evidence("metrics", {"test": {f"{name}_ci": test_ci}}),
+        Evidence("gap", {f"{name}_ci": gap_ci}),
+        Evidence("baseline", {"test": {f"{name}_ci": base_ci},
+                              "improvement": {name: improvement, f"{name}_ci": impr_ci}}),
+        Evidence("bootstrap", {"resamples": resamples, "level": LEVEL, "method": "percentile",
+                               "seed": [run.seed, 5], "metric": name,
+                               "paired": "model and baseline share each holdout resample"}),
+        _gap_check(name, train_v, test_v, cv, gap_ci, greater),
+        _spread_check(name, cv, greater, len(splits.folds)),
+        _cv_holdout_check(name, cv, test_v, greater),
+        _baseline_check(name, improvement, impr_ci, base_name, resamples),
+    ]
+
+
+@hookimpl
+def evaluate(run: Run, model: FittedModel, splits: Splits) -> list[Check | Evidence]:
+    """Train/CV/holdout gaps, CV spread and bootstrap intervals on the primary metric."""
+    return guarded(GROUP, "gap", lambda: generalization_results(run, model, splits))

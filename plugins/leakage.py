@@ -1,0 +1,545 @@
+"""Leakage checks (``check_split`` and ``evaluate``): group ``leakage``.
+
+Rows are named by their 0-based position in the loaded data (``row``), columns by name.
+
+========================  ===============================================  ===========  ===========
+check                     value                                            warn         fail
+========================  ===============================================  ===========  ===========
+``duplicates``            share of test rows whose whole record (all       ≥ 0.25 %     ≥ 1 %
+                          columns but ids, after normalization) is also
+                          a training row
+``fold_duplicates``       the same inside the training part, worst CV      ≥ 0.25 %     ≥ 1 %
+                          fold (validation rows copied in its train rows)
+``near_duplicate_texts``  share of (sampled) test texts with a training    ≥ 0.25 %     ≥ 1 %
+                          text of TF-IDF cosine ≥ 0.9 (text columns)
+``entity_overlap``        share of test rows whose ``id_column`` /         > 0          ≥ 1 %
+                          ``group_column`` value also occurs in training
+``fold_entity_overlap``   the same across CV folds (worst fold)            > 0          ≥ 1 %
+``temporal_order``        share of test rows not strictly after the last   > 0          ≥ 1 %
+                          training time (``time_column``)
+``fold_temporal_order``   the same for CV folds (worst fold)               > 0          ≥ 1 %
+``future_features``       share of rows where a date/time feature is       > 0          ≥ 1 %
+                          later than the row's ``time_column`` value
+``target_leakage``        best single-feature score: out-of-fold ROC AUC   ≥ 0.95 /     ≥ 0.99 /
+                          (classification) or R² (regression)              R² ≥ 0.95    R² ≥ 0.99
+``identifier_columns``    best score of an identifier-like feature         ≥ 0.60 /     ≥ 0.70 /
+                          (near-unique key) against the label              R² ≥ 0.10    R² ≥ 0.30
+``preprocessing_inside_cv``  1 if preprocessing was fit inside each CV       —            0; not
+                          fold (``run.facts``, written by the trainer)                  recorded: error
+``holdout_used_in_tuning``   1 if the search saw the holdout                 —            1; not
+                                                                                         recorded: error
+========================  ===============================================  ===========  ===========
+
+Normalization before hashing: strings are stripped, lower-cased and inner white space
+collapsed; floats are rounded to 6 significant digits; missing values are one token.
+So a record re-exported with other casing or float noise still counts as a copy.
+
+The single-feature model is deliberately cheap: each feature is binned (quantiles for
+numbers and times, the categories themselves otherwise) and the label's mean per bin,
+learnt on two thirds of a ≤ 5,000-row sample of the training part, predicts the other
+third (3-fold, out of fold). A column that is a copy, a rescaling or a recoding of the
+label scores ~1; a strong honest predictor rarely passes 0.9. Near-unique keys cannot
+be learnt that way, so identifier-like columns are also scored on their sort order
+(keys handed out in label order are caught).
+
+Without the columns a check needs (no ``time_column``, no text column, ...) it reports
+``skip`` with the reason.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from assay.hookspecs import hookimpl
+from assay.plugins.datachecks import guarded
+from assay.types import Check, Evidence
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from assay.types import Dataset, FittedModel, Run, Splits
+
+GROUP = "leakage"
+
+DUPLICATE_WARN = 0.0025
+DUPLICATE_FAIL = 0.01
+OVERLAP_FAIL = 0.01
+TEXT_COSINE = 0.9
+TEXT_TEST_SAMPLE = 2_000
+TEXT_TRAIN_SAMPLE = 20_000
+TARGET_SAMPLE = 5_000
+TARGET_FOLDS = 3
+BINS = 32
+AUC_WARN, AUC_FAIL = 0.95, 0.99
+R2_WARN, R2_FAIL = 0.95, 0.99
+ID_UNIQUE_SHARE = 0.5  # text/categorical keys
+ID_UNIQUE_SHARE_INT = 0.9  # integer keys
+ID_AUC_WARN, ID_AUC_FAIL = 0.60, 0.70
+ID_R2_WARN, ID_R2_FAIL = 0.10, 0.30
+SIGNIFICANT_DIGITS = 6
+EXAMPLES = 10
+
+
+def _status(value: float, warn: float, fail: float, *, warn_above_zero: bool = False) -> str:
+    if value >= fail:
+        return "fail"
+    if value >= warn or (warn_above_zero and value > 0):
+        return "warn"
+    return "pass"
+
+
+# --------------------------------------------------------------------------- row hashing
+
+
+def normalized(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with strings case/space-normalized and floats rounded (for duplicate hashing).
+
+    Text columns become integer codes of their normalized values (normalizing the distinct
+    values only), so the result is only comparable within one frame — which is how it is
+    used: train and test rows are hashed together.
+    """
+    import numpy as np
+    import pandas as pd
+
+    out = {}
+    for col in frame.columns:
+        s = frame[col]
+        if pd.api.types.is_bool_dtype(s.dtype):
+            out[col] = s.astype("float64").fillna(-1.0).to_numpy()
+        elif pd.api.types.is_integer_dtype(s.dtype) and not s.isna().any():
+            out[col] = s.to_numpy(dtype="int64")
+        elif pd.api.types.is_numeric_dtype(s.dtype):
+            out[col] = round_significant(s.to_numpy(dtype="float64", na_value=np.nan), SIGNIFICANT_DIGITS)
+        elif pd.api.types.is_datetime64_any_dtype(s.dtype):
+            out[col] = s.to_numpy(dtype="datetime64[ns]").view("int64")
+        else:
+            codes, uniques = pd.factorize(s.astype(object), use_na_sentinel=True)
+            text = pd.Series(uniques.astype(str)).str.strip().str.lower().str.replace(r"\s+", " ", regex=True)
+            merged, _ = pd.factorize(text)
+            out[col] = np.where(codes < 0, -1, merged[np.maximum(codes, 0)] if len(merged) else -1)
+    return pd.DataFrame(out, index=frame.index)
+
+
+def round_significant(x: np.ndarray, digits: int) -> np.ndarray:
+    """Round to ``digits`` significant digits (NaN kept, -0.0 folded into 0.0)."""
+    import numpy as np
+
+    finite = np.isfinite(x) & (x != 0)
+    out = np.where(finite, 0.0, x) + 0.0
+    mags = np.floor(np.log10(np.abs(x[finite])))
+    scale = 10.0 ** (digits - 1 - mags)
+    out[finite] = np.round(x[finite] * scale) / scale
+    return out
+
+
+def row_hashes(frame: pd.DataFrame) -> np.ndarray:
+    """One 64-bit hash per row of the normalized frame."""
+    import pandas as pd
+
+    return pd.util.hash_pandas_object(normalized(frame), index=False).to_numpy()
+
+
+def _copied(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Mask of ``a`` whose value occurs in ``b``."""
+    import numpy as np
+
+    return np.isin(a, b)
+
+
+def _record_columns(dataset: Dataset) -> list[str]:
+    return [c for c in dataset.frame.columns if dataset.roles.get(str(c)) != "id"]
+
+
+def duplicate_checks(splits: Splits) -> list[Check | Evidence]:
+    import numpy as np
+    import pandas as pd
+
+    dataset = splits.dataset
+    record_cols = _record_columns(dataset)
+    norm = normalized(dataset.frame[record_cols])
+    hashes = pd.util.hash_pandas_object(norm, index=False).to_numpy()
+    train_pos, test_pos = np.asarray(splits.train), np.asarray(splits.test)
+    in_train = _copied(hashes[test_pos], hashes[train_pos])
+    share = float(in_train.mean()) if len(test_pos) else 0.0
+    copied_rows = test_pos[in_train]
+    wanted = hashes[copied_rows[:EXAMPLES]]
+    twins = train_pos[np.isin(hashes[train_pos], wanted)]
+    first_train: dict[int, int] = {}
+    for pos in twins:
+        first_train.setdefault(int(hashes[pos]), int(pos))
+    examples = [{"test_row": int(r), "train_row": first_train.get(int(hashes[r]))} for r in copied_rows[:EXAMPLES]]
+    model_cols = [*dataset.features, dataset.target]
+    feature_hashes = pd.util.hash_pandas_object(norm[model_cols], index=False).to_numpy()
+    feature_share = float(_copied(feature_hashes[test_pos], feature_hashes[train_pos]).mean()) if len(test_pos) else 0.0
+    thresholds = {"warn_share": DUPLICATE_WARN, "fail_share": DUPLICATE_FAIL}
+    status = _status(share, DUPLICATE_WARN, DUPLICATE_FAIL)
+    holdout = Check(
+        GROUP, "duplicates", status, round(share, 6),
+        {"test_rows_copied": int(in_train.sum()), "test_rows": len(test_pos), "examples": examples,
+         "columns": [str(c) for c in record_cols],
+         "normalization": f"strings stripped + lower-cased, floats to {SIGNIFICANT_DIGITS} significant digits",
+         "same_model_inputs_share": round(feature_share, 6),
+         "note": "same_model_inputs_share counts test rows whose features and label equal a training row's; "
+                 "on low-cardinality data distinct records collide naturally, so only whole-record copies count",
+         "thresholds": thresholds},
+        message=(f"{int(in_train.sum())} of {len(test_pos)} test rows ({share:.2%}) are copies of training rows "
+                 f"(e.g. rows {', '.join(str(int(r)) for r in copied_rows[:5])})") if in_train.any() else "")
+    fold_shares, fold_detail = [], []
+    train_hashes = hashes[train_pos]
+    for i, (tr, va) in enumerate(splits.folds):
+        copied = _copied(train_hashes[va], train_hashes[tr])
+        fold_share = float(copied.mean()) if len(va) else 0.0
+        fold_shares.append(fold_share)
+        fold_detail.append({"fold": i, "share": round(fold_share, 6), "rows_copied": int(copied.sum()),
+                            "examples": [int(r) for r in train_pos[np.asarray(va)[copied]][:EXAMPLES]]})
+    worst = max(fold_shares, default=0.0)
+    folds = Check(GROUP, "fold_duplicates", _status(worst, DUPLICATE_WARN, DUPLICATE_FAIL) if fold_shares else "skip",
+                  round(worst, 6) if fold_shares else None,
+                  {"folds": fold_detail, "thresholds": thresholds} if fold_shares else {"reason": "no CV folds"},
+                  message=(f"up to {worst:.2%} of a CV fold's validation rows are copies of its training rows"
+                           if worst > 0 else ""))
+    return [holdout, folds]
+
+
+# --------------------------------------------------------------------------- text
+
+
+def text_checks(splits: Splits) -> list[Check | Evidence]:
+    import numpy as np
+
+    dataset = splits.dataset
+    texts = dataset.columns_with("text")
+    if not texts:
+        return [Check(GROUP, "near_duplicate_texts", "skip", None, {"reason": "no text columns"})]
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    rng = np.random.default_rng(splits.seed)
+    train_pos = np.asarray(splits.train)
+    test_pos = np.asarray(splits.test)
+    train_s = train_pos if len(train_pos) <= TEXT_TRAIN_SAMPLE else rng.choice(train_pos, TEXT_TRAIN_SAMPLE, replace=False)
+    test_s = test_pos if len(test_pos) <= TEXT_TEST_SAMPLE else rng.choice(test_pos, TEXT_TEST_SAMPLE, replace=False)
+    per_column: dict[str, Any] = {}
+    worst = 0.0
+    for col in texts:
+        series = dataset.frame[col].fillna("").astype(str)
+        vec = TfidfVectorizer(lowercase=True, ngram_range=(1, 2), min_df=1, max_df=0.5, sublinear_tf=True)
+        try:
+            vec.fit(series.iloc[np.concatenate([train_s, test_s])])
+        except ValueError:  # empty vocabulary: nothing to compare
+            per_column[str(col)] = {"share": 0.0, "reason": "no words"}
+            continue
+        a = vec.transform(series.iloc[test_s])
+        b = vec.transform(series.iloc[train_s]).T.tocsc()
+        best = np.zeros(len(test_s))
+        match = np.full(len(test_s), -1)
+        for start in range(0, len(test_s), 500):
+            sims = (a[start:start + 500] @ b).tocsr()
+            if sims.nnz == 0:
+                continue
+            dense_max = sims.max(axis=1).toarray().ravel()
+            best[start:start + 500] = dense_max
+            match[start:start + 500] = np.asarray(sims.argmax(axis=1)).ravel()
+        near = best >= TEXT_COSINE
+        share = float(near.mean()) if len(test_s) else 0.0
+        worst = max(worst, share)
+        per_column[str(col)] = {
+            "share": round(share, 6), "test_rows_checked": len(test_s), "train_rows_compared": len(train_s),
+            "near_duplicates": int(near.sum()),
+            "examples": [{"test_row": int(test_s[i]), "train_row": int(train_s[match[i]]),
+                          "cosine": round(float(best[i]), 4)} for i in np.flatnonzero(near)[:EXAMPLES]]}
+    status = _status(worst, DUPLICATE_WARN, DUPLICATE_FAIL)
+    flagged = [c for c, d in per_column.items() if d.get("share", 0) >= DUPLICATE_WARN]
+    return [Check(GROUP, "near_duplicate_texts", status, round(worst, 6),
+                  {"columns": per_column, "cosine_threshold": TEXT_COSINE,
+                   "thresholds": {"warn_share": DUPLICATE_WARN, "fail_share": DUPLICATE_FAIL}},
+                  message=(f"near-duplicate texts across the split in {', '.join(flagged)} "
+                           f"({worst:.2%} of sampled test rows)") if flagged else "")]
+
+
+# --------------------------------------------------------------------------- entities and time
+
+
+def entity_checks(run: Run, splits: Splits) -> list[Check | Evidence]:
+    import numpy as np
+
+    d = run.spec.data
+    keys = [k for k in dict.fromkeys((d.id_column, d.group_column)) if k]
+    if not keys:
+        reason = {"reason": "no data.id_column or data.group_column"}
+        return [Check(GROUP, "entity_overlap", "skip", None, reason),
+                Check(GROUP, "fold_entity_overlap", "skip", None, reason)]
+    frame = splits.dataset.frame
+    train_pos, test_pos = np.asarray(splits.train), np.asarray(splits.test)
+    holdout: dict[str, Any] = {}
+    fold_info: dict[str, Any] = {}
+    worst_holdout, worst_fold = 0.0, 0.0
+    for key in keys:
+        values = frame[key].astype(str).to_numpy()
+        tr_vals, te_vals = values[train_pos], values[test_pos]
+        shared_mask = np.isin(te_vals, tr_vals)
+        shared = np.unique(te_vals[shared_mask])
+        share = float(shared_mask.mean()) if len(te_vals) else 0.0
+        worst_holdout = max(worst_holdout, share)
+        holdout[key] = {"share": round(share, 6), "test_rows": int(shared_mask.sum()), "shared_entities": len(shared),
+                        "test_entities": len(np.unique(te_vals)), "examples": shared[:EXAMPLES].tolist()}
+        per_fold = []
+        for i, (tr, va) in enumerate(splits.folds):
+            mask = np.isin(tr_vals[va], tr_vals[tr])
+            fold_share = float(mask.mean()) if len(va) else 0.0
+            worst_fold = max(worst_fold, fold_share)
+            per_fold.append({"fold": i, "share": round(fold_share, 6),
+                             "shared_entities": len(np.unique(tr_vals[np.asarray(va)[mask]]))})
+        fold_info[key] = per_fold
+    thresholds = {"warn_above": 0.0, "fail_share": OVERLAP_FAIL}
+    flagged = [k for k, v in holdout.items() if v["share"] > 0]
+    return [
+        Check(GROUP, "entity_overlap", _status(worst_holdout, 1.0, OVERLAP_FAIL, warn_above_zero=True),
+              round(worst_holdout, 6), {"columns": holdout, "thresholds": thresholds},
+              message="; ".join(f"{holdout[k]['shared_entities']} {k} value(s) occur in both train and test "
+                                f"({holdout[k]['share']:.2%} of test rows, e.g. {holdout[k]['examples'][:3]})"
+                                for k in flagged)),
+        Check(GROUP, "fold_entity_overlap", _status(worst_fold, 1.0, OVERLAP_FAIL, warn_above_zero=True)
+              if splits.folds else "skip", round(worst_fold, 6) if splits.folds else None,
+              {"columns": fold_info, "thresholds": thresholds},
+              message=(f"CV folds share entities (up to {worst_fold:.2%} of a fold's validation rows)"
+                       if worst_fold > 0 else "")),
+    ]
+
+
+def temporal_checks(run: Run, splits: Splits) -> list[Check | Evidence]:
+    import numpy as np
+    import pandas as pd
+
+    col = run.spec.data.time_column
+    names = ("temporal_order", "fold_temporal_order", "future_features")
+    if not col:
+        return [Check(GROUP, n, "skip", None, {"reason": "no data.time_column"}) for n in names]
+    frame = splits.dataset.frame
+    times = pd.to_datetime(frame[col]).to_numpy(dtype="datetime64[ns]")
+    train_pos, test_pos = np.asarray(splits.train), np.asarray(splits.test)
+    tr_t, te_t = times[train_pos], times[test_pos]
+    last_train = tr_t.max()
+    early = te_t <= last_train
+    share = float(early.mean()) if len(te_t) else 0.0
+    thresholds = {"warn_above": 0.0, "fail_share": OVERLAP_FAIL}
+    out: list[Check | Evidence] = [Check(
+        GROUP, "temporal_order", _status(share, 1.0, OVERLAP_FAIL, warn_above_zero=True), round(share, 6),
+        {"time_column": col, "last_train_time": str(last_train), "first_test_time": str(te_t.min()),
+         "test_rows_not_after_train": int(early.sum()), "split_strategy": splits.strategy,
+         "examples": [int(r) for r in test_pos[early][:EXAMPLES]], "thresholds": thresholds},
+        message=(f"{share:.1%} of test rows are not after the last training time {last_train} "
+                 f"(split strategy {splits.strategy!r}; use split.strategy = 'time')") if early.any() else "")]
+    per_fold, worst = [], 0.0
+    for i, (tr, va) in enumerate(splits.folds):
+        fold_last = tr_t[tr].max()
+        bad = tr_t[va] <= fold_last
+        fold_share = float(bad.mean()) if len(va) else 0.0
+        worst = max(worst, fold_share)
+        per_fold.append({"fold": i, "share": round(fold_share, 6), "last_train_time": str(fold_last)})
+    out.append(Check(GROUP, "fold_temporal_order",
+                     _status(worst, 1.0, OVERLAP_FAIL, warn_above_zero=True) if splits.folds else "skip",
+                     round(worst, 6) if splits.folds else None, {"folds": per_fold, "thresholds": thresholds},
+                     message=(f"CV folds validate on rows not after their training rows (up to {worst:.1%})"
+                              if worst > 0 else "")))
+    others = [c for c in splits.dataset.columns_with("datetime") if c != col]
+    if not others:
+        out.append(Check(GROUP, "future_features", "skip", None,
+                         {"reason": f"no date/time feature besides the time column {col!r}"}))
+        return out
+    per_col: dict[str, Any] = {}
+    worst = 0.0
+    for other in others:
+        values = pd.to_datetime(frame[other], errors="coerce").to_numpy(dtype="datetime64[ns]")
+        later = ~np.isnat(values) & ~np.isnat(times) & (values > times)
+        col_share = float(later.mean()) if len(later) else 0.0
+        worst = max(worst, col_share)
+        per_col[str(other)] = {"share": round(col_share, 6), "rows": int(later.sum()),
+                               "examples": [int(r) for r in np.flatnonzero(later)[:EXAMPLES]]}
+    flagged = [c for c, v in per_col.items() if v["share"] > 0]
+    out.append(Check(GROUP, "future_features", _status(worst, 1.0, OVERLAP_FAIL, warn_above_zero=True),
+                     round(worst, 6), {"time_column": col, "columns": per_col, "thresholds": thresholds},
+                     message=(f"date/time feature(s) later than the prediction time {col!r}: {', '.join(flagged)}"
+                              if flagged else "")))
+    return out
+
+
+# --------------------------------------------------------------------------- single-feature leakage
+
+
+def _bin_codes(s: pd.Series, bins: int) -> np.ndarray:
+    """Integer bin codes: categories for text, quantile bins for numbers and times; NaN its own code."""
+    import numpy as np
+    import pandas as pd
+
+    if pd.api.types.is_datetime64_any_dtype(s.dtype):
+        s = pd.Series(s.to_numpy(dtype="datetime64[ns]").view("int64").astype("float64"), index=s.index).where(s.notna())
+    if pd.api.types.is_bool_dtype(s.dtype) or not pd.api.types.is_numeric_dtype(s.dtype):
+        codes, _ = pd.factorize(s.astype(object).where(s.notna(), None), use_na_sentinel=True)
+        return np.where(codes < 0, codes.max() + 1, codes)
+    x = s.to_numpy(dtype="float64", na_value=np.nan)
+    finite = np.isfinite(x)
+    distinct = np.unique(x[finite])
+    if len(distinct) <= bins:
+        codes = np.searchsorted(distinct, np.where(finite, x, distinct[0] if len(distinct) else 0.0))
+    else:
+        edges = np.unique(np.quantile(x[finite], np.linspace(0, 1, bins + 1)[1:-1]))
+        codes = np.searchsorted(edges, np.where(finite, x, 0.0), side="right")
+    return np.where(finite, codes, codes.max(initial=0) + 1)
+
+
+def _rank_codes(s: pd.Series, bins: int) -> np.ndarray:
+    """Bins of a column's sort order (for keys handed out in label order)."""
+    import numpy as np
+    import pandas as pd
+
+    order = pd.Series(s.astype(str) if not pd.api.types.is_numeric_dtype(s.dtype) else s).rank(method="first")
+    return _bin_codes(order.fillna(-1.0).astype("float64"), bins) if len(order) else np.zeros(0, dtype=int)
+
+
+def _label_matrix(y: pd.Series, task: str) -> tuple[np.ndarray, str, list[str]]:
+    """The label as a float matrix (one column per class, or the value), and how to score it."""
+    import numpy as np
+    import pandas as pd
+
+    if task == "regression" or (task == "ranking" and y.nunique() > 2):
+        return y.to_numpy(dtype="float64").reshape(-1, 1), "r2", []
+    classes = sorted(pd.unique(y.astype(str)))
+    labels = y.astype(str).to_numpy()
+    if len(classes) == 2:
+        return (labels == classes[1]).astype("float64").reshape(-1, 1), "roc_auc", classes
+    return np.stack([(labels == c).astype("float64") for c in classes], axis=1), "roc_auc_ovr", classes
+
+
+def oof_score(codes: np.ndarray, Y: np.ndarray, kind: str, fold_of: np.ndarray, smoothing: float = 1.0) -> float | None:
+    """Score of the per-bin label mean, learnt out of fold (the cheap single-feature model)."""
+    import numpy as np
+    from sklearn.metrics import r2_score, roc_auc_score
+
+    k = int(codes.max(initial=0)) + 1
+    pred = np.empty_like(Y)
+    prior = Y.mean(axis=0)
+    for f in np.unique(fold_of):
+        tr, va = fold_of != f, fold_of == f
+        counts = np.bincount(codes[tr], minlength=k).astype("float64")
+        for j in range(Y.shape[1]):
+            sums = np.bincount(codes[tr], weights=Y[tr, j], minlength=k)
+            pred[va, j] = (sums[codes[va]] + smoothing * prior[j]) / (counts[codes[va]] + smoothing)
+    try:
+        if kind == "r2":
+            return float(r2_score(Y[:, 0], pred[:, 0]))
+        if kind == "roc_auc":
+            return float(roc_auc_score(Y[:, 0], pred[:, 0]))
+        present = Y.sum(axis=0) > 0
+        if present.sum() < 2:
+            return None
+        return float(roc_auc_score(Y[:, present].argmax(axis=1), pred[:, present] / pred[:, present].sum(axis=1, keepdims=True),
+                                   multi_class="ovr", average="macro"))
+    except ValueError:  # one class in the sample
+        return None
+
+
+def target_checks(splits: Splits) -> list[Check | Evidence]:
+    import numpy as np
+    import pandas as pd
+
+    dataset = splits.dataset
+    rng = np.random.default_rng(splits.seed)
+    train_pos = np.asarray(splits.train)
+    sample = train_pos if len(train_pos) <= TARGET_SAMPLE else np.sort(rng.choice(train_pos, TARGET_SAMPLE, replace=False))
+    frame = dataset.frame.iloc[sample]
+    Y, kind, _ = _label_matrix(frame[dataset.target], dataset.task)
+    fold_of = rng.permutation(len(sample)) % TARGET_FOLDS
+    candidates = [c for c in dataset.features if dataset.roles.get(c) != "text"]
+    scores: dict[str, float | None] = {}
+    id_like: dict[str, dict[str, Any]] = {}
+    for col in candidates:
+        s = frame[col]
+        scores[col] = oof_score(_bin_codes(s, BINS), Y, kind, fold_of)
+        unique_share = s.nunique(dropna=True) / max(len(s), 1)
+        is_int = pd.api.types.is_integer_dtype(s.dtype)
+        is_key_text = not pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_datetime64_any_dtype(s.dtype)
+        if (is_key_text and unique_share >= ID_UNIQUE_SHARE) or (is_int and unique_share >= ID_UNIQUE_SHARE_INT):
+            by_order = oof_score(_rank_codes(s, BINS), Y, kind, fold_of)
+            best = max((v for v in (scores[col], by_order) if v is not None), default=None)
+            id_like[col] = {"unique_share": round(float(unique_share), 4), "score": best,
+                            "score_by_value": scores[col], "score_by_order": by_order}
+    warn, fail = (R2_WARN, R2_FAIL) if kind == "r2" else (AUC_WARN, AUC_FAIL)
+    known = {c: v for c, v in scores.items() if v is not None}
+    ranked = sorted(known.items(), key=lambda kv: -kv[1])
+    best_value = ranked[0][1] if ranked else None
+    leaking = [c for c, v in ranked if v >= warn]
+    failing = [c for c, v in ranked if v >= fail]
+    model = (f"out-of-fold label mean per bin ({TARGET_FOLDS}-fold, {BINS} quantile bins or categories) "
+             f"on {len(sample)} training rows")
+    if best_value is None:
+        target = Check(GROUP, "target_leakage", "skip" if not candidates else "warn", None,
+                       {"reason": "no scorable feature" if not candidates else "scores undefined (one class in sample)",
+                        "model": model})
+    else:
+        target = Check(GROUP, "target_leakage", "fail" if failing else "warn" if leaking else "pass",
+                       round(best_value, 6),
+                       {"metric": kind, "columns": failing or leaking, "best_column": ranked[0][0],
+                        "scores": {c: round(v, 6) for c, v in ranked[:15]}, "model": model,
+                        "skipped_text_columns": [c for c in dataset.features if dataset.roles.get(c) == "text"],
+                        "thresholds": {"warn": warn, "fail": fail}},
+                       message=(f"feature(s) alone predict the label near perfectly ({kind}): "
+                                + ", ".join(f"{c} ({known[c]:.3f})" for c in leaking)) if leaking else "")
+    iwarn, ifail = (ID_R2_WARN, ID_R2_FAIL) if kind == "r2" else (ID_AUC_WARN, ID_AUC_FAIL)
+    id_scores = {c: v["score"] for c, v in id_like.items() if v["score"] is not None}
+    id_best = max(id_scores.values(), default=None)
+    flagged = sorted((c for c, v in id_scores.items() if v >= iwarn), key=lambda c: -id_scores[c])
+    id_status = "pass" if id_best is None else _status(id_best, iwarn, ifail)
+    identifier = Check(GROUP, "identifier_columns", id_status,
+                       round(id_best, 6) if id_best is not None else 0.0,
+                       {"identifier_like": id_like, "columns": flagged, "metric": kind,
+                        "thresholds": {"warn": iwarn, "fail": ifail, "unique_share_text": ID_UNIQUE_SHARE,
+                                       "unique_share_integer": ID_UNIQUE_SHARE_INT}},
+                       message=("identifier-like feature(s) related to the label: "
+                                + ", ".join(f"{c} ({id_scores[c]:.3f})" for c in flagged)) if flagged else "")
+    return [target, identifier]
+
+
+# --------------------------------------------------------------------------- hooks
+
+
+@hookimpl
+def check_split(run: Run, splits: Splits) -> list[Check | Evidence]:
+    """Duplicates, near-duplicate texts, shared entities, time order and single-feature leakage."""
+    out: list[Check | Evidence] = []
+    out += guarded(GROUP, "duplicates", lambda: duplicate_checks(splits))
+    out += guarded(GROUP, "near_duplicate_texts", lambda: text_checks(splits))
+    out += guarded(GROUP, "entity_overlap", lambda: entity_checks(run, splits))
+    out += guarded(GROUP, "temporal_order", lambda: temporal_checks(run, splits))
+    out += guarded(GROUP, "target_leakage", lambda: target_checks(splits))
+    return out
+
+
+def conduct_checks(facts: dict[str, Any]) -> list[Check | Evidence]:
+    """What the training plugin recorded about its own conduct (``run.facts``)."""
+    out: list[Check | Evidence] = []
+    inside = facts.get("preprocessing_inside_cv")
+    if inside is None:
+        out.append(Check(GROUP, "preprocessing_inside_cv", "error", None,
+                         {"reason": "the training plugin did not record run.facts['preprocessing_inside_cv']"},
+                         message="not recorded whether preprocessing was fit inside the CV folds"))
+    else:
+        out.append(Check(GROUP, "preprocessing_inside_cv", "pass" if inside else "fail", int(bool(inside)),
+                         {"fact": bool(inside), "tuner": facts.get("tuner")},
+                         message="" if inside else "preprocessing was fit outside the CV folds (on all training rows)"))
+    saw = facts.get("holdout_used_in_tuning")
+    if saw is None:
+        out.append(Check(GROUP, "holdout_used_in_tuning", "error", None,
+                         {"reason": "the training plugin did not record run.facts['holdout_used_in_tuning']"},
+                         message="not recorded whether the search saw the holdout"))
+    else:
+        out.append(Check(GROUP, "holdout_used_in_tuning", "fail" if saw else "pass", int(bool(saw)),
+                         {"fact": bool(saw), "tuner": facts.get("tuner")},
+                         message="the hyper-parameter search saw the holdout" if saw else ""))
+    return out
+
+
+@hookimpl
+def evaluate(run: Run, model: FittedModel, splits: Splits) -> list[Check | Evidence]:
+    """Record the training plugin's own account (facts are written during ``fit_model``)."""
+    return guarded(GROUP, "preprocessing_inside_cv", lambda: conduct_checks(run.facts))
