@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from assay.errors import BadInput
+from assay.errors import BadInput, Finding
 from assay.settings import Settings
 
 
@@ -80,17 +80,16 @@ def verify_cmd(ctx: click.Context, checkpoint: str | None, trust: str | None, fu
     report = verify_ledger(settings.db_url, checkpoint=checkpoint, trust=trust_path, full=full)
     if as_json:
         _echo_json(report.to_json())
-    else:
+    elif report.ok:
         click.echo(report.summary())
-        if report.ok:
-            click.echo(f"size {report.size}, root {report.root}")
-            click.echo(f"trust: {report.trust}")
-        else:
-            for e in report.errors[1:10]:
-                where = f"record {e['seq']}" if e["seq"] is not None else "ledger"
-                click.echo(f"  also {where}: {e['reason']}")
+        click.echo(f"size {report.size}, root {report.root}")
+        click.echo(f"trust: {report.trust}")
+    else:
+        for e in report.errors[1:10]:
+            where = f"record {e['seq']}" if e["seq"] is not None else "ledger"
+            click.echo(f"  also {where}: {e['reason']}")
     if not report.ok:
-        ctx.exit(1)
+        raise Finding(report.summary())
 
 
 def _payload_summary(payload: dict[str, Any], width: int = 70) -> str:

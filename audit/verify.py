@@ -654,7 +654,14 @@ def _verify(
 
     m = cp.size
     assert note_text is not None
-    # 1. Key records up to m, each proven included in the checkpoint's tree.
+    # 1. The stored tree of the first m records must be the checkpoint's tree.
+    try:
+        if subtree_hash(0, m, src.stored_node) != cp.root:
+            raise ProofError("the first records hash to a different root")
+    except ProofError as exc:
+        col.add(None, f"ledger is not a consistent extension of the checkpoint ({exc}): history rewritten or forked")
+        return col.report(size=n, mode="checkpoint", **base)
+    # 2. Key records up to m, each proven included in the checkpoint's tree.
     old_key_rows = src.key_rows(m)
     for row in old_key_rows:
         seq = row[0]
@@ -680,7 +687,7 @@ def _verify(
         keys.events.append((seq, row[5]))
     _check_key_events(cp, keys.events, col)
     _check_note(note_text, cp, keys, col)
-    # 2. The last checkpointed record anchors the chain of the new ones.
+    # 3. The last checkpointed record anchors the chain of the new ones.
     last = src.row(m)
     if last is None:
         col.add(m, f"record {m} (the checkpoint's last) is missing")
@@ -690,11 +697,11 @@ def _verify(
     except ProofError as exc:
         col.add(m, f"record {m} is not the checkpoint's last record ({exc})")
         return col.report(size=n, mode="checkpoint", **base)
-    # 3. Everything new, fully.
+    # 4. Everything new, fully.
     new_leaves: list[bytes] = []
     checked, _ = _scan(src, m + 1, last[5], keys, col, _Sink(m), new_leaves, None, workers)
     size = m + len(new_leaves)
-    # 4. Consistency proof from the checkpoint to the current tree.
+    # 5. Consistency proof from the checkpoint to the current tree.
     node = _hybrid(src, m, new_leaves)
     try:
         new_root = subtree_hash(0, size, node)
