@@ -118,7 +118,7 @@ def gate(state: Any, run_id: str, policy_ref: str | None, fmt: str, output: str 
     if output:
         Path(output).write_text(render(report, fmt), encoding="utf-8")
         _err(f"{verdict.decision.upper()}: run {row.run_id}, policy {verdict.policy}; {fmt} report written to {output}")
-    elif fmt == "text":
+    elif fmt == "text" and sys.stdout.isatty():
         console = _stdout_console()
         for item in text_renderables(report):
             console.print(item)

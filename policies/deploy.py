@@ -199,16 +199,16 @@ def verify_artifact(records: Sequence[LedgerRecord], artifact: str, trusted: Seq
     :param trusted: keys allowed to sign the verdict.
     :param require: ``pass`` (the newest trusted verdict must pass) or ``any``.
     """
+    if not any(r.kind == VERDICT_KIND and (r.payload or {}).get("artifact") == artifact for r in records):
+        return VerifyResult(False, artifact, f"no verdict in the ledger for artifact {artifact} (was it trained "
+                                             "and gated by assay, with these exact bytes?)")
     if not trusted:
         return VerifyResult(False, artifact, "no trusted keys: pass --key PUBKEY, or run where the assay home "
                                              "has a trust list (keys/trust.json)")
     verdict, rejected = latest_trusted_verdict(records, artifact, trusted)
     if verdict is None:
-        if rejected:
-            return VerifyResult(False, artifact, "no verdict for this artifact is signed by a trusted key: "
-                                + "; ".join(rejected), rejected=rejected)
-        return VerifyResult(False, artifact, f"no verdict in the ledger for artifact {artifact} (was it trained "
-                                             "and gated by assay, with these exact bytes?)")
+        return VerifyResult(False, artifact, "no verdict for this artifact is signed by a trusted key: "
+                            + "; ".join(rejected), rejected=rejected)
     payload = verdict.payload or {}
     result = VerifyResult(False, artifact, "", verdict.seq, payload.get("decision"), payload.get("model"),
                           payload.get("run_id") or verdict.run_id, verdict.key_id, rejected)

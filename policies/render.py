@@ -84,7 +84,8 @@ def text_renderables(report: GateReport) -> list[Any]:
         head.append(f"  model {report.model}")
     head.append(f"  policy {v.policy} ({v.policy_hash[:19]}…)")
     table = Table(show_edge=False, expand=False)
-    for col in ("rule", "outcome", "measured", "op", "threshold", "reason"):
+    table.add_column("rule", no_wrap=True)
+    for col in ("outcome", "measured", "op", "threshold", "reason"):
         table.add_column(col, overflow="fold")
     for o in v.rules:
         outcome = "n/a" if is_not_applicable(o) else o.outcome
@@ -96,7 +97,7 @@ def text_renderables(report: GateReport) -> list[Any]:
     return [head, table, tail]
 
 
-def render_text(report: GateReport, width: int = 120) -> str:
+def render_text(report: GateReport, width: int = 160) -> str:
     """Plain text (no colour) of the rich table, for files and logs."""
     from rich.console import Console
 

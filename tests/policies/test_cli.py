@@ -1,0 +1,258 @@
+"""The gate and deploy commands, run for real (`python -m assay`) on a run stored with its evidence.
+
+The run is synthetic (evidence written through RunStore, the model bytes through the artifact
+store) so each command's contract — exit code, output, ledger records — is checked quickly;
+real-data runs are covered by the end-to-end tests of `assay run`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from junitparser import JUnitXml
+
+from assay.audit.ledger import Ledger
+from assay.settings import Settings
+from assay.spec import RunSpec
+from assay.store import ArtifactStore, RunRow, RunStore
+from tests.conftest import run_assay
+
+from .conftest import GOOD_EVIDENCE
+
+SPEC = """\
+[project]
+name = "credit"
+
+[data]
+source = "credit.csv"
+target = "default"
+task = "binary"
+sensitive = ["sex", "race"]
+
+[gate]
+policy = "{policy}"
+"""
+
+
+@dataclass
+class Stored:
+    home: Path
+    project: Path
+    run_id: str
+    model: str
+    artifact: str
+    model_file: Path
+    settings: Settings
+
+    def ledger(self) -> Ledger:
+        return Ledger.open(self.settings)
+
+    def assay(self, *args: str, **kw: Any) -> Any:
+        return run_assay(*args, home=self.home, cwd=self.project, **kw)
+
+
+def store_run(tmp_path: Path, evidence: dict[str, Any], policy: str = "assay:standard", run_id: str = "01JRUN0001",
+              model_bytes: bytes = b"model bytes v1") -> Stored:
+    home, project = tmp_path / "home", tmp_path / "project"
+    project.mkdir(exist_ok=True)
+    spec_path = project / "assay.toml"
+    spec_path.write_text(SPEC.format(policy=policy), encoding="utf-8")
+    import tomllib
+
+    spec = RunSpec.model_validate(tomllib.loads(spec_path.read_text()))
+    settings = Settings.resolve(home)
+    store = RunStore(settings)
+    store.create_run(RunRow(run_id=run_id, project="credit", status="passed", spec_path=str(spec_path),
+                            spec_json=spec.model_dump_json(), spec_hash=spec.hash))
+    artifact = ArtifactStore(home).put_bytes(model_bytes)
+    version = store.add_model_version("credit", run_id, artifact, "hist_gradient_boosting")
+    evidence = copy.deepcopy(evidence)
+    evidence.update(run_id=run_id)
+    evidence["model"].update(ref=version.ref, artifact=artifact, name="credit", version=version.version)
+    store.update_run(run_id, evidence_json=json.dumps(evidence))
+    model_file = tmp_path / "deploy" / "model.skops"
+    model_file.parent.mkdir(exist_ok=True)
+    model_file.write_bytes(model_bytes)
+    return Stored(home, project, run_id, version.ref, artifact, model_file, settings)
+
+
+@pytest.fixture
+def good(tmp_path: Path) -> Stored:
+    return store_run(tmp_path, GOOD_EVIDENCE)
+
+
+@pytest.fixture
+def leaky(tmp_path: Path) -> Stored:
+    evidence = copy.deepcopy(GOOD_EVIDENCE)
+    evidence["checks"]["leakage"]["duplicates"].update(status="fail", value=37)
+    return store_run(tmp_path, evidence)
+
+
+def test_gate_passes_records_a_signed_verdict_and_prints_each_rule(good: Stored) -> None:
+    result = good.assay("gate", good.run_id)
+    assert result.returncode == 0, result.stderr
+    assert "PASS" in result.stdout and "beats-baseline" in result.stdout and "no-leakage[duplicates]" in result.stdout
+    [record] = good.ledger().records(run_id=good.run_id, kind="verdict")
+    assert record.payload["decision"] == "pass"
+    assert (record.payload["artifact"], record.payload["model"]) == (good.artifact, good.model)
+    assert record.payload["policy"] == "assay:standard" and record.payload["policy_hash"].startswith("sha256:")
+    assert len(record.signature) == 128
+
+
+def test_gate_json_carries_the_verdict_and_blocks_with_exit_1(leaky: Stored) -> None:
+    result = leaky.assay("gate", leaky.run_id, "--format", "json")
+    assert result.returncode == 1, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["run_id"] == leaky.run_id and doc["model"] == leaky.model
+    verdict = doc["verdict"]
+    assert verdict["decision"] == "block"
+    assert verdict["reasons"] == ["no-leakage[duplicates]: checks.leakage.duplicates.status = 'fail', "
+                                  "needs in ['pass', 'warn', 'skip']"]
+    rule = next(r for r in verdict["rules"] if r["id"] == "no-leakage[duplicates]")
+    assert (rule["outcome"], rule["measured"], rule["threshold"]) == ("block", "fail", ["pass", "warn", "skip"])
+    assert doc["ledger_seq"] == leaky.ledger().records(kind="verdict")[-1].seq
+
+
+def test_gate_writes_junit_sarif_and_markdown_files(leaky: Stored, tmp_path: Path) -> None:
+    junit = tmp_path / "gate.xml"
+    result = leaky.assay("gate", leaky.run_id, "--format", "junit", "--output", str(junit))
+    assert result.returncode == 1
+    assert f"BLOCK: run {leaky.run_id}, policy assay:standard; junit report written to {junit}" in result.stderr
+    suite = next(iter(JUnitXml.fromfile(str(junit))))
+    assert suite.failures == 1
+    sarif = leaky.assay("gate", leaky.run_id, "--format", "sarif")
+    assert json.loads(sarif.stdout)["version"] == "2.1.0"
+    markdown = leaky.assay("gate", leaky.run_id, "--format", "markdown")
+    assert markdown.stdout.startswith("### ❌ assay gate: **BLOCK**")
+
+
+def test_gate_with_a_policy_file_and_a_bad_policy(good: Stored, tmp_path: Path) -> None:
+    strict_gap = tmp_path / "tight.toml"
+    strict_gap.write_text('[[rules]]\nid = "tiny-gap"\npath = "gap.${metric}"\nop = "<="\nthreshold = 0.001\n',
+                          encoding="utf-8")
+    result = good.assay("gate", good.run_id, "--policy", str(strict_gap), "--format", "json")
+    assert result.returncode == 1
+    assert json.loads(result.stdout)["verdict"]["policy"] == "tight"
+    strict_gap.write_text('[[rules]]\nid = "tiny-gap"\npath = "gap.${metric}"\nop = "=<"\nthreshold = 0.001\n',
+                          encoding="utf-8")
+    bad = good.assay("gate", good.run_id, "--policy", str(strict_gap))
+    assert bad.returncode == 2
+    assert f"{strict_gap}:4:6: rules[0].op: '=<' is not a comparison" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    unknown = good.assay("gate", "NOSUCHRUN")
+    assert unknown.returncode == 2 and "run 'NOSUCHRUN' not found" in unknown.stderr
+
+
+def test_policy_check(tmp_path: Path) -> None:
+    ok = run_assay("policy", "check", "assay:strict", home=tmp_path / "home")
+    assert ok.returncode == 0 and ok.stdout.startswith("ok: assay:strict: policy 'assay:strict'")
+    bad = tmp_path / "p.toml"
+    bad.write_text('[[rules]]\nid = "r"\npath = "metrics.test.roc_auc"\nthreshold = ">= baseline +"\nsevrity = "x"\n',
+                   encoding="utf-8")
+    result = run_assay("policy", "check", str(bad), home=tmp_path / "home")
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[:2] == [
+        f"error: {bad}:4:27: rules[0].threshold: expected a number, a quoted string, 'baseline' or an evidence "
+        "path, but the text ended",
+        f"{bad}:5:1: rules[0].sevrity: unknown key 'sevrity'; did you mean 'severity'? (valid keys: id, "
+        "description, path, op, threshold, severity, bound, stage, when)",
+    ]
+
+
+def test_waiver_turns_a_block_into_a_pass_until_it_expires(leaky: Stored) -> None:
+    assert leaky.assay("gate", leaky.run_id).returncode == 1
+    typo = leaky.assay("waive", "no-leakag", "--model", leaky.model, "--reason", "r", "--approver", "dana",
+                       "--expires", "2999-12-31")
+    assert typo.returncode == 2 and "did you mean 'no-leakage'?" in typo.stderr
+    past = leaky.assay("waive", "no-leakage", "--model", leaky.model, "--reason", "r", "--approver", "dana",
+                       "--expires", "2001-01-01")
+    assert past.returncode == 2 and "the date is in the past" in past.stderr
+    waived = leaky.assay("waive", "no-leakage[duplicates]", "--model", leaky.model, "--reason",
+                         "duplicates are legitimate repeat customers", "--approver", "dana", "--expires", "2999-12-31",
+                         "--json")
+    assert waived.returncode == 0, waived.stderr
+    record = json.loads(waived.stdout)
+    assert record["waiver"]["rule"] == "no-leakage[duplicates]"
+    result = leaky.assay("gate", leaky.run_id, "--format", "json")
+    assert result.returncode == 0, result.stdout
+    rule = next(r for r in json.loads(result.stdout)["verdict"]["rules"] if r["id"] == "no-leakage[duplicates]")
+    assert rule["outcome"] == "waived"
+    assert rule["reason"].startswith(f"waived by dana until 2999-12-31, ledger #{record['seq']}: duplicates are")
+
+
+def test_an_expired_waiver_recorded_in_the_ledger_is_ignored(leaky: Stored) -> None:
+    leaky.ledger().append(leaky.run_id, "waiver", {"rule": "no-leakage", "model": leaky.model, "reason": "old",
+                                                   "approver": "dana", "expires": "2001-01-01"})
+    assert leaky.assay("gate", leaky.run_id).returncode == 1
+
+
+def test_verify_accepts_the_gated_artifact_and_rejects_changed_bytes(good: Stored) -> None:
+    not_gated = good.assay("verify", str(good.model_file))
+    assert not_gated.returncode == 1 and "no verdict in the ledger for artifact" in not_gated.stderr
+    assert good.assay("gate", good.run_id).returncode == 0
+    ok = good.assay("verify", str(good.model_file), "--require-verdict", "pass", "--json")
+    assert ok.returncode == 0, ok.stderr
+    doc = json.loads(ok.stdout)
+    assert doc["ok"] and doc["decision"] == "pass" and doc["model"] == good.model
+    good.model_file.write_bytes(good.model_file.read_bytes() + b" ")
+    changed = good.assay("verify", str(good.model_file))
+    assert changed.returncode == 1 and changed.stderr.startswith("REJECTED: ")
+
+
+def test_verify_rejects_a_blocked_artifact(leaky: Stored) -> None:
+    assert leaky.assay("gate", leaky.run_id).returncode == 1
+    result = leaky.assay("verify", str(leaky.model_file), "--require-verdict", "pass")
+    assert result.returncode == 1 and "is 'block', not pass" in result.stderr
+    assert leaky.assay("verify", str(leaky.model_file), "--require-verdict", "any").returncode == 0
+
+
+def test_verify_with_key_trusts_only_that_key(good: Stored, tmp_path: Path) -> None:
+    assert good.assay("gate", good.run_id).returncode == 0
+    signer = good.ledger().records(kind="verdict")[-1].key_id
+    own = good.home / "keys" / f"{signer}.pub"
+    assert good.assay("verify", str(good.model_file), "--key", str(own)).returncode == 0
+    other = tmp_path / "other.pub"
+    other.write_text("11" * 32)
+    result = good.assay("verify", str(good.model_file), "--key", str(other))
+    assert result.returncode == 1 and "not trusted" in result.stderr
+
+
+def test_promotion_to_production_needs_a_pass_and_the_policys_approvals(tmp_path: Path) -> None:
+    stored = store_run(tmp_path, GOOD_EVIDENCE, policy="assay:strict")
+    blocked_early = stored.assay("models", "promote", stored.model, "--to", "production")
+    assert blocked_early.returncode == 1 and "no verdict in the ledger" in blocked_early.stderr
+    assert stored.assay("gate", stored.run_id).returncode == 0
+    refused = stored.assay("models", "promote", stored.model, "--to", "production")
+    assert refused.returncode == 1
+    assert "its policy needs 2 approval(s) from distinct trusted keys, it has 0" in refused.stderr
+    assert stored.assay("approve", stored.model).returncode == 0
+    again = stored.assay("approve", stored.model)
+    assert again.returncode == 0 and "already approved by key" in again.stdout
+    assert stored.assay("models", "promote", stored.model, "--to", "production").returncode == 1
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    second = tmp_path / "reviewer.pem"
+    second.write_bytes(Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    second.chmod(0o600)
+    approved = stored.assay("approve", stored.model, "--approver", "rev", env={"ASSAY_SIGNING_KEY": str(second)})
+    assert approved.returncode == 0 and "2 approval(s) by distinct trusted keys" in approved.stdout
+    promoted = stored.assay("models", "promote", stored.model, "--to", "production")
+    assert promoted.returncode == 0, promoted.stderr
+    assert "none → production" in promoted.stdout
+    assert RunStore(stored.settings).resolve_model("credit@production").ref == stored.model
+    [record] = stored.ledger().records(kind="promotion")
+    assert record.payload["to"] == "production" and record.payload["approvals_required"] == 2
+    assert {a["approver"] for a in record.payload["approvals"]} == {"rev", record.payload["approvals"][0]["approver"]}
+
+
+def test_promotion_to_staging_is_recorded_without_a_gate(good: Stored) -> None:
+    result = good.assay("models", "promote", good.model, "--to", "staging")
+    assert result.returncode == 0, result.stderr
+    assert good.ledger().records(kind="promotion")[-1].payload["to"] == "staging"
