@@ -256,3 +256,30 @@ def test_promotion_to_staging_is_recorded_without_a_gate(good: Stored) -> None:
     result = good.assay("models", "promote", good.model, "--to", "staging")
     assert result.returncode == 0, result.stderr
     assert good.ledger().records(kind="promotion")[-1].payload["to"] == "staging"
+
+
+class _BrokenGate:
+    """A third-party gate plugin that raises: gating must fail closed with exit 3."""
+
+    from assay.hookspecs import hookimpl
+
+    @hookimpl
+    def gate(self, run: Any, evidence: dict[str, Any], policy: Any) -> None:
+        raise RuntimeError("policy engine unavailable")
+
+
+def test_a_gate_plugin_that_raises_exits_3_and_records_no_verdict(good: Stored) -> None:
+    from assay.errors import InternalError
+    from assay.manager import make_plugin_manager
+    from assay.policies.cli import gate
+
+    class State(Settings):
+        def plugin_manager(self) -> Any:
+            return make_plugin_manager(extra_plugins=[("broken-gate", _BrokenGate())])
+
+    state = State(good.settings.home, good.settings.db_url)
+    with pytest.raises(InternalError) as info:
+        gate.main([good.run_id], obj=state, standalone_mode=False)
+    assert info.value.exit_code == 3
+    assert "policy engine unavailable" in info.value.message and "fail closed" in info.value.message
+    assert good.ledger().records(kind="verdict") == []

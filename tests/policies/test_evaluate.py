@@ -173,7 +173,7 @@ def test_a_missing_or_malformed_interval_blocks(evidence: dict[str, Any], interv
 
 
 FAIR = dict(id="ff", path="fairness.*.selection_rate_ratio", op=">=", threshold=0.8,
-            when=["data.sensitive", "task in ['binary', 'multiclass']"])
+            when=["data.sensitive", "task not in ['regression', 'ranking']"])
 
 
 def test_when_applies_the_rule_when_sensitive_features_are_configured(evidence: dict[str, Any]) -> None:
@@ -214,8 +214,8 @@ def test_a_false_comparison_makes_the_rule_not_applicable(evidence: dict[str, An
     evidence["task"] = "regression"
     result = outcomes(one_rule(**FAIR), evidence)["ff"]
     assert result.outcome == "pass"
-    assert result.reason == ("not applicable: task in ['binary', 'multiclass'] is false "
-                             "('regression' in ['binary', 'multiclass'])")
+    assert result.reason == ("not applicable: task not in ['regression', 'ranking'] is false "
+                             "('regression' not in ['regression', 'ranking'])")
 
 
 def test_monitor_rules_are_not_gated_at_training(evidence: dict[str, Any]) -> None:
@@ -358,13 +358,47 @@ def test_strict_requires_the_interval_to_clear_the_baseline(evidence: dict[str, 
     assert results["beats-baseline-ci"].outcome == "block"
 
 
-def test_regression_runs_skip_the_selection_rate_rule(evidence: dict[str, Any]) -> None:
-    standard = load_policy("assay:standard", Path.cwd(), bundled_packs())
+def _regression(evidence: dict[str, Any], mae_gap: float) -> None:
     evidence.update(task="regression", metric="r2")
     evidence["metrics"] = {"train": {"r2": 0.8}, "test": {"r2": 0.75, "r2_ci": [0.7, 0.8]}}
     evidence["baseline"]["test"] = {"r2": 0.0}
-    evidence["gap"] = {"r2": 0.05}
-    del evidence["fairness"]["sex"]["selection_rate_ratio"], evidence["fairness"]["race"]["selection_rate_ratio"]
-    v = verdict(standard, evidence)
+    evidence["gap"] = {"r2": 0.05, "r2_ci": [0.02, 0.07]}
+    evidence["fairness"] = {"sex": {"relative_mae_gap": mae_gap, "by_group": {}},
+                            "race": {"relative_mae_gap": 0.05, "by_group": {}}}
+
+
+def test_regression_runs_use_the_error_gap_instead_of_selection_rates(pack: Any, evidence: dict[str, Any]) -> None:
+    _regression(evidence, mae_gap=0.1)
+    v = verdict(pack, evidence)
     assert v.decision == "pass", v.reasons
     assert next(o for o in v.rules if o.id == "four-fifths").reason.startswith("not applicable")
+    assert {o.id for o in v.rules if o.id.startswith("error-gap")} == {"error-gap[race]", "error-gap[sex]"}
+    _regression(evidence, mae_gap=0.7)
+    assert "error-gap[sex]" in {o.id for o in verdict(pack, evidence).rules if o.outcome == "block"}
+
+
+def test_ranking_runs_check_exposure(pack: Any, evidence: dict[str, Any]) -> None:
+    evidence.update(task="ranking", metric="ndcg@10")
+    evidence["metrics"] = {"train": {"ndcg@10": 0.7}, "test": {"ndcg@10": 0.66, "ndcg@10_ci": [0.64, 0.68]}}
+    evidence["baseline"]["test"] = {"ndcg@10": 0.5}
+    evidence["gap"] = {"ndcg@10": 0.04, "ndcg@10_ci": [0.0, 0.06]}
+    evidence["fairness"] = {"sex": {"exposure_ratio": 0.6}}
+    v = verdict(pack, evidence)
+    assert {o.id for o in v.rules if o.outcome == "block"} == {"exposure-ratio[sex]"}
+
+
+def test_text_classification_gets_the_four_fifths_rule(evidence: dict[str, Any]) -> None:
+    standard = load_policy("assay:standard", Path.cwd(), bundled_packs())
+    evidence["task"] = "text"
+    evidence["fairness"]["sex"]["selection_rate_ratio"] = 0.5
+    assert "four-fifths[sex]" in {o.id for o in verdict(standard, evidence).rules if o.outcome == "block"}
+
+
+def test_too_few_groups_to_judge_blocks_with_the_recorded_reason(evidence: dict[str, Any]) -> None:
+    standard = load_policy("assay:standard", Path.cwd(), bundled_packs())
+    evidence["fairness"]["race"].update(selection_rate_ratio=None,
+                                        reason="only 1 group(s) with at least 30 holdout rows (small: Other)")
+    result = outcomes(standard, evidence)["four-fifths[race]"]
+    assert result.outcome == "error"
+    assert result.reason == ("fairness.race.selection_rate_ratio is null (could not be computed): only 1 group(s) "
+                             "with at least 30 holdout rows (small: Other)")
