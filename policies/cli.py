@@ -73,6 +73,24 @@ def _err(message: str) -> None:
 # --------------------------------------------------------------------------- gate
 
 
+def _trusted_waivers(state: Any, ledger: Any, model: str) -> list[Any]:
+    """The model's waiver records signed by a key of the home's trust list (others are reported)."""
+    from assay.policies.deploy import home_trusted_keys, trusted_signer
+    from assay.policies.waivers import waivers_from_records
+
+    trusted = home_trusted_keys(state.home)
+    accepted = []
+    for record in ledger.records(kind="waiver"):
+        if (record.payload or {}).get("model") != model:
+            continue
+        key, why = trusted_signer(record, trusted)
+        if key is None:
+            _err(f"warning: waiver at ledger seq {record.seq} for {model} is ignored: {why}")
+            continue
+        accepted.append(record)
+    return waivers_from_records(accepted, model)
+
+
 @click.command()
 @click.argument("run_id")
 @click.option("--policy", "policy_ref", metavar="FILE|NAME",
@@ -90,7 +108,6 @@ def gate(state: Any, run_id: str, policy_ref: str | None, fmt: str, output: str 
     """
     from assay.policies.language import load_policy
     from assay.policies.render import GateReport, render, text_renderables
-    from assay.policies.waivers import waivers_from_records
     from assay.runner import gate_stored_run
     from assay.store import RunStore
 
@@ -98,7 +115,7 @@ def gate(state: Any, run_id: str, policy_ref: str | None, fmt: str, output: str 
     evidence = row.evidence or {}
     model = (evidence.get("model") or {}).get("ref")
     ledger = _open_ledger(state)
-    waivers = waivers_from_records(ledger.records(kind="waiver"), model) if model else []
+    waivers = _trusted_waivers(state, ledger, model) if model else []
     ref = _resolve_ref(policy_ref)
     pm = _plugin_manager(state)
     try:

@@ -191,6 +191,16 @@ def test_an_expired_waiver_recorded_in_the_ledger_is_ignored(leaky: Stored) -> N
     assert leaky.assay("gate", leaky.run_id).returncode == 1
 
 
+def test_a_waiver_signed_by_a_key_this_home_does_not_trust_is_ignored(leaky: Stored, tmp_path: Path) -> None:
+    assert leaky.assay("gate", leaky.run_id).returncode == 1  # the operator's key is now in the trust list
+    outsider = Ledger.open(Settings(tmp_path / "outsider-home", leaky.settings.db_url))  # same database
+    record = outsider.append(leaky.run_id, "waiver", {"rule": "no-leakage", "model": leaky.model, "reason": "trust me",
+                                                      "approver": "mallory", "expires": "2999-12-31"})
+    result = leaky.assay("gate", leaky.run_id)
+    assert result.returncode == 1
+    assert f"waiver at ledger seq {record.seq} for {leaky.model} is ignored: signed by key" in result.stderr
+
+
 def test_verify_accepts_the_gated_artifact_and_rejects_changed_bytes(good: Stored) -> None:
     not_gated = good.assay("verify", str(good.model_file))
     assert not_gated.returncode == 1 and "no verdict in the ledger for artifact" in not_gated.stderr
