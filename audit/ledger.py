@@ -144,7 +144,8 @@ class Ledger:
         self.keys = KeyStore(settings.home)
         self._ph = "?" if self.dialect == "sqlite" else "%s"
         self._lock = threading.RLock()
-        self._actor = canonical(actor())
+        self._actor_dict = actor()
+        self._actor = canonical(self._actor_dict)
         self._frontier: tuple[int, bytes, Frontier] | None = None
         self._signer: SigningKey | None = None
         self._kind_cache: dict[str, bytes] = {}
@@ -375,7 +376,7 @@ class Ledger:
             sig = sign(h)
             rec_rows.append((seq, run_id, kind, now, kid_raw, prev, h, sig, body))
             node_rows.extend(fr.append(leaf_hash(h)))
-            out.append(_record(seq, run_id, kind, now, payload_b, prev, h, key.key_id, sig, body))
+            out.append(_record(seq, run_id, kind, now, self._actor_dict, payload_b, prev, h, key.key_id, sig, body))
             if kind in KEY_KINDS:
                 key_rows.append((seq, kind, json.loads(payload_b)))
             prev = h
@@ -615,19 +616,7 @@ def _check_item(run_id: Any, kind: Any, payload: Any) -> None:
 
 
 def _record(
-    seq: int, run_id: str | None, kind: str, time: str, payload_b: bytes, prev: bytes, h: bytes, key_id: str, sig: bytes, body: bytes
+    seq: int, run_id: str | None, kind: str, time: str, actor: dict[str, Any], payload_b: bytes, prev: bytes,
+    h: bytes, key_id: str, sig: bytes, body: bytes,
 ) -> Record:
-    return _LazyRecord(seq, run_id, kind, time, {}, {}, prev.hex(), h.hex(), key_id, sig.hex(), body)
-
-
-class _LazyRecord(Record):
-    """A Record whose actor/payload are decoded from ``body`` only when read (keeps appends fast)."""
-
-    def __getattribute__(self, name: str) -> Any:
-        if name in ("payload", "actor"):
-            cache = object.__getattribute__(self, "__dict__")
-            key = "_decoded"
-            if key not in cache:
-                object.__setattr__(self, key, json.loads(object.__getattribute__(self, "body")))
-            return cache[key].get(name) or {}
-        return object.__getattribute__(self, name)
+    return Record(seq, run_id, kind, time, dict(actor), json.loads(payload_b), prev.hex(), h.hex(), key_id, sig.hex(), body)
