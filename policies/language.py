@@ -231,19 +231,16 @@ class _Validator:
                 self.add((*where, "path"), exc.message, exc.offset)
 
         op: str | None = None
-        if "op" in raw:
-            op_text = self.string(raw, "op", where)
-            if op_text is not None:
-                normalized = " ".join(op_text.split())
-                if normalized in ex.OPS:
-                    op = normalized
-                else:
-                    hint = _OP_HINTS.get(normalized.lower())
-                    suggestion = f"; did you mean {hint!r}?" if hint else ""
-                    self.add((*where, "op"), f"{op_text!r} is not a comparison; use one of "
-                                             f"{', '.join(ex.OPS)}{suggestion}")
-                    op_text = None
-                op = op if op_text is not None else None
+        op_text = self.string(raw, "op", where)
+        if op_text is not None:
+            normalized = " ".join(op_text.split())
+            if normalized in ex.OPS:
+                op = normalized
+            else:
+                hint = _OP_HINTS.get(normalized.lower())
+                suggestion = f"; did you mean {hint!r}?" if hint else ""
+                self.add((*where, "op"), f"{op_text!r} is not a comparison; use one of "
+                                         f"{', '.join(ex.OPS)}{suggestion}")
 
         threshold, threshold_text, lead_op = self.threshold(raw, where)
         if lead_op is not None:
