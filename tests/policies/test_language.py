@@ -6,6 +6,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from assay.errors import BadInput
 from assay.policies import load_policy, parse_policy
@@ -205,3 +207,27 @@ def test_strict_is_stricter_than_standard() -> None:
     assert any(r.bound == "lower" and str(r.path) == "metrics.test.${metric}" for r in strict.rules)
     gap = {p.name: next(r for r in p.rules if r.id == "generalization-gap") for p in (standard, strict)}
     assert gap["assay:strict"].threshold.value < gap["assay:standard"].threshold.value
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(min_value=1, max_value=6), st.data())
+def test_a_bad_value_in_any_rule_is_reported_at_its_line(count: int, data: st.DataObject) -> None:
+    bad_index = data.draw(st.integers(min_value=0, max_value=count - 1))
+    field, bad_value = data.draw(st.sampled_from([("op", '"=>"'), ("severity", '"fatal"'), ("stage", '"prod"'),
+                                                  ("threshold", '"baseline +"'), ("path", '"a..b"')]))
+    comments = data.draw(st.lists(st.sampled_from(["", "# note", "   "]), min_size=count, max_size=count))
+    lines: list[str] = []
+    bad_line = 0
+    for i in range(count):
+        values = {"id": f'"r{i}"', "path": '"metrics.test.roc_auc"', "op": '">="', "threshold": "0.5",
+                  "severity": '"block"', "stage": '"train"'}
+        if i == bad_index:
+            values[field] = bad_value
+        lines += [comments[i], "[[rules]]"]
+        for key, value in values.items():
+            lines.append(f"{key} = {value}")
+            if i == bad_index and key == field:
+                bad_line = len(lines)
+    message = _error("\n".join(lines) + "\n")
+    assert message.startswith(f"p.toml:{bad_line}:"), message
+    assert f"rules[{bad_index}].{field}:" in message.splitlines()[0]
