@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import rfc8785
+
 from assay.errors import BadInput
 
 MAX_SAFE_INT = 2**53 - 1
@@ -134,10 +135,7 @@ def _simple(v: Any) -> bool:
                 return False
         return True
     if t is list or t is tuple:
-        for x in v:
-            if not _simple(x):
-                return False
-        return True
+        return all(_simple(x) for x in v)
     return False
 
 

@@ -29,11 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from assay.audit.format import key_id_of
 from assay.audit.trust import TrustedKey, TrustError, dump_trust, load_trust
 from assay.errors import BadInput
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 PASSPHRASE_ENV = "ASSAY_KEY_PASSPHRASE"
 SIGNING_KEY_ENV = "ASSAY_SIGNING_KEY"

@@ -20,12 +20,19 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import functools
 import json
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy import Column, Index, LargeBinary, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import registry as _registry
+from sqlalchemy.schema import CreateIndex, CreateTable
+from sqlmodel import Field, SQLModel, create_engine
 
 from assay.audit import verify as _verify
 from assay.audit.canonical import canonical, canonical_str
@@ -44,11 +51,6 @@ from assay.audit.merkle import Frontier, leaf_hash
 from assay.audit.note import Checkpoint, sign_checkpoint
 from assay.errors import BadInput, Finding, InternalError
 from assay.settings import Settings
-from sqlalchemy import Column, Index, LargeBinary, event
-from sqlalchemy.engine import Engine
-from sqlalchemy.orm import registry as _registry
-from sqlalchemy.schema import CreateIndex, CreateTable
-from sqlmodel import Field, SQLModel, create_engine
 
 _ledger_registry = _registry()
 
@@ -95,7 +97,7 @@ class LedgerKeyRow(_LedgerBase, table=True):
 
 Index("ix_ledger_records_run_id", LedgerRecordRow.__table__.c.run_id)  # type: ignore[attr-defined]
 
-_TABLES = [t.__table__ for t in (LedgerRecordRow, LedgerNodeRow, LedgerMetaRow, LedgerKeyRow)]  # type: ignore[attr-defined]
+_TABLES = [t.__table__ for t in (LedgerRecordRow, LedgerNodeRow, LedgerMetaRow, LedgerKeyRow)]  # type: ignore[union-attr]
 
 _SQLITE_TRIGGERS = [
     "CREATE TRIGGER IF NOT EXISTS ledger_records_no_update BEFORE UPDATE ON ledger_records "
@@ -392,7 +394,7 @@ class Ledger:
             self._index_key_event(cur, seq_k, kind, payload, key.key_id)
         self._frontier = (fr.size, prev, fr)
         for seq_k, kind, payload in key_rows:
-            self._post.append(lambda s=seq_k, k=kind, p=payload: self._trust_key_event(s, k, p))
+            self._post.append(functools.partial(self._trust_key_event, seq_k, kind, payload))
         return out, key_rows
 
     def _index_key_event(self, cur: Any, seq: int, kind: str, payload: dict[str, Any], signer_id: str) -> None:

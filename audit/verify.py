@@ -38,6 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from assay.audit.format import (
     GENESIS_PREV,
     KEY_ADDED,
@@ -63,8 +66,6 @@ from assay.audit.merkle import (
 from assay.audit.note import NoteError, parse_checkpoint, parse_note, verify_note
 from assay.audit.trust import TrustedKey, TrustError, load_trust
 from assay.errors import BadInput
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 CHUNK = 2048
 PARALLEL_MIN = 6000
@@ -723,7 +724,7 @@ class _Sink(Frontier):
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.nodes = []
+        self.nodes: list[bytes] = []
 
     def append(self, leaf: bytes) -> list[tuple[int, int, bytes]]:
         self.size += 1

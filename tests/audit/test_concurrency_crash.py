@@ -9,9 +9,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
-
-import pytest
 
 from assay.audit import verify as V
 from assay.audit.ledger import Ledger
