@@ -167,6 +167,21 @@ def _examples(values: Sequence[Any], n: int = 3) -> str:
     return ", ".join(repr(v) for v in list(values)[:n])
 
 
+def _parse_number(value: Any) -> Any:
+    """A number from a cell (Python's correctly rounded parser), or None."""
+    if value is None or isinstance(value, bool):
+        return None if value is None else int(value)
+    if isinstance(value, (int, float)):
+        return None if value != value else value
+    text = str(value).strip()
+    for parse in (int, float):
+        try:
+            return parse(text)
+        except ValueError:
+            continue
+    return None
+
+
 def conform_column(series: pd.Series, expected: str, column: str, where: str) -> tuple[pd.Series, str]:
     """Bring a batch column to its training dtype; BadInput when the values do not fit.
 
@@ -207,9 +222,9 @@ def conform_column(series: pd.Series, expected: str, column: str, where: str) ->
             return s.astype(float), "converted from booleans to numbers"
         if pd.api.types.is_datetime64_any_dtype(s.dtype):
             raise wrong("numbers", s.astype(str))
-        converted = pd.to_numeric(s.astype(object).map(lambda v: v.strip() if isinstance(v, str) else v),
-                                  errors="coerce")
-        bad = s[s.notna() & converted.isna()]
+        parsed = s.astype(object).map(_parse_number)
+        bad = s[s.notna() & parsed.isna()]
+        converted = pd.to_numeric(parsed)
         if len(bad):
             raise wrong("numbers", bad)
         return converted, f"converted from {s.dtype} to numbers"

@@ -69,7 +69,8 @@ def stratified_sample(frame: pd.DataFrame, target: str, task: str, n: int, seed:
         else:
             strata = y.astype(str)
         counts = strata.value_counts()
-        if counts.min() < 2 or len(counts) > n:
+        # scikit-learn needs two rows per stratum and room for every stratum on both sides
+        if counts.min() < 2 or len(counts) > min(n, len(frame) - n):
             strata = None
     sample, _ = train_test_split(frame, train_size=n, random_state=seed, stratify=strata)
     return sample.sort_index()
@@ -157,11 +158,13 @@ def predict(estimator: Any, X: pd.DataFrame, task: str) -> tuple[np.ndarray, np.
     """
     import numpy as np
 
-    pred = np.asarray(estimator.predict(X))
     proba = None
     classes = getattr(estimator, "classes_", None)
     if classes is not None and hasattr(estimator, "predict_proba"):
         proba = np.asarray(estimator.predict_proba(X))
+        pred = np.asarray(classes)[proba.argmax(axis=1)]  # what predict() returns, without scoring twice
+    else:
+        pred = np.asarray(estimator.predict(X))
     kind = "numeric" if task in ("regression", "ranking") or (proba is not None and proba.shape[1] == 2) else "categorical"
     return pred, proba, kind
 

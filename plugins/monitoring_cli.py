@@ -278,7 +278,7 @@ def _trend_text(name: str, t: dict[str, Any]) -> str:
     if t.get("batches_to_threshold") is not None:
         text += f", about {t['batches_to_threshold']:.1f} batches from the threshold {fmt(t['threshold'], 3)}"
     elif t.get("worsening") and t.get("threshold") is not None:
-        text += f", past the threshold {fmt(t['threshold'], 3)}"
+        text += f", already past the threshold {fmt(t['threshold'], 3)}"
     return text
 
 
@@ -378,16 +378,18 @@ def history(state: Any, run_ref: str, as_json: bool, html_path: str | None) -> N
     from rich.table import Table
 
     console = Console()
+    if not console.is_terminal:  # a pipe or a CI log: do not squeeze the table to 80 columns
+        console = Console(width=120)
     if not rows:
         console.print(f"run {run.run_id} has no monitor results yet (run `assay monitor {run.run_id} --current DATA`)")
         return
     metric = data["metric"] or "metric"
     table = Table(title=f"monitor history of {data['model']} (run {run.run_id})", show_edge=False)
-    for col in ("#", "time", "batch", "rows", "share drifted", "prediction drift", metric, "status"):
-        table.add_column(col)
+    for col in ("#", "time (UTC)", "batch", "rows", "share drifted", "prediction drift", metric, "status"):
+        table.add_column(col, no_wrap=True)
     for i, r in enumerate(data["results"]):
-        table.add_row(str(i + 1), r["time"][:19], Path(r["source"]).name, str(r["rows"]), fmt(r["share_drifted"], 3),
-                      fmt(r["prediction_drifted"]), fmt(r["metric_current"]), r["status"])
+        table.add_row(str(i + 1), r["time"][:19].replace("T", " "), Path(r["source"]).name, str(r["rows"]),
+                      fmt(r["share_drifted"], 3), fmt(r["prediction_drifted"]), fmt(r["metric_current"]), r["status"])
     console.print(table)
     console.print(_trend_text("share drifted", data["trend"]["share_drifted"]))
     console.print(_trend_text(metric, data["trend"]["metric_current"]))

@@ -1,0 +1,1 @@
+"""Tests of drift and performance monitoring (``assay monitor``) on real data with a real shift."""
