@@ -34,7 +34,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from assay.hookspecs import hookimpl
-from assay.types import Check, Evidence, FittedModel, Run, Splits, to_jsonable
+from assay.types import Check, Evidence, FittedModel, Run, Splits, Status, to_jsonable
 
 if TYPE_CHECKING:
     import numpy as np
@@ -549,8 +549,8 @@ def monitor(run: Run, reference: pd.DataFrame, current: pd.DataFrame) -> list[Ch
         out.append(Evidence("report", {"html": store.put_bytes(html), "bytes": len(html),
                                        "generator": f"evidently {_evidently_version()}"}))
     n_drifted, n_tested = drift["drifted"], drift["tested"]
-    status = "warn" if n_drifted else "pass"
-    out.append(Check("monitoring", "feature_drift", status if n_tested else "error", drift["share_drifted"],
+    status: Status = ("warn" if n_drifted else "pass") if n_tested else "error"
+    out.append(Check("monitoring", "feature_drift", status, drift["share_drifted"],
                      {"drifted": drift["drifted_columns"], "tested": n_tested},
                      f"{n_drifted} of {n_tested} features drifted"))
     return out
