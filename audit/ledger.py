@@ -96,6 +96,7 @@ class LedgerKeyRow(_LedgerBase, table=True):
 
 
 Index("ix_ledger_records_run_id", LedgerRecordRow.__table__.c.run_id)  # type: ignore[attr-defined]
+Index("ix_ledger_records_kind", LedgerRecordRow.__table__.c.kind)  # type: ignore[attr-defined]
 
 _TABLES = [t.__table__ for t in (LedgerRecordRow, LedgerNodeRow, LedgerMetaRow, LedgerKeyRow)]  # type: ignore[union-attr]
 
