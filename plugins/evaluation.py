@@ -1,18 +1,31 @@
 """Evaluation (``evaluate``): train and holdout metrics, the baseline, the gap, business cost.
 
 The baseline is scored on the very same holdout: ``dummy`` (the task's trivial model,
-fit on the training part) or a registered version ``NAME@VERSION`` / ``NAME@production``.
+fit on the training part: the class prior, the mean, or for ranking the popularity of
+an item's categorical attributes), ``popularity`` / ``random`` (ranking), or a
+registered version ``NAME@VERSION`` / ``NAME@production``.
 The gap is train − holdout for each metric (for losses a negative gap means overfitting).
+
+Ranking metrics are computed per query (``data.group_column``) and averaged; ranking
+runs also report the random baseline next to the chosen one (``baseline.random``).
+
+Business cost (``evaluate.cost``, two-class tasks): each holdout row is decided at the
+Bayes-optimal threshold for the costs, ``p >= (fp - tn) / ((fp - tn) + (fn - tp))``, and
+the cost per decision is averaged. That threshold assumes calibrated probabilities;
+a model trained with ``class_weight = "balanced"`` predicts under equal class priors, so
+its probabilities are mapped back to the training prior first (odds × π₁/π₀).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from assay.hookspecs import hookimpl
 from assay.types import Check, Evidence, FittedModel, Run, Splits
+
+RANKING_BASELINES = ("popularity", "random")
 
 
 def _dummy(task: str) -> Any:
@@ -21,13 +34,31 @@ def _dummy(task: str) -> Any:
     return DummyRegressor(strategy="mean") if task == "regression" else DummyClassifier(strategy="prior")
 
 
+def _ranking_baseline(name: str, splits: Splits) -> Any:
+    from assay.plugins.rankers import PopularityRanker, RandomRanker
+
+    if name == "random":
+        return RandomRanker(random_state=splits.seed).fit(splits.X("train"), splits.y("train"))
+    key = tuple(c for c in splits.dataset.columns_with("categorical") if c in splits.dataset.features)
+    return PopularityRanker(key=key).fit(splits.X("train"), splits.y("train"))
+
+
 def baseline_estimator(run: Run, splits: Splits) -> tuple[str, Any]:
-    """The fitted baseline named by ``evaluate.baseline``."""
+    """The fitted baseline named by ``evaluate.baseline`` (it predicts from ``splits.X``)."""
     ref = run.spec.evaluate.baseline
+    task = splits.dataset.task
+    if task == "ranking" and ref in ("dummy", *RANKING_BASELINES):
+        name = "popularity" if ref == "dummy" else ref
+        return name, _ranking_baseline(name, splits)
     if ref == "dummy":
-        est = _dummy(splits.dataset.task)
+        est = _dummy(task)
         est.fit(splits.X("train"), splits.y("train"))
         return "dummy", est
+    if ref in RANKING_BASELINES:
+        from assay.errors import BadInput
+
+        raise BadInput(f"evaluate.baseline: {ref!r} is a ranking baseline; for task {task!r} use 'dummy' "
+                       "or a registered model NAME@VERSION")
     from assay.modelio import load_model
     from assay.store import ArtifactStore, RunStore
 
@@ -46,30 +77,112 @@ def expected_cost(y: np.ndarray, proba: np.ndarray, positive: Any, cost: Any) ->
     return float(total / max(len(y), 1)), float(threshold)
 
 
+def final_step(estimator: Any) -> Any:
+    steps = getattr(estimator, "steps", None)
+    return steps[-1][1] if steps else estimator
+
+
+def prior_corrected(proba: np.ndarray, estimator: Any, y_train: np.ndarray, positive: Any) -> tuple[np.ndarray, bool]:
+    """Undo ``class_weight="balanced"``: positive-class probabilities back at the training prior."""
+    params = final_step(estimator).get_params(deep=False)
+    if params.get("class_weight") != "balanced":
+        return proba, False
+    share = float(np.mean(y_train == positive))
+    if not 0.0 < share < 1.0:
+        return proba, False
+    p = np.clip(proba, 1e-12, 1 - 1e-12)
+    odds = p / (1 - p) * (share / (1 - share))
+    return odds / (1 + odds), True
+
+
+def _positive_proba(estimator: Any, X: Any, positive: Any) -> np.ndarray:
+    classes = [str(c) for c in estimator.classes_]
+    return np.asarray(estimator.predict_proba(X))[:, classes.index(str(positive))]
+
+
+def _business_cost(run: Run, est: Any, base: Any, base_name: str, splits: Splits) -> list[Check | Evidence]:
+    cost = run.spec.evaluate.cost
+    classes = np.asarray(getattr(est, "classes_", []))
+    if cost is None or len(classes) != 2 or not hasattr(est, "predict_proba"):
+        return []
+    positive = run.spec.data.positive_label or classes[1]
+    matches = [c for c in classes if str(c) == str(positive)]
+    if not matches:
+        return []  # score_model has already refused the unknown positive label
+    positive = matches[0]
+    y_test, y_train = np.asarray(splits.y("test")), np.asarray(splits.y("train"))
+    X_test = splits.X("test")
+    proba, corrected = prior_corrected(_positive_proba(est, X_test, positive), est, y_train, positive)
+    model_cost, threshold = expected_cost(y_test, proba, positive, cost)
+    out: list[Check | Evidence] = [
+        Evidence("metrics", {"test": {"expected_cost": model_cost, "cost_threshold": threshold}}),
+        Evidence("business_cost", {"costs": cost.model_dump(), "positive": str(positive), "threshold": threshold,
+                                   "probabilities": "prior-corrected (class_weight=balanced)" if corrected
+                                   else "as predicted"}),
+    ]
+    if hasattr(base, "predict_proba") and len(getattr(base, "classes_", [])) == 2:
+        base_proba, _ = prior_corrected(_positive_proba(base, X_test, positive), base, y_train, positive)
+        base_cost, _ = expected_cost(y_test, base_proba, positive, cost)
+        out.append(Evidence("baseline", {"test": {"expected_cost": base_cost}}))
+    else:
+        out.append(Evidence("baseline", {"test": {"expected_cost": None},
+                                         "detail": {"expected_cost": f"{base_name} gives no probabilities"}}))
+    return out
+
+
+def _gap(train: dict[str, float | None], test: dict[str, float | None]) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for k, t in test.items():
+        r = train.get(k)
+        out[k] = r - t if r is not None and t is not None else None
+    return out
+
+
+def _evaluate_ranking(run: Run, model: FittedModel, splits: Splits) -> list[Check | Evidence]:
+    from assay.plugins.metrics import metrics_for, score_ranking
+    from assay.plugins.ranking import query_column
+
+    column = query_column(splits.dataset)
+    names = metrics_for("ranking", 0)
+    if run.spec.metric not in names:
+        names = (*names, run.spec.metric)
+    est = model.estimator
+
+    def scored(estimator: Any, part: Literal["train", "test"]) -> dict[str, float | None]:
+        queries = splits.part(part)[column].to_numpy()
+        return score_ranking(splits.y(part), estimator.predict(splits.X(part)), queries, names)
+
+    train, test = scored(est, "train"), scored(est, "test")
+    base_name, base = baseline_estimator(run, splits)
+    baseline: dict[str, Any] = {"name": base_name, "test": scored(base, "test")}
+    for other in RANKING_BASELINES:
+        if other != base_name:
+            baseline[other] = {"test": scored(_ranking_baseline(other, splits), "test")}
+    return [
+        Evidence("metrics", {"train": train, "test": test}),
+        Evidence("baseline", baseline),
+        Evidence("gap", _gap(train, test)),
+    ]
+
+
 @hookimpl
 def evaluate(run: Run, model: FittedModel, splits: Splits) -> list[Check | Evidence]:
     from assay.plugins.metrics import metrics_for, score_model
 
     task = splits.dataset.task
+    if task == "ranking":
+        return _evaluate_ranking(run, model, splits)
     y_train, y_test = splits.y("train"), splits.y("test")
     names = metrics_for(task, int(splits.dataset.frame[splits.dataset.target].nunique()))
+    positive = run.spec.data.positive_label
     est = model.estimator
-    train = score_model(est, splits.X("train"), y_train, names)
-    test = score_model(est, splits.X("test"), y_test, names)
+    train = score_model(est, splits.X("train"), y_train, names, positive)
+    test = score_model(est, splits.X("test"), y_test, names, positive)
     base_name, base = baseline_estimator(run, splits)
-    base_test = score_model(base, splits.X("test"), y_test, names)
-    gap = {k: (train[k] - test[k]) if train.get(k) is not None and test.get(k) is not None else None for k in test}
+    base_test = score_model(base, splits.X("test"), y_test, names, positive)
     out: list[Check | Evidence] = [
         Evidence("metrics", {"train": train, "test": test}),
         Evidence("baseline", {"name": base_name, "test": base_test}),
-        Evidence("gap", gap),
+        Evidence("gap", _gap(train, test)),
     ]
-    cost = run.spec.evaluate.cost
-    if cost is not None and task == "binary":
-        classes = est.classes_
-        positive = classes[1]
-        model_cost, threshold = expected_cost(np.asarray(y_test), est.predict_proba(splits.X("test"))[:, 1], positive, cost)
-        base_cost, _ = expected_cost(np.asarray(y_test), base.predict_proba(splits.X("test"))[:, 1], positive, cost)
-        out += [Evidence("metrics", {"test": {"expected_cost": model_cost, "cost_threshold": threshold}}),
-                Evidence("baseline", {"test": {"expected_cost": base_cost}})]
-    return out
+    return out + _business_cost(run, est, base, base_name, splits)

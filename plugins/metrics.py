@@ -2,6 +2,12 @@
 
 One table serves the search (scikit-learn scorer names), evaluation (train / holdout
 metrics) and the baseline, so every stage means the same thing by a metric's name.
+
+Ranking metrics (``ndcg@K`` for any K, ``map``, ``mrr``) are computed per query and
+averaged over queries; they need each row's query id, which a scikit-learn scorer does
+not get. :func:`search_scorer` therefore returns, for them, a :class:`QueryScorer` that
+looks the query ids up by the rows' index labels (the training plugin labels rows by
+their position in the dataset), and is picklable for Dask workers.
 """
 
 from __future__ import annotations
@@ -16,8 +22,8 @@ import numpy as np
 @dataclass(frozen=True)
 class MetricDef:
     name: str
-    scorer: str  # scikit-learn scorer name used by the search
-    needs: str  # "proba" | "pred"
+    scorer: str  # scikit-learn scorer name used by the search ("" for per-query metrics)
+    needs: str  # "proba" | "pred" | "query" (scores plus query ids)
     greater_is_better: bool
     fn: Callable[..., float]
 
@@ -44,6 +50,7 @@ def _m() -> dict[str, MetricDef]:
         return skm.f1_score(y, pred, pos_label=classes[1])
 
     return {m.name: m for m in (
+        *(ranking_metric(name) for name in RANKING_METRICS),
         MetricDef("roc_auc", "roc_auc", "proba", True, roc_auc),
         MetricDef("roc_auc_ovr", "roc_auc_ovr", "proba", True, roc_auc_ovr),
         MetricDef("average_precision", "average_precision", "proba", True, avg_precision),
@@ -63,12 +70,129 @@ def _m() -> dict[str, MetricDef]:
 
 
 _CACHE: dict[str, MetricDef] = {}
+RANKING_METRICS = ("ndcg@10", "ndcg@5", "ndcg@3", "ndcg@1", "map", "mrr")
 
 
 def metric(name: str) -> MetricDef:
     if not _CACHE:
         _CACHE.update(_m())
+    if name not in _CACHE and name.startswith("ndcg@") and name[5:].isdigit() and int(name[5:]) > 0:
+        _CACHE[name] = ranking_metric(name)
     return _CACHE[name]
+
+
+# --------------------------------------------------------------------------- ranking
+
+
+def _query_order(y: np.ndarray, scores: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows ordered by query, then score (best first); ties broken by a fixed-seed shuffle.
+
+    Returns the relevance in that order, each row's 1-based rank within its query, and
+    each row's query number (0..q-1). A seeded shuffle makes tied scores cost what they
+    cost on average, instead of rewarding whatever order the file happened to have.
+    """
+    tiebreak = np.random.default_rng(0).permutation(len(y))
+    query_codes = np.unique(queries, return_inverse=True)[1].ravel()
+    order = np.lexsort((tiebreak, -np.asarray(scores, dtype=float), query_codes))
+    q = query_codes[order]
+    starts = np.flatnonzero(np.r_[True, q[1:] != q[:-1]])
+    sizes = np.diff(np.r_[starts, len(q)])
+    ranks = np.arange(len(q)) - np.repeat(starts, sizes) + 1
+    return np.asarray(y, dtype=float)[order], ranks, q
+
+
+def ndcg_at(k: int) -> Callable[[np.ndarray, np.ndarray, np.ndarray], float]:
+    """Mean NDCG@k over queries with a relevant item; gain 2^rel - 1, discount 1/log2(rank + 1)."""
+
+    def ndcg(y: np.ndarray, scores: np.ndarray, queries: np.ndarray) -> float:
+        rel, ranks, q = _query_order(y, scores, queries)
+        n_queries = int(q.max()) + 1 if len(q) else 0
+        gains = (np.power(2.0, rel) - 1.0) / np.log2(ranks + 1.0)
+        dcg = np.bincount(q, weights=np.where(ranks <= k, gains, 0.0), minlength=n_queries)
+        ideal_rel, ideal_ranks, iq = _query_order(y, y, queries)  # relevance sorted, per query
+        ideal = (np.power(2.0, ideal_rel) - 1.0) / np.log2(ideal_ranks + 1.0)
+        idcg = np.bincount(iq, weights=np.where(ideal_ranks <= k, ideal, 0.0), minlength=n_queries)
+        judged = idcg > 0
+        return float(np.mean(dcg[judged] / idcg[judged])) if judged.any() else float("nan")
+
+    return ndcg
+
+
+def mean_average_precision(y: np.ndarray, scores: np.ndarray, queries: np.ndarray) -> float:
+    """Mean over queries of average precision (relevance > 0 counts as relevant)."""
+    rel, ranks, q = _query_order(y, scores, queries)
+    hit = (rel > 0).astype(float)
+    n_queries = int(q.max()) + 1 if len(q) else 0
+    starts = np.flatnonzero(np.r_[True, q[1:] != q[:-1]]) if len(q) else np.array([], dtype=int)
+    cumulative = np.cumsum(hit)
+    before = np.repeat(np.r_[0.0, cumulative][starts], np.diff(np.r_[starts, len(q)]))
+    precision = (cumulative - before) / ranks
+    relevant = np.bincount(q, weights=hit, minlength=n_queries)
+    ap_sum = np.bincount(q, weights=precision * hit, minlength=n_queries)
+    judged = relevant > 0
+    return float(np.mean(ap_sum[judged] / relevant[judged])) if judged.any() else float("nan")
+
+
+def mean_reciprocal_rank(y: np.ndarray, scores: np.ndarray, queries: np.ndarray) -> float:
+    """Mean over queries of 1 / rank of the first relevant item (relevance > 0)."""
+    rel, ranks, q = _query_order(y, scores, queries)
+    n_queries = int(q.max()) + 1 if len(q) else 0
+    first = np.full(n_queries, np.inf)
+    hits = rel > 0
+    np.minimum.at(first, q[hits], ranks[hits].astype(float))
+    judged = np.isfinite(first)
+    return float(np.mean(1.0 / first[judged])) if judged.any() else float("nan")
+
+
+def ranking_metric(name: str) -> MetricDef:
+    if name == "map":
+        return MetricDef("map", "", "query", True, mean_average_precision)
+    if name == "mrr":
+        return MetricDef("mrr", "", "query", True, mean_reciprocal_rank)
+    return MetricDef(name, "", "query", True, ndcg_at(int(name.removeprefix("ndcg@"))))
+
+
+def score_ranking(y: Any, scores: Any, queries: Any, names: tuple[str, ...]) -> dict[str, float | None]:
+    """Per-query ranking metrics averaged over queries; ``None`` when no query has a relevant item."""
+    y, scores, queries = np.asarray(y, dtype=float), np.asarray(scores, dtype=float), np.asarray(queries)
+    return {name: _clean(metric(name).fn(y, scores, queries)) for name in names}
+
+
+class QueryScorer:
+    """A scikit-learn scorer for a per-query metric: ``scorer(estimator, X, y) -> float``.
+
+    ``queries`` maps row labels (dataset positions) to query ids; the rows of ``X`` are
+    looked up by ``X.index``, so it works on any subset the search hands it (CV folds,
+    successive-halving subsamples).
+    """
+
+    def __init__(self, name: str, queries: Any) -> None:
+        self.name = name
+        self.queries = queries
+
+    def __call__(self, estimator: Any, X: Any, y: Any, **_: Any) -> float:
+        query_ids = self.queries.loc[X.index].to_numpy()
+        value = metric(self.name).fn(np.asarray(y, dtype=float), estimator.predict(X), query_ids)
+        return value if metric(self.name).greater_is_better else -value
+
+    def __repr__(self) -> str:
+        return f"QueryScorer({self.name!r})"
+
+
+def search_scorer(name: str, splits: Any) -> Any:
+    """What to hand a search as ``scoring``: a scikit-learn scorer name, or a QueryScorer."""
+    m = metric(name)
+    if m.needs != "query":
+        return m.scorer
+    import pandas as pd
+
+    d = splits.dataset
+    group = next((c for c in d.frame.columns if d.roles.get(c) == "group"), None)
+    if group is None:
+        from assay.errors import BadInput
+
+        raise BadInput(f"train.metric: {name!r} is computed per query; set data.group_column to the query id")
+    return QueryScorer(name, pd.Series(d.frame[group].to_numpy(), index=np.arange(d.rows)))
 
 
 def known_metrics() -> list[str]:
@@ -80,6 +204,7 @@ TASK_METRICS = {
     "binary": ("roc_auc", "average_precision", "accuracy", "balanced_accuracy", "f1", "log_loss", "brier"),
     "multiclass": ("f1_macro", "accuracy", "balanced_accuracy", "roc_auc_ovr", "log_loss"),
     "regression": ("r2", "rmse", "mae"),
+    "ranking": ("ndcg@10", "ndcg@3", "ndcg@1", "map", "mrr"),
 }
 
 
@@ -94,12 +219,26 @@ def _clean(value: float) -> float | None:
     return value if np.isfinite(value) else None
 
 
-def score_model(estimator: Any, X: Any, y: Any, names: tuple[str, ...]) -> dict[str, float | None]:
+def positive_first(classes: np.ndarray, proba: np.ndarray | None, positive: Any = "") -> tuple[np.ndarray, np.ndarray | None]:
+    """Order two classes as (negative, positive): ``positive`` names it (``data.positive_label``),
+    else scikit-learn's convention holds (the greater label, ``classes[1]``, is positive)."""
+    if len(classes) != 2 or positive in ("", None) or str(classes[1]) == str(positive):
+        return classes, proba
+    if str(classes[0]) != str(positive):
+        from assay.errors import BadInput
+
+        raise BadInput(f"data.positive_label: {positive!r} is not one of the target's classes "
+                       f"({', '.join(map(str, classes))})")
+    return classes[::-1], (proba[:, ::-1] if proba is not None else None)
+
+
+def score_model(estimator: Any, X: Any, y: Any, names: tuple[str, ...], positive: Any = "") -> dict[str, float | None]:
     """Score a fitted estimator on ``(X, y)`` for each metric name; ``None`` if undefined."""
     y = np.asarray(y)
     classes = np.asarray(getattr(estimator, "classes_", []))
     pred = estimator.predict(X)
     proba = estimator.predict_proba(X) if hasattr(estimator, "predict_proba") and len(classes) else None
+    classes, proba = positive_first(classes, proba, positive)
     return score_predictions(y, pred, proba, classes, names)
 
 
@@ -108,7 +247,7 @@ def score_predictions(y: np.ndarray, pred: np.ndarray, proba: np.ndarray | None,
     out: dict[str, float | None] = {}
     for name in names:
         m = metric(name)
-        if m.needs == "proba" and proba is None:
+        if (m.needs == "proba" and proba is None) or m.needs == "query":
             continue
         try:
             out[name] = _clean(m.fn(y, proba if m.needs == "proba" else pred, classes))
