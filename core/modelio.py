@@ -32,6 +32,12 @@ TRUSTED_TYPES: tuple[str, ...] = (
     # The core pipeline's own helpers (plugins/training.py).
     "assay.plugins.training._as_str",
     "assay.plugins.training._datetime_features",
+    # Ranking estimators (plugins/rankers.py: plain attributes, no custom state hooks) and
+    # the calibrated linear SVM's internals (plugins/text.py).
+    "assay.plugins.rankers.PointwiseRanker",
+    "assay.plugins.rankers.PairwiseLogisticRanker",
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
 )
 
 

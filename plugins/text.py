@@ -47,7 +47,7 @@ def _sgd(task: str, run: Run | None = None) -> Any:
     from sklearn.linear_model import SGDClassifier
 
     return SGDClassifier(loss="modified_huber", alpha=1e-4, class_weight=_class_weight(run),
-                         random_state=run.seed if run else 0, max_iter=50, tol=1e-4)
+                         random_state=run.seed if run else 0, max_iter=200, tol=1e-3)
 
 
 def _loguniform(low: float, high: float) -> Any:
