@@ -284,7 +284,7 @@ models.add_command(_PromoteProxy())
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry: run the CLI and map errors to exit codes without tracebacks."""
     try:
-        cli.main(args=argv, prog_name="assay", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="assay", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
@@ -304,4 +304,4 @@ def main(argv: list[str] | None = None) -> None:
             raise
         click.echo(f"internal error: {type(exc).__name__}: {exc} (set ASSAY_DEBUG=1 for the traceback)", err=True)
         sys.exit(3)
-    sys.exit(0)
+    sys.exit(code if isinstance(code, int) else 0)  # ctx.exit(N) returns N without standalone mode

@@ -92,11 +92,19 @@ def summary_table(result: Any) -> Table:
 
 
 def verdict_table(verdict: Any) -> Table:
-    table = Table(title=f"gate: {verdict.policy}", title_justify="left", show_edge=False)
-    for col in ("rule", "outcome", "measured", "threshold", "reason"):
+    """Every rule that did not simply pass, and a count of those that did."""
+    from rich.markup import escape
+
+    passed = [r for r in verdict.rules if r.outcome == "pass"]
+    title = f"gate: {verdict.policy} — {len(passed)} of {len(verdict.rules)} rules passed"
+    table = Table(title=title, title_justify="left", show_edge=False)
+    for col in ("rule", "outcome", "measured", "threshold"):
         table.add_column(col)
     colors = {"pass": "green", "warn": "yellow", "block": "red", "error": "red", "waived": "cyan"}
     for r in verdict.rules:
-        table.add_row(r.id, f"[{colors.get(r.outcome, 'white')}]{r.outcome}[/]", _fmt(r.measured),
-                      f"{r.op} {_fmt(r.threshold)}".strip(), r.reason)
+        if r.outcome == "pass":
+            continue
+        measured = _fmt(r.measured) if r.measured is not None else (r.reason or "—")
+        table.add_row(escape(r.id), f"[{colors.get(r.outcome, 'white')}]{r.outcome}[/]", escape(measured),
+                      escape(f"{r.op} {_fmt(r.threshold)}".strip()))
     return table

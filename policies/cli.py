@@ -157,9 +157,9 @@ def _load_for_cli(state: Any, ref: str) -> Any:
     from assay.policies.packs import bundled_packs
 
     path = Path(ref).expanduser()
-    if path.is_file():
-        return load_policy(str(path.resolve()), Path.cwd(), {})
     packs = dict(bundled_packs())
+    if path.is_file():
+        return load_policy(str(path.resolve()), Path.cwd(), packs)
     if ref not in packs and ":" in ref:
         packs = collect_packs(_plugin_manager(state))
     return load_policy(ref, Path.cwd(), packs)

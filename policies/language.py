@@ -2,6 +2,8 @@
 
 A policy file::
 
+    extends = "assay:standard"    # optional: start from a pack (or a policy file); a rule
+                                  # below with an inherited id overrides just the keys it sets
     name = "my-policy"            # optional; defaults to the file name
     description = "..."           # optional
     approvals = 2                 # signed approvals needed to promote to production (default 0)
@@ -43,7 +45,7 @@ from assay.errors import BadInput
 from assay.policies import expr as ex
 from assay.policies.locate import Key, Position, find, locate_keys
 
-POLICY_KEYS = ("name", "description", "approvals", "rules")
+POLICY_KEYS = ("extends", "name", "description", "approvals", "rules")
 RULE_KEYS = ("id", "description", "path", "op", "threshold", "severity", "bound", "stage", "when")
 SEVERITIES = ("block", "warn")
 BOUNDS = ("lower", "upper")
@@ -362,10 +364,35 @@ _TOML_POS = re.compile(r"^(.*?)\s*\(at line (\d+), column (\d+)\)$", re.S)
 _TOML_EOF = re.compile(r"^(.*?)\s*\(at end of document\)$", re.S)
 
 
-def parse_policy(text: str, source: str = "<policy>", name: str | None = None) -> Policy:
+def _inherit(document: dict[str, Any], parent: Policy) -> tuple[dict[str, Any], dict[int, int]]:
+    """Merge ``document`` over the policy it extends; map merged rule indexes to the child's."""
+    inherited = [dict(r) for r in parent.document.get("rules", [])]
+    by_id = {r.get("id"): i for i, r in enumerate(inherited)}
+    origin: dict[int, int] = {}
+    own = document.get("rules", [])
+    for j, rule in enumerate(own if isinstance(own, list) else []):
+        if isinstance(rule, dict) and rule.get("id") in by_id:
+            i = by_id[rule["id"]]
+            inherited[i] = {**inherited[i], **rule}
+        else:
+            inherited.append(rule)
+            i = len(inherited) - 1
+        origin[i] = j
+    merged = {k: v for k, v in parent.document.items() if k not in ("name", "extends")}
+    merged.update({k: v for k, v in document.items() if k != "extends"})
+    merged["rules"] = inherited
+    merged["extends"] = {"policy": parent.name, "hash": parent.hash}
+    return merged, origin
+
+
+def parse_policy(text: str, source: str = "<policy>", name: str | None = None, *,
+                 packs: Mapping[str, str] | None = None, base_dir: FsPath | str | None = None,
+                 _seen: tuple[str, ...] = ()) -> Policy:
     """Validate policy TOML ``text``; ``source`` names it in messages (a path or a pack name).
 
     :param name: the policy's name; defaults to the document's ``name`` key, then ``source``'s stem.
+    :param packs: registered packs, for ``extends``.
+    :param base_dir: where a relative ``extends`` path is resolved (default: ``source``'s folder).
     """
     try:
         document = tomllib.loads(text)
@@ -377,11 +404,22 @@ def parse_policy(text: str, source: str = "<policy>", name: str | None = None) -
         m = _TOML_EOF.match(message)
         line = len(text.splitlines()) or 1
         raise BadInput(f"{source}:{line}:1: TOML syntax error: {m.group(1) if m else message}") from None
-    validator = _Validator(document)
+    origin: dict[int, int] | None = None
+    extends = document.get("extends")
+    if extends is not None:
+        if not isinstance(extends, str) or not extends:
+            raise BadInput(f"{source}:1:1: extends: must be a pack name or a policy file path")
+        parent = load_policy(extends, base_dir or FsPath(source).parent, packs or {}, _seen=(*_seen, source))
+        document, origin = _inherit(document, parent)
+    validator = _Validator({k: v for k, v in document.items() if k != "extends"})
     doc_name, description, approvals, rules = validator.policy()
     if validator.problems:
         positions = locate_keys(text)
         text_lines = text.splitlines()
+        if origin is not None:  # point at the child's own lines
+            for problem in validator.problems:
+                if len(problem.key) >= 2 and problem.key[0] == "rules" and isinstance(problem.key[1], int):
+                    problem.key = ("rules", origin.get(problem.key[1], problem.key[1]), *problem.key[2:])
         lines = [_format(source, positions, p, text_lines) for p in validator.problems]
         lines.sort(key=_line_number)
         count = len(lines)
@@ -390,14 +428,15 @@ def parse_policy(text: str, source: str = "<policy>", name: str | None = None) -
     positions = locate_keys(text)
     located = []
     for index, rule in enumerate(rules):
-        pos = find(positions, ("rules", index))
+        child_index = index if origin is None else origin.get(index)
+        pos = find(positions, ("rules", child_index)) if child_index is not None else None
         located.append(replace(rule, line=pos.line if pos else 0))
     policy_name = name or doc_name or FsPath(source).stem or source
     return Policy(name=policy_name, hash=canonical_hash(document), rules=tuple(located), approvals=approvals,
                   description=description, source=source, document=document)
 
 
-def load_policy(ref: str, base_dir: FsPath | str, packs: Mapping[str, str]) -> Policy:
+def load_policy(ref: str, base_dir: FsPath | str, packs: Mapping[str, str], *, _seen: tuple[str, ...] = ()) -> Policy:
     """Load the policy ``ref``: a registered pack name (``assay:standard``) or a TOML path.
 
     :param ref: the pack name or path (relative paths are relative to ``base_dir``).
@@ -405,8 +444,10 @@ def load_policy(ref: str, base_dir: FsPath | str, packs: Mapping[str, str]) -> P
     :param packs: pack name → TOML text, as collected through ``register_policies``.
     :raises BadInput: unknown pack, missing or unreadable file, or an invalid policy.
     """
+    if ref in _seen or str(FsPath(base_dir) / ref) in _seen:
+        raise BadInput(f"{_seen[-1]}: extends: {ref!r} extends itself (through {' -> '.join(_seen)})")
     if ref in packs:
-        return parse_policy(packs[ref], source=ref, name=ref)
+        return parse_policy(packs[ref], source=ref, name=ref, packs=packs, _seen=_seen)
     path = FsPath(ref).expanduser()
     if not path.is_absolute():
         path = FsPath(base_dir) / path
@@ -421,4 +462,4 @@ def load_policy(ref: str, base_dir: FsPath | str, packs: Mapping[str, str]) -> P
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise BadInput(f"{path}: cannot read policy file: {exc}") from exc
-    return parse_policy(text, source=str(path))
+    return parse_policy(text, source=str(path), packs=packs, base_dir=path.parent, _seen=_seen)
