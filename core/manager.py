@@ -123,11 +123,14 @@ def make_plugin_manager(disabled: Iterable[str] = (), *, strict: bool = False,
         try:
             plugin = ep.load()
         except Exception as exc:
-            if strict:
+            if strict or ep.name in ESSENTIAL_PLUGINS:
                 raise InternalError(f"plugin {ep.name!r} ({ep.value}) failed to load: {exc!r}") from exc
             pm.infos.append(PluginInfo(ep.name, ep.value, dist, version, "failed", error=f"failed to load: {exc!r}"))
             continue
         register_plugin(pm, plugin, ep.name, strict=strict, distribution=dist, version=version)
+    missing = [n for n in ESSENTIAL_PLUGINS if pm.get_plugin(n) is None]
+    if missing:
+        raise InternalError(f"essential plugin(s) {', '.join(missing)} are not installed; reinstall assay")
     for name, plugin in extra_plugins:
         if name not in blocked:
             register_plugin(pm, plugin, name, strict=strict)
