@@ -163,12 +163,16 @@ class RunStore:
                 query = query.where(ModelVersionRow.name == name)
             return list(s.exec(query).all())
 
-    def resolve_model(self, ref: str) -> ModelVersionRow:
-        """Resolve ``NAME@VERSION``, ``NAME@latest`` or ``NAME@<stage>`` (e.g. ``@production``)."""
+    def resolve_model(self, ref: str, exclude_run: str = "") -> ModelVersionRow:
+        """Resolve ``NAME@VERSION``, ``NAME@latest`` or ``NAME@<stage>`` (e.g. ``@production``).
+
+        ``exclude_run`` leaves out the versions that run registered: a run's baseline
+        ``NAME@latest`` means the latest model before it, never the run's own model.
+        """
         name, sep, which = ref.partition("@")
         if not sep or not name or not which:
             raise BadInput(f"model reference {ref!r}: expected NAME@VERSION, NAME@latest or NAME@production")
-        versions = self.model_versions(name)
+        versions = [v for v in self.model_versions(name) if not exclude_run or v.run_id != exclude_run]
         if not versions:
             raise BadInput(f"model {name!r} has no registered versions (see `assay models list`)")
         if which.isdigit():

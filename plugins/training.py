@@ -116,8 +116,15 @@ def make_pipeline_for(trainer: Trainer, run: Run, dataset: Dataset, train: Any) 
 
 
 @contextlib.contextmanager
-def executor(address: str) -> Iterator[None]:
-    """Run joblib-parallel work locally, or on the Dask cluster at ``dask://HOST:PORT``."""
+def executor(address: str, modules: Sequence[str] = (), timeout: str = "10s") -> Iterator[None]:
+    """Run joblib-parallel work locally, or on the Dask cluster at ``dask://HOST:PORT``.
+
+    Searches use scikit-learn's ``Parallel``, so under joblib's dask backend every CV fit is
+    a task on the cluster's workers (all their threads, whatever ``train.n_jobs`` says).
+    ``modules`` must import on the scheduler and every worker: a task the scheduler cannot
+    unpickle is dropped and the search would wait forever, so a missing plugin is refused
+    up front, as is a scikit-learn or numpy version that differs from this process's.
+    """
     if address == "local":
         yield
         return
@@ -125,14 +132,51 @@ def executor(address: str) -> Iterator[None]:
     from distributed import Client
 
     try:
-        client = Client(address.replace("dask://", "tcp://"), timeout="10s", set_as_default=False)
+        client = Client(address.replace("dask://", "tcp://"), timeout=timeout, set_as_default=False)
     except OSError as exc:
         raise BadInput(f"train.executor: cannot reach the Dask scheduler at {address}: {exc}") from exc
     try:
+        _check_cluster(client, address, modules)
         with client.as_current(), joblib.parallel_backend("dask", client=client):
             yield
     finally:
         client.close()
+
+
+def _check_cluster(client: Any, address: str, modules: Sequence[str]) -> None:
+    import numpy
+    import sklearn
+
+    def probe(modules: Sequence[str], dask_worker: Any = None, dask_scheduler: Any = None) -> dict[str, Any]:
+        # Defined here so cloudpickle ships it by value: the probe itself needs nothing installed.
+        import importlib
+
+        missing = []
+        for name in modules:
+            try:
+                importlib.import_module(name)
+            except Exception as exc:
+                missing.append(f"{name} ({type(exc).__name__}: {exc})")
+        versions = {}
+        for dist in ("sklearn", "numpy"):
+            try:
+                versions[dist] = importlib.import_module(dist).__version__
+            except ImportError:
+                versions[dist] = None
+        return {"missing": missing, "versions": versions}
+
+    mine = {"sklearn": sklearn.__version__, "numpy": numpy.__version__}
+    found = {"scheduler": client.run_on_scheduler(probe, list(modules)), **client.run(probe, list(modules))}
+    if not any(k != "scheduler" for k in found):
+        raise BadInput(f"train.executor: the Dask cluster at {address} has no workers")
+    for where, report in found.items():
+        if report["missing"]:
+            raise BadInput(f"train.executor: the Dask {where} at {address} cannot import "
+                           f"{', '.join(report['missing'])}; install the plugin there (or ship it with "
+                           "Client.upload_file) so the cluster can run the search")
+        if where != "scheduler" and report["versions"] != mine:
+            raise BadInput(f"train.executor: Dask worker {where} has {report['versions']}, this process has {mine}; "
+                           "use the same scikit-learn and numpy on the cluster")
 
 
 def scorer_name(metric_name: str) -> str:
@@ -164,10 +208,17 @@ def fit_model(run: Run, splits: Splits, trainers: Sequence[Trainer], tuner: Tune
     candidates: list[dict[str, Any]] = []
     best: tuple[float, Trainer, Any] | None = None
     n_jobs = spec.n_jobs if spec.n_jobs != 0 else 1
-    with executor(spec.executor):
-        for trainer in trainers:
-            pipeline = make_pipeline_for(trainer, run, splits.dataset, X)
-            search = tuner.make_search(pipeline, trainer, cv, scorer_name(primary), spec.budget, run.seed, n_jobs)
+    searches = []
+    for trainer in trainers:
+        pipeline = make_pipeline_for(trainer, run, splits.dataset, X)
+        search = tuner.make_search(pipeline, trainer, cv, scorer_name(primary), spec.budget, run.seed, n_jobs)
+        searches.append((trainer, search))
+    # what a Dask cluster must be able to import to run these searches
+    modules = sorted({__name__, *(type(s).__module__ for _, s in searches),
+                      *(type(s.estimator.named_steps["model"]).__module__ for _, s in searches
+                        if hasattr(getattr(s, "estimator", None), "named_steps"))})
+    with executor(spec.executor, modules):
+        for trainer, search in searches:
             started = time.perf_counter()
             search.fit(X, y, **fit_params)
             entry = _describe_search(trainer, search, sign, started)
@@ -200,6 +251,7 @@ def _describe_search(trainer: Trainer, search: Any, sign: float, started: float)
         "cv_std": float(results["std_test_score"][i]),
         "train_mean": float(results["mean_train_score"][i]) * sign if "mean_train_score" in results else None,
         "params": {k.removeprefix("model__"): v for k, v in search.best_params_.items()},
-        "n_candidates": len(results["params"]),
+        # successive halving lists each candidate once per round; count the settings tried
+        "n_candidates": int(search.n_candidates_[0]) if hasattr(search, "n_candidates_") else len(results["params"]),
         "fit_s": round(time.perf_counter() - started, 3),
     }
