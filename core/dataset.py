@@ -21,70 +21,76 @@ if TYPE_CHECKING:
     from assay.types import Role
 
 
-# Values hashed per numeric chunk: small enough to stay in cache, large enough that hashlib
-# releases the GIL (it does for updates above 2 KiB) and per-chunk overhead is negligible.
-_CHUNK = 1 << 16
 # Below this many text cells the thread hand-off costs more than it saves.
 _THREAD_MIN_CELLS = 200_000
 _SEP, _ESC = "\x00", "\x01"
+_NAN_BITS = 0x7FF8000000000000  # the one NaN pattern hashed
 
 
 def _hash_numbers(h: hashlib._Hash, values: np.ndarray) -> None:
-    """Feed float64 LE values to ``h`` chunk by chunk, with -0.0 as 0.0 and one NaN pattern."""
-    import numpy as np
+    """Feed float64 LE values to ``h``, with -0.0 as 0.0 and NaN as one bit pattern.
 
-    for start in range(0, len(values), _CHUNK):
-        chunk = np.asarray(values[start:start + _CHUNK], dtype="<f8") + 0.0  # a copy; -0.0 -> 0.0
-        nan = np.isnan(chunk)
-        if nan.any():
-            chunk[nan] = np.nan
-        h.update(chunk.data)
-
-
-def _text_body(series: pd.Series) -> tuple[np.ndarray | None, bytes]:
-    """A text column as (null mask or None, UTF-8 of the values joined by NUL).
-
-    Nulls become empty strings (the mask tells them apart); values that are not strings
-    are compared by ``str()``. Values containing NUL or 0x01 are escaped (0x01 → 0x01 0x01,
-    NUL → 0x01 0x02) so the joined form stays injective; the fast path only verifies that
-    no value needed escaping. Joining Python strings is ~2x faster than building an Arrow
-    array from them, and this is the slow, GIL-bound part of fingerprinting.
+    Columns already canonical (the usual case) are hashed in place, without a copy.
     """
     import numpy as np
-    import pandas as pd
+
+    v = np.ascontiguousarray(values, dtype="<f8")
+    nan = np.isnan(v)
+    dirty = (v == 0) & np.signbit(v)
+    if nan.any():
+        dirty |= nan & (v.view("<u8") != _NAN_BITS)
+    if dirty.any():
+        v = v.copy()
+        v[nan] = np.nan
+        v[v == 0] = 0.0
+    h.update(v.data)
+
+
+def _text_body(series: pd.Series) -> tuple[bytes, ...]:
+    """A text column's canonical parts (the slow, GIL-bound part of fingerprinting).
+
+    Without missing values: ``(b"\\x00", UTF-8 of the values joined by NUL)``; values holding
+    NUL or 0x01 are escaped (0x01 → 0x01 0x01, NUL → 0x01 0x02) so the join stays
+    injective, and the fast path only verifies that none needed it. With missing values:
+    the Arrow large-UTF-8 form, ``(b"\\x01", null mask, int64 byte lengths, UTF-8 data)``.
+    Values that are not strings count by their ``str()``. Joining Python strings is
+    about twice as fast as building an Arrow array; Arrow finds the nulls for free.
+    """
+    import numpy as np
+    import pyarrow as pa
 
     values = series.to_numpy(dtype=object)
-    mask: np.ndarray | None = None
     items = values.tolist()
     try:
         body = _SEP.join(items)
-    except TypeError:  # nulls or non-text values
-        mask = np.asarray(pd.isna(values), dtype=bool)
-        if mask.any():
-            values = values.copy()
-            values[mask] = ""
-        else:
-            mask = None
-        items = values.tolist()
+    except TypeError:  # missing values, or values that are not text
         try:
-            body = _SEP.join(items)
-        except TypeError:  # numbers, bytes, ... among the text
-            items = [v if isinstance(v, str) else str(v) for v in items]
-            body = _SEP.join(items)
-    if _ESC in body or body.count(_SEP) != max(len(items) - 1, 0):
-        body = _SEP.join(v.replace(_ESC, _ESC + _ESC).replace(_SEP, _ESC + "\x02") for v in items)
-    return mask, body.encode("utf-8", "surrogatepass")
+            arr = pa.array(values, type=pa.large_string(), from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            import pandas as pd
+
+            arr = pa.array([None if pd.isna(v) else str(v) for v in items], type=pa.large_string())
+        if not arr.null_count:
+            return _joined(arr.to_pylist())
+        _, offsets, data = arr.buffers()
+        bounds = np.frombuffer(offsets, dtype="<i8", count=len(arr) + 1)
+        mask = np.asarray(arr.is_null()).view(np.uint8)
+        payload = bytes(memoryview(data)[int(bounds[0]):int(bounds[-1])]) if data is not None else b""
+        return b"\x01", mask.tobytes(), np.diff(bounds).astype("<i8").tobytes(), payload
+    return _joined(items, body)
 
 
-def _hash_text(h: hashlib._Hash, mask: np.ndarray | None, body: bytes) -> None:
+def _joined(items: list[str], body: str | None = None) -> tuple[bytes, ...]:
     import numpy as np
 
-    if mask is None:
-        h.update(b"\x00")
-    else:
-        h.update(b"\x01")
-        h.update(mask.view(np.uint8).data)
-    h.update(body)
+    if body is None:
+        body = _SEP.join(items)
+    encoded = body.encode("utf-8", "surrogatepass")
+    separators = int(np.count_nonzero(np.frombuffer(encoded, dtype=np.uint8) == 0))
+    if _ESC in body or separators != max(len(items) - 1, 0):
+        encoded = _SEP.join(v.replace(_ESC, _ESC + _ESC).replace(_SEP, _ESC + "\x02") for v in items
+                            ).encode("utf-8", "surrogatepass")
+    return b"\x00", encoded
 
 
 def _kind(series: pd.Series) -> str:
@@ -100,7 +106,7 @@ def _kind(series: pd.Series) -> str:
     return "s"
 
 
-def _column_digest(name: str, series: pd.Series, text: tuple[np.ndarray | None, bytes] | None = None) -> bytes:
+def _column_digest(name: str, series: pd.Series, text: tuple[bytes, ...] | None = None) -> bytes:
     """SHA-256 of one column's name, kind tag and canonical values (``text``: its text body)."""
     import numpy as np
     import pandas as pd
@@ -118,7 +124,8 @@ def _column_digest(name: str, series: pd.Series, text: tuple[np.ndarray | None, 
             series = series.dt.tz_convert("UTC").dt.tz_localize(None)
         h.update(np.ascontiguousarray(series.to_numpy(dtype="datetime64[ns]")).view("<i8").data)
     else:
-        _hash_text(h, *(text if text is not None else _text_body(series)))
+        for part in text if text is not None else _text_body(series):
+            h.update(part)
     return h.digest()
 
 
@@ -127,8 +134,7 @@ def fingerprint_frame(frame: pd.DataFrame) -> str:
 
     Canonical form, per column (sorted by name): ``SHA-256(name NUL kind values)`` with kind
     ``n`` (bool/int/float as float64 LE, -0.0 → 0.0, one NaN pattern), ``t`` (datetime as
-    int64 ns UTC, NaT = int64 min) or ``s`` (anything else as text: a null flag and mask,
-    then the UTF-8 values joined by NUL, see :func:`_text_body`). The outer digest covers a
+    int64 ns UTC, NaT = int64 min) or ``s`` (anything else as text, see :func:`_text_body`). The outer digest covers a
     version tag, the row count and the column digests in name order.
 
     Turning Python strings into bytes holds the GIL; numpy and hashlib do not. On large
