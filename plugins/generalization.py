@@ -55,7 +55,12 @@ SPREAD_WARN, SPREAD_FAIL = 0.05, 0.10
 CV_HOLDOUT_SIGMAS, CV_HOLDOUT_MIN = 3.0, 0.03
 MAX_CELLS = 2_000_000  # resamples × rows per chunk of the count matrix
 BOUNDED = {"roc_auc", "roc_auc_ovr", "average_precision", "accuracy", "balanced_accuracy", "f1", "f1_macro",
-           "f1_weighted", "r2"}
+           "f1_weighted", "r2", "map", "mrr"}
+
+
+def bounded(name: str) -> bool:
+    """Metrics in a fixed range (or R²), where absolute differences are comparable."""
+    return name in BOUNDED or name.startswith("ndcg@")
 
 
 # --------------------------------------------------------------------------- resampling
@@ -257,11 +262,11 @@ def _spread_check(name: str, cv: dict[str, Any], greater: bool, folds: int) -> C
     std, mean = cv.get("std"), cv.get("mean")
     if std is None or mean is None:
         return Check(GROUP, "cv_spread", "skip", None, {"reason": "no CV scores recorded", "metric": name})
-    spread = std if name in BOUNDED else (std / abs(mean) if mean else float("inf"))
+    spread = std if bounded(name) else (std / abs(mean) if mean else float("inf"))
     status = "fail" if spread >= SPREAD_FAIL else "warn" if spread >= SPREAD_WARN else "pass"
     return Check(GROUP, "cv_spread", status, spread,
                  {"metric": name, "cv_mean": mean, "cv_std": std, "folds": folds,
-                  "kind": "absolute" if name in BOUNDED else "relative to the mean",
+                  "kind": "absolute" if bounded(name) else "relative to the mean",
                   "thresholds": {"warn": SPREAD_WARN, "fail": SPREAD_FAIL}},
                  message=f"{name} varies across CV folds (std {std:.4f})" if status != "pass" else "")
 
@@ -271,7 +276,7 @@ def _cv_holdout_check(name: str, cv: dict[str, Any], test: float | None, greater
     if mean is None or test is None:
         return Check(GROUP, "cv_holdout", "skip", None, {"reason": "no CV mean or holdout metric", "metric": name})
     worse = (mean - test) if greater else (test - mean)
-    scale = 1.0 if name in BOUNDED else max(abs(mean), 1e-12)
+    scale = 1.0 if bounded(name) else max(abs(mean), 1e-12)
     allowed = max(CV_HOLDOUT_SIGMAS * std, CV_HOLDOUT_MIN * scale)
     status = "warn" if abs(worse) > allowed else "pass"
     return Check(GROUP, "cv_holdout", status, worse,
@@ -312,6 +317,8 @@ def generalization_results(run: Run, model: FittedModel, splits: Splits) -> list
     if name not in known_metrics():
         reason = {"reason": f"metric {name!r} has no bootstrap here", "metric": name}
         return [Check(GROUP, n, "skip", None, reason) for n in ("gap", "cv_spread", "cv_holdout", "beats_baseline")]
+    if getattr(metric(name), "needs", "") == "query":
+        return ranking_results(run, model, splits)
     greater = metric(name).greater_is_better
     resamples = run.spec.evaluate.bootstrap
     rng = np.random.default_rng([run.seed, 5])
@@ -348,6 +355,76 @@ def generalization_results(run: Run, model: FittedModel, splits: Splits) -> list
         _gap_check(name, train_v, test_v, cv, gap_ci, greater),
         _spread_check(name, cv, greater, len(splits.folds)),
         _cv_holdout_check(name, cv, test_v, greater),
+        _baseline_check(name, improvement, impr_ci, base_name, resamples),
+    ]
+
+
+# --------------------------------------------------------------------------- ranking
+
+
+def query_resamples(queries: np.ndarray, resamples: int, rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Cluster bootstrap: ``(rows, new query ids)`` per resample, drawing whole queries with replacement."""
+    import numpy as np
+
+    codes = np.unique(queries, return_inverse=True)[1].ravel()
+    order = np.argsort(codes, kind="stable")
+    sizes = np.bincount(codes)
+    starts = np.r_[0, np.cumsum(sizes)[:-1]]
+    n_queries = len(sizes)
+    for _ in range(resamples):
+        drawn = rng.integers(0, n_queries, n_queries)
+        lengths = sizes[drawn]
+        offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        yield order[np.repeat(starts[drawn], lengths) + offsets], np.repeat(np.arange(n_queries), lengths)
+
+
+def ranking_results(run: Run, model: FittedModel, splits: Splits) -> list[Check | Evidence]:
+    """The same evidence for per-query metrics, resampling whole queries (``data.group_column``)."""
+    import numpy as np
+
+    from assay.plugins.evaluation import baseline_estimator
+    from assay.plugins.metrics import metric
+
+    name = run.spec.metric
+    fn = metric(name).fn
+    column = run.spec.data.group_column
+    frame = splits.dataset.frame
+    q_te = frame[column].to_numpy()[splits.test]
+    q_tr = frame[column].to_numpy()[splits.train]
+    y_te = np.asarray(splits.y("test"), dtype=float)
+    y_tr = np.asarray(splits.y("train"), dtype=float)
+    s_te = np.asarray(split_predictions(model, splits, "test")[0], dtype=float)
+    s_tr = np.asarray(split_predictions(model, splits, "train")[0], dtype=float)
+    base_name, base = baseline_estimator(run, splits)
+    b_te = np.asarray(base.predict(splits.X("test")), dtype=float)
+
+    def score(y: np.ndarray, s: np.ndarray, q: np.ndarray) -> float:
+        value = float(fn(y, s, q))
+        return value if np.isfinite(value) else np.nan
+
+    test_v, train_v, base_v = score(y_te, s_te, q_te), score(y_tr, s_tr, q_tr), score(y_te, b_te, q_te)
+    as_none = lambda v: None if not np.isfinite(v) else v  # noqa: E731
+    improvement = as_none(test_v - base_v)
+    resamples = run.spec.evaluate.bootstrap
+    rng = np.random.default_rng([run.seed, 5])
+    test_ci = gap_ci = base_ci = impr_ci = None
+    if resamples > 0:
+        pairs = [(score(y_te[r], s_te[r], q), score(y_te[r], b_te[r], q)) for r, q in query_resamples(q_te, resamples, rng)]
+        t, b = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+        tr = np.array([score(y_tr[r], s_tr[r], q) for r, q in query_resamples(q_tr, resamples, rng)])
+        test_ci, base_ci, gap_ci, impr_ci = interval(t), interval(b), interval(tr - t), interval(t - b)
+    cv = dict(model.cv.get(name, {}))
+    test_n, train_n = as_none(test_v), as_none(train_v)
+    return [
+        Evidence("metrics", {"test": {f"{name}_ci": test_ci}}),
+        Evidence("gap", {f"{name}_ci": gap_ci}),
+        Evidence("baseline", {"test": {f"{name}_ci": base_ci}, "improvement": {name: improvement, f"{name}_ci": impr_ci}}),
+        Evidence("bootstrap", {"resamples": resamples, "level": LEVEL, "method": "percentile", "seed": [run.seed, 5],
+                               "metric": name, "unit": f"query ({column})",
+                               "paired": "model and baseline share each holdout resample"}),
+        _gap_check(name, train_n, test_n, cv, gap_ci, True),
+        _spread_check(name, cv, True, len(splits.folds)),
+        _cv_holdout_check(name, cv, test_n, True),
         _baseline_check(name, improvement, impr_ci, base_name, resamples),
     ]
 
