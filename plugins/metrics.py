@@ -31,8 +31,10 @@ class MetricDef:
 def _m() -> dict[str, MetricDef]:
     from sklearn import metrics as skm
 
-    def roc_auc(y, proba, classes):  # binary: probability of classes[1]
-        return skm.roc_auc_score(y, proba[:, 1] if proba.ndim == 2 else proba)
+    # Two-class metrics score "y == classes[1]" against proba[:, 1]: classes[1] is the positive
+    # class (data.positive_label may have reordered the classes), whatever the label order.
+    def roc_auc(y, proba, classes):
+        return skm.roc_auc_score(y == classes[1], proba[:, 1] if proba.ndim == 2 else proba)
 
     def roc_auc_ovr(y, proba, classes):
         return skm.roc_auc_score(y, proba, multi_class="ovr", average="macro", labels=classes)
@@ -41,6 +43,8 @@ def _m() -> dict[str, MetricDef]:
         return skm.average_precision_score(y == classes[1], proba[:, 1])
 
     def log_loss(y, proba, classes):
+        if len(classes) == 2:
+            return skm.log_loss(y == classes[1], proba[:, 1], labels=[False, True])
         return skm.log_loss(y, proba, labels=classes)
 
     def brier(y, proba, classes):
