@@ -95,6 +95,15 @@ def _spec(target: str, task: str, data: dict[str, Any]) -> Any:
 # --------------------------------------------------------------------------- the case
 
 
+@dataclass(frozen=True)
+class BareFit:
+    estimator: Any
+    returned: Any
+    attributes_before: set[str]
+    params_before: dict[str, str]
+
+
+
 @dataclass
 class TrainerCase:
     """What the checks share: the trainer, the task, data, a run context and a scratch home."""
@@ -158,6 +167,14 @@ class TrainerCase:
         return self.pipeline().fit(X, y)
 
     @functools.cached_property
+    def bare_fit(self) -> BareFit:
+        """The bare estimator fitted on the preprocessed training part, with what it was before."""
+        Xt, y, _ = self.transformed
+        est = self.build()
+        attributes, params = set(vars(est)), _params_repr(est)
+        return BareFit(est, est.fit(Xt, y), attributes, params)
+
+    @functools.cached_property
     def transformed(self) -> tuple[Any, Any, Any]:
         """The training part through the core's preprocessing: what the bare estimator sees."""
         pipe = self.pipeline()
@@ -210,24 +227,18 @@ def check_clone(case: TrainerCase) -> None:
 
 def check_fit_returns_self(case: TrainerCase) -> None:
     """``fit`` returns the estimator itself."""
-    Xt, y, _ = case.transformed
-    est = case.build()
-    returned = est.fit(Xt, y)
-    assert returned is est, f"fit returned {type(returned).__name__}, not self"
+    fit = case.bare_fit
+    assert fit.returned is fit.estimator, f"fit returned {type(fit.returned).__name__}, not self"
 
 
 def check_learned_attributes(case: TrainerCase) -> None:
     """Attributes set by ``fit`` end in ``_``; ``fit`` does not change the parameters."""
-    Xt, y, _ = case.transformed
-    est = case.build()
-    before_attrs = set(vars(est))
-    before_params = _params_repr(est)
-    est.fit(Xt, y)
-    new = {k for k in set(vars(est)) - before_attrs if not k.startswith("_")}
+    fit = case.bare_fit
+    new = {k for k in set(vars(fit.estimator)) - fit.attributes_before if not k.startswith("_")}
     bad = sorted(k for k in new if not k.endswith("_"))
     assert not bad, f"fit sets attributes without a trailing underscore: {', '.join(bad)}"
     assert new, "fit sets no learned attribute ending in '_' (scikit-learn's check_is_fitted relies on one)"
-    assert _params_repr(est) == before_params, "fit changed the estimator's parameters"
+    assert _params_repr(fit.estimator) == fit.params_before, "fit changed the estimator's parameters"
 
 
 def check_unfitted_refuses(case: TrainerCase) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,15 @@ def assay_run(spec_dir: Path, home: Path, *sets: str, env: dict[str, str] | None
     out = json.loads(result.stdout)
     assert out["status"] in ("passed", "blocked"), out.get("error") or result.stderr
     return out
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_openmp_thread() -> Iterator[None]:
+    """The same for fits in this process (the conformance kit, the tuner tests)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1, user_api="openmp"):
+        yield
 
 
 @pytest.fixture(scope="session")

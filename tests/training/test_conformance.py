@@ -38,7 +38,7 @@ def test_bundled_trainers_conform_on_mixed_real_data(trainer: Trainer, adult_3k_
     """Adult has categorical and numeric columns: the one-hot and ordinal paths both get exercised."""
     import pandas as pd
 
-    frame = pd.read_csv(adult_3k_csv, na_values=["?"], skipinitialspace=True).head(1200)
+    frame = pd.read_csv(adult_3k_csv, na_values=["?"], skipinitialspace=True).head(800)
     dataset = make_dataset(frame, "income", "binary", drop=["fnlwgt", "split"], sensitive=["sex", "race"])
     assert dataset.columns_with("categorical") and dataset.columns_with("numeric")
     results = check_trainer(trainer, "binary", dataset)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,16 @@ def executed_tasks(dask_worker: Any) -> int:
 def cluster() -> Iterator[Any]:
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as local, \
-            Client(local) as client:
-        yield local, client
+    # Starting worker processes sets PYTHONHASHSEED, OMP_NUM_THREADS, ... in this process for
+    # good; later runs would record that as a changed environment. Put it back afterwards.
+    saved = dict(os.environ)
+    try:
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as local, \
+                Client(local) as client:
+            yield local, client
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def evidence(home: Path, run_id: str) -> dict[str, Any]:

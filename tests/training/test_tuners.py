@@ -18,14 +18,6 @@ from assay.types import FittedModel, Run, Splits, Tuner
 from tests.training.conftest import project
 
 
-@pytest.fixture(autouse=True)
-def one_openmp_thread() -> Any:
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(1, user_api="openmp"):
-        yield
-
-
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory: pytest.TempPathFactory, adult_3k_csv: Path) -> Any:
     """Loaded data, the split and the runner for the Adult sample, through the real hooks."""
