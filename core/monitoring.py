@@ -258,6 +258,8 @@ def validate_batch(current: pd.DataFrame, info: Mapping[str, Any], *, labels: bo
     Returns the batch restricted to the stored columns (target only with ``labels``) and
     converted to the training dtypes, the ``schema`` evidence and its checks.
     """
+    from assay.plugins.monitoring import category_text
+
     roles: Mapping[str, str] = info["roles"]
     features: list[str] = list(info["features"])
     target: str = info["target"]
@@ -293,13 +295,14 @@ def validate_batch(current: pd.DataFrame, info: Mapping[str, Any], *, labels: bo
         seen = categories.get(col)
         if seen is None:
             continue
-        values = frame[col].dropna().astype(str)
-        unseen = values[~values.isin(set(seen))]
-        if len(unseen):
-            counts = unseen.value_counts()
-            new_categories[col] = {"values": [str(v) for v in counts.index[:SHOWN_VALUES]],
-                                   "distinct": len(counts), "rows": len(unseen),
-                                   "share": float(len(unseen) / len(frame))}
+        values = frame[col].dropna()
+        known = set(seen)
+        unseen = [v for v in values.unique() if category_text(v) not in known]
+        if unseen:
+            counts = values[values.isin(unseen)].value_counts()
+            new_categories[col] = {"values": [category_text(v) for v in counts.index[:SHOWN_VALUES]],
+                                   "distinct": len(counts), "rows": int(counts.sum()),
+                                   "share": float(counts.sum() / len(frame))}
     schema: dict[str, Any] = {
         "columns": len(current.columns),
         "missing_columns": [c for c in sensitive if c not in current.columns],

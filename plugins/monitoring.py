@@ -99,18 +99,35 @@ def frame_from_parquet(data: bytes) -> pd.DataFrame:
     return pd.read_parquet(io.BytesIO(data))
 
 
+def category_text(value: Any) -> str:
+    """A category as text, with whole floats (1.0 from a CSV column with gaps) written as 1."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def category_sets(frame: pd.DataFrame, columns: Sequence[str]) -> dict[str, list[str] | None]:
     """Every category seen per column, as text (``None`` when there are more than MAX_CATEGORIES)."""
     out: dict[str, list[str] | None] = {}
     for col in columns:
         values = frame[col].dropna().unique()
-        out[col] = sorted({str(v) for v in values}) if len(values) <= MAX_CATEGORIES else None
+        out[col] = sorted({category_text(v) for v in values}) if len(values) <= MAX_CATEGORIES else None
     return out
 
 
 @hookimpl
 def evaluate(run: Run, model: FittedModel, splits: Splits) -> list[Check | Evidence]:
-    """Store the reference and holdout samples and the column roles for later monitoring."""
+    """Store the reference and holdout samples and the column roles for later monitoring.
+
+    A failure becomes an ``error`` check (``checks.monitoring.reference``), which blocks the
+    gate: a model that cannot be monitored later is not deployable.
+    """
+    from assay.plugins.datachecks import guarded
+
+    return guarded("monitoring", "reference", lambda: store_reference(run, model, splits))
+
+
+def store_reference(run: Run, model: FittedModel, splits: Splits) -> list[Check | Evidence]:
     from assay.dataset import fingerprint_frame
     from assay.store import ArtifactStore
 
@@ -122,6 +139,7 @@ def evaluate(run: Run, model: FittedModel, splits: Splits) -> list[Check | Evide
     holdout = stratified_sample(splits.part("test")[kept], dataset.target, dataset.task, n, run.seed)
     store = ArtifactStore(run.settings.home)
     roles = {c: dataset.roles[c] for c in kept}
+    features = [c for c in kept if roles[c] in FEATURE_ROLES]
     categorical = [c for c in kept if roles[c] in ("categorical", "sensitive")]
     if dataset.task in ("binary", "multiclass", "text"):
         categorical.append(dataset.target)
@@ -132,7 +150,7 @@ def evaluate(run: Run, model: FittedModel, splits: Splits) -> list[Check | Evide
             "fingerprint": fingerprint_frame(reference),
             "part": "train",
             "roles": roles,
-            "features": [c for c in kept if roles[c] in FEATURE_ROLES],
+            "features": features,
             "sensitive": [c for c in kept if roles[c] == "sensitive"],
             "target": dataset.target,
             "dtypes": {c: str(dataset.frame[c].dtype) for c in kept},
@@ -142,8 +160,19 @@ def evaluate(run: Run, model: FittedModel, splits: Splits) -> list[Check | Evide
             "artifact": store.put_bytes(frame_to_parquet(holdout)),
             "rows": len(holdout),
             "part": "test",
+            "predictions": holdout_predictions(store, model.estimator, holdout, features, dataset.task),
         },
     })]
+
+
+def holdout_predictions(store: Any, estimator: Any, holdout: pd.DataFrame, features: list[str],
+                        task: str) -> dict[str, Any]:
+    """The model's drift-tested output on the holdout sample, stored so monitoring need not re-score it."""
+    import pandas as pd
+
+    pred, proba, kind = predict(estimator, holdout[features], task)
+    frame = pd.DataFrame({PREDICTION: drift_values(pred, proba, kind)})
+    return {"artifact": store.put_bytes(frame_to_parquet(frame)), "kind": kind}
 
 
 # --------------------------------------------------------------------------- predictions
@@ -389,67 +418,87 @@ def performance(y: np.ndarray, pred: np.ndarray, proba: np.ndarray | None, class
     return scores, detail
 
 
-def fairness(groups: pd.DataFrame, y: np.ndarray | None, pred: np.ndarray, classes: np.ndarray, task: str,
-             min_group_size: int) -> dict[str, Any]:
-    """Per sensitive feature: group metrics on the batch (fairlearn ``MetricFrame``).
+def positive_class(run: Run, classes: np.ndarray) -> Any:
+    """The class counted as "selected": ``data.positive_label``, else the second class (as at training)."""
+    wanted = run.spec.data.positive_label
+    return next((c for c in classes if str(c) == wanted), classes[1]) if wanted else classes[1]
 
-    Binary classifiers get selection rates (no labels needed), demographic parity and —
-    with labels — equalized odds; other tasks get per-group accuracy or error.
-    Groups smaller than ``min_group_size`` are listed and left out of the ratios.
+
+def labelled_fairness(run: Run, frame: pd.DataFrame, task: str, y: np.ndarray, pred: np.ndarray,
+                      proba: np.ndarray | None, classes: np.ndarray, metric_name: str) -> dict[str, Any]:
+    """``fairness`` of a labelled batch, computed exactly as the training run's fairness plugin does.
+
+    Same groups (each sensitive column and their intersections, numeric columns binned),
+    same disparities with bootstrap intervals, same keys — so one rule such as
+    ``fairness.*.selection_rate_ratio >= 0.8`` reads training and production alike.
     """
     import numpy as np
-    from fairlearn.metrics import MetricFrame, count, false_positive_rate, selection_rate, true_positive_rate
-    from sklearn.metrics import accuracy_score, mean_absolute_error
 
+    from assay.plugins.fairness import (
+        classification_fairness,
+        feature_sets,
+        group_labels,
+        regression_fairness,
+    )
+
+    min_size, resamples = run.spec.evaluate.min_group_size, run.spec.evaluate.bootstrap
+    positive = positive_class(run, classes) if len(classes) == 2 else None
     out: dict[str, Any] = {}
-    binary = task in ("binary", "text") and len(classes) == 2
-    for col in groups.columns:
-        sf = groups[col].astype(object).where(groups[col].notna(), "(missing)").astype(str).to_numpy()
-        metrics: dict[str, Any] = {"count": count}
-        if binary:
-            positive = classes[1]
-            pred_pos = (pred == positive).astype(int)
-            truth = (y == positive).astype(int) if y is not None else pred_pos
-            metrics["selection_rate"] = selection_rate
-            if y is not None:
-                metrics |= {"true_positive_rate": true_positive_rate, "false_positive_rate": false_positive_rate,
-                            "accuracy": accuracy_score}
-            y_true, y_pred = truth, pred_pos
-        elif y is None:
-            continue
-        elif task in ("regression", "ranking"):
-            metrics["mean_absolute_error"] = mean_absolute_error
-            y_true, y_pred = np.asarray(y, dtype=float), np.asarray(pred, dtype=float)
-        else:
-            metrics["accuracy"] = accuracy_score
-            y_true, y_pred = np.asarray(y).astype(str), np.asarray(pred).astype(str)
+    for i, cols in enumerate(feature_sets(list(frame.columns))):
+        rng = np.random.default_rng([run.seed, 7, i])
+        labels = group_labels(frame, cols)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            frame = MetricFrame(metrics=metrics, y_true=y_true, y_pred=y_pred, sensitive_features=sf)
-        by_group = frame.by_group
-        sizes = by_group["count"]
-        small = sorted(str(g) for g, n in sizes.items() if n < min_group_size)
-        big = by_group[sizes >= min_group_size]
-        entry: dict[str, Any] = {
-            "by_group": {str(g): {k: int(v) if k == "count" else _num(v) for k, v in row.items()}
-                         for g, row in by_group.iterrows()},
-            "small_groups": small,
-        }
-        if binary:
-            rates = big["selection_rate"] if len(big) else by_group["selection_rate"]
-            top = float(rates.max())
+            if task == "ranking":
+                continue  # exposure needs whole queries; a batch of rows is not one
+            if task == "regression":
+                ev = regression_fairness(np.asarray(y, dtype=float), np.asarray(pred, dtype=float), labels,
+                                         metric_name, min_size, resamples, rng)
+            else:
+                ev = classification_fairness(y, pred, proba, classes, labels, positive, metric_name, min_size,
+                                             resamples, rng)
+        out["&".join(cols)] = {**ev, "features": list(cols), "labelled": True}
+    return out
+
+
+def selection_fairness(run: Run, frame: pd.DataFrame, pred: np.ndarray, classes: np.ndarray) -> dict[str, Any]:
+    """Selection rates per group of an unlabelled batch (binary classifiers): demographic parity only.
+
+    Equalized odds and per-group accuracy need labels; run with ``--labels`` for those.
+    """
+    import numpy as np
+    from fairlearn.metrics import MetricFrame, count, selection_rate
+
+    from assay.plugins.fairness import feature_sets, group_labels
+
+    if len(classes) != 2:
+        return {}
+    min_size = run.spec.evaluate.min_group_size
+    positive = positive_class(run, classes)
+    selected = (pred == positive).astype(int)
+    out: dict[str, Any] = {}
+    for cols in feature_sets(list(frame.columns)):
+        labels = group_labels(frame, cols)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            table = MetricFrame(metrics={"count": count, "selection_rate": selection_rate}, y_true=selected,
+                                y_pred=selected, sensitive_features=labels).by_group
+        by_group = {str(g): {"count": int(row["count"]), "selection_rate": _num(row["selection_rate"]),
+                             "small": int(row["count"]) < min_size} for g, row in table.iterrows()}
+        small = [g for g, v in by_group.items() if v["small"]]
+        rates = np.array([v["selection_rate"] for g, v in by_group.items() if not v["small"]], dtype=float)
+        entry: dict[str, Any] = {"by_group": by_group, "small_groups": small, "min_group_size": min_size,
+                                 "positive_label": str(positive), "rows": len(pred), "features": list(cols),
+                                 "labelled": False}
+        if len(rates) >= 2 and rates.max() > 0:
             entry["demographic_parity_difference"] = float(rates.max() - rates.min())
-            entry["demographic_parity_ratio"] = float(rates.min() / top) if top > 0 else None
-            entry["selection_rate_ratio"] = entry["demographic_parity_ratio"]
-            if y is not None:
-                part = big if len(big) else by_group
-                entry["equalized_odds_difference"] = _num(max(
-                    part["true_positive_rate"].max() - part["true_positive_rate"].min(),
-                    part["false_positive_rate"].max() - part["false_positive_rate"].min()))
-            if len(big) < 2:
-                entry["detail"] = (f"fewer than two groups of {col} have at least {min_group_size} rows; "
-                                   "ratios use every group")
-        out[col] = entry
+            entry["demographic_parity_ratio"] = entry["selection_rate_ratio"] = float(rates.min() / rates.max())
+        else:
+            entry["demographic_parity_difference"] = entry["demographic_parity_ratio"] = None
+            entry["selection_rate_ratio"] = None
+            entry["reason"] = (f"only {len(rates)} group(s) with at least {min_size} rows" if len(rates) < 2
+                               else "no group was selected (every selection rate is 0)")
+        out["&".join(cols)] = entry
     return out
 
 
@@ -508,15 +557,21 @@ def monitor(run: Run, reference: pd.DataFrame, current: pd.DataFrame) -> list[Ch
 
     estimator = load_model(store, training["model"]["artifact"])
     pred, proba, kind = predict(estimator, current[features], task)
-    holdout_info = training["monitoring"].get("holdout")
-    if holdout_info:
-        holdout = frame_from_parquet(store.get_bytes(holdout_info["artifact"]))
+    holdout_info = training["monitoring"].get("holdout") or {}
+    stored = holdout_info.get("predictions")
+    if stored and stored.get("kind") == kind:
+        reference_values = frame_from_parquet(store.get_bytes(stored["artifact"]))[PREDICTION].to_numpy()
         source = "holdout"
     else:
-        holdout, source = reference, "reference (in-sample: the run stored no holdout sample)"
-    ref_pred, ref_proba, _ = predict(estimator, holdout[features], task)
-    drift["prediction"] = {**prediction_drift(drift_values(ref_pred, ref_proba, kind),
-                                              drift_values(pred, proba, kind), kind), "reference": source}
+        if holdout_info:
+            holdout = frame_from_parquet(store.get_bytes(holdout_info["artifact"]))
+            source = "holdout"
+        else:
+            holdout, source = reference, "reference (in-sample: the run stored no holdout sample)"
+        ref_pred, ref_proba, _ = predict(estimator, holdout[features], task)
+        reference_values = drift_values(ref_pred, ref_proba, kind)
+    drift["prediction"] = {**prediction_drift(reference_values, drift_values(pred, proba, kind), kind),
+                           "reference": source}
 
     out: list[Check | Evidence] = [Evidence("drift", drift)]
     classes = np.asarray(getattr(estimator, "classes_", []))
@@ -538,12 +593,11 @@ def monitor(run: Run, reference: pd.DataFrame, current: pd.DataFrame) -> list[Ch
         detail["test"] = test_value
         detail["change"] = (current_value - test_value) if None not in (current_value, test_value) else None
         out += [Evidence("metrics", {"current": scores}), Evidence("performance", detail)]
-        if len(groups.columns):
-            out.append(Evidence("fairness", fairness(groups[mask], y, pred_l, classes, task,
-                                                     run.spec.evaluate.min_group_size)))
-    elif len(groups.columns):
-        out.append(Evidence("fairness", fairness(groups, None, pred, classes, task,
-                                                 run.spec.evaluate.min_group_size)))
+        if len(groups.columns) and mask.any():
+            out.append(Evidence("fairness", labelled_fairness(run, groups[mask], task, y, pred_l, proba_l, classes,
+                                                              primary)))
+    elif len(groups.columns) and task in ("binary", "text"):
+        out.append(Evidence("fairness", selection_fairness(run, groups, pred, classes)))
     if snapshot is not None:
         html = snapshot.get_html_str(as_iframe=False).encode("utf-8")
         out.append(Evidence("report", {"html": store.put_bytes(html), "bytes": len(html),

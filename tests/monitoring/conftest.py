@@ -88,6 +88,15 @@ class TrainedRun:
     def batch(self, name: str) -> str:
         return str(self.directory / name)
 
+    def result_evidence(self) -> dict[str, Any]:
+        """The training run's evidence document, as stored."""
+        from assay.settings import Settings
+        from assay.store import RunStore
+
+        evidence = RunStore(Settings.resolve(self.home)).get_run(self.run_id).evidence
+        assert evidence is not None
+        return evidence
+
 
 def assay(*args: str, home: Path) -> Result:
     """Run the ``assay`` command line in this process (as ``python -m assay`` would)."""

@@ -50,6 +50,9 @@ def test_a_random_split_of_the_training_period_is_not_flagged(same_period: tuple
     assert doc["drift"]["prediction"]["drifted"] is False
     assert rule(doc, "drift")["outcome"] == "pass"
     assert "current" not in doc["metrics"]  # no labels, no live metrics
+    origin = doc["fairness"]["origin"]  # selection rates need no labels; equalized odds does
+    assert origin["labelled"] is False and "equalized_odds_difference" not in origin
+    assert 0 < origin["selection_rate_ratio"] <= 1
     assert rule(doc, "live-performance")["reason"].startswith("not applicable")
 
 
@@ -83,6 +86,8 @@ def test_a_labelled_later_batch_shows_the_performance_drop(flights: TrainedRun) 
     assert sum(g["count"] for g in origin["by_group"].values()) == 1500
     assert 0 <= origin["equalized_odds_difference"] <= 1
     assert 0 < origin["selection_rate_ratio"] <= 1
+    low, high = origin["selection_rate_ratio_ci"]
+    assert low <= origin["selection_rate_ratio"] <= high
 
 
 def test_a_labelled_batch_from_the_training_period_keeps_its_performance(flights: TrainedRun) -> None:
@@ -104,8 +109,13 @@ def test_regression_errors_grow_on_another_population(earnings: TrainedRun, tmp_
     assert {"age", "married", "earnings_1975"} <= set(psid["drift"]["drifted_columns"])
     assert psid["drift"]["target"]["drifted"] is True  # PSID people earn more in 1978 too
     assert psid["drift"]["sensitive"]["black"]["drifted"] is True  # 7% vs 25% black
-    assert set(psid["fairness"]["black"]["by_group"]) == {"0", "1"}
-    assert "mean_absolute_error" in psid["fairness"]["black"]["by_group"]["1"]
+    # fairness over time: the same evidence as the training run's fairness plugin, on the batch
+    assert set(psid["fairness"]) == {"black", "hispanic", "black&hispanic"}
+    black = psid["fairness"]["black"]
+    assert set(black["by_group"]) == {"0", "1"} and black["labelled"] is True
+    assert black["by_group"]["1"]["mae"] > 0 and black["relative_mae_gap"] is not None
+    training_fairness = set(earnings.result_evidence()["fairness"]["black"])
+    assert training_fairness <= set(black)
     code, cps = monitor_json(earnings, "cps_batch.csv", "--labels", "--policy", str(policy))
     assert code == 0, [r for r in cps["verdict"]["rules"] if r["outcome"] != "pass"]
     assert cps["drift"]["share_drifted"] <= 0.3

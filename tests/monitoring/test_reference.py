@@ -42,6 +42,19 @@ def test_the_run_stores_a_stratified_reference_of_the_training_part(flights: Tra
     holdout = frame_from_parquet(artifacts.get_bytes(monitoring["holdout"]["artifact"]))
     assert len(holdout) == monitoring["holdout"]["rows"] == 750  # the whole 25% holdout
     assert set(holdout.columns) == set(reference.columns)
+    # the prediction-drift reference: the model's positive-class probability on those holdout rows
+    stored_pred = monitoring["holdout"]["predictions"]
+    scores = frame_from_parquet(artifacts.get_bytes(stored_pred["artifact"]))["prediction"]
+    assert stored_pred["kind"] == "numeric" and len(scores) == 750 and scores.between(0, 1).all()
+
+
+def test_a_failure_to_store_the_reference_blocks_instead_of_crashing_the_run() -> None:
+    from assay.plugins.monitoring import evaluate
+
+    results = evaluate(run=None, model=None, splits=None)  # type: ignore[arg-type]
+    assert len(results) == 1
+    check = results[0]
+    assert (check.group, check.name, check.status) == ("monitoring", "reference", "error")
 
 
 def test_regression_reference_is_stratified_by_target_deciles(earnings: TrainedRun) -> None:

@@ -1,0 +1,236 @@
+"""Benchmark: ``assay monitor`` on 100k rows × 20 columns against evidently called directly.
+
+Usage (from the project root)::
+
+    python benchmarks/bench_monitor.py [--rows 100000] [--repeats 3] [--workdir DIR]
+
+Setup (not timed): a model is trained with ``assay run`` on 12,000 NYC flights of
+January–August (logistic regression, 5,000-row reference sample); the batch is
+September–December resampled with replacement to ``--rows`` rows × 20 columns (the 18
+features, the target and ``scheduled_departure``, which the model does not use) and
+written as Parquet.
+
+Timed, alternating, ``--repeats`` times each, in one process after a warm-up (so both
+sides have evidently imported and its caches warm):
+
+* **assay** — the whole monitor runner, as ``assay monitor RUN --current batch.parquet``
+  runs it: read the batch, validate and convert its schema, fingerprint it, load the
+  reference and the model, score the batch and the holdout, the evidently drift reports
+  and HTML, evidence, the policy's monitor rules, the ledger record and the history row.
+* **evidently** — the same evidently work on the same frames, called directly: the
+  ``DataDriftPreset`` report over the drift-tested features with its HTML, and the
+  ``ValueDrift`` report on the model's predictions (predictions computed beforehand).
+* **evidently + scoring** — the same, plus scoring the batch with the model: what a user
+  of evidently must also do to get prediction drift (the holdout's predictions are
+  stored at training time, so neither side re-scores the holdout).
+
+The figures are best-of-N ratios, min(assay) / min(baseline) — on a shared machine the
+fastest repeat is the one least disturbed by other processes (as ``timeit`` advises) —
+with the medians printed beside them. The target is ≤ 1.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+FLIGHTS = ROOT / "examples" / "nyc_flights_2013" / "data" / "flights.csv"
+
+SPEC = """\
+[project]
+name = "bench-monitor"
+
+[data]
+source = "train.csv"
+target = "is_delayed"
+task = "binary"
+drop = ["arr_delay_min", "tailnum", "scheduled_departure"]
+
+[split]
+strategy = "stratified"
+test_size = 0.2
+cv_folds = 2
+
+[train]
+candidates = ["logistic_regression"]
+tuning = "none"
+
+[monitor]
+reference_rows = 5000
+"""
+
+
+def prepare(workdir: Path, rows: int) -> tuple[Any, str, Path]:
+    """Train the model (assay run) and write the batch; returns (settings, run_id, batch path)."""
+    import pandas as pd
+
+    from assay.manager import make_plugin_manager
+    from assay.runner import Runner
+    from assay.settings import Settings
+    from assay.spec import load_spec
+
+    frame = pd.read_csv(FLIGHTS)
+    frame[frame["month"] <= 8].sample(12_000, random_state=0).to_csv(workdir / "train.csv", index=False)
+    (workdir / "assay.toml").write_text(SPEC, encoding="utf-8")
+    later = frame[frame["month"] >= 9].drop(columns=["arr_delay_min", "tailnum"])
+    batch = later.sample(rows, replace=True, random_state=0).reset_index(drop=True)
+    assert batch.shape[1] == 20, batch.shape
+    batch_path = workdir / "batch.parquet"
+    batch.to_parquet(batch_path, index=False)
+    settings = Settings.resolve(workdir / "home")
+    spec, base = load_spec(workdir / "assay.toml")
+    started = time.perf_counter()
+    result = Runner(make_plugin_manager(), settings, spec, base / "assay.toml").execute()
+    assert result.status in ("passed", "blocked"), result.error
+    print(f"setup: trained {result.model['ref']} in {time.perf_counter() - started:.1f} s; batch {batch.shape}")
+    return settings, result.run_id, batch_path
+
+
+def evidently_inputs(settings: Any, run_id: str, batch_path: Path) -> dict[str, Any]:
+    """The frames assay hands to evidently, built once outside the timings."""
+    from assay.modelio import load_model
+    from assay.monitoring import read_batch, resolve_run, validate_batch
+    from assay.plugins.monitoring import DRIFT_ROLES, drift_values, frame_from_parquet, predict
+    from assay.store import ArtifactStore
+
+    evidence = resolve_run(settings, run_id).evidence
+    assert evidence is not None
+    info = evidence["monitoring"]["reference"]
+    store = ArtifactStore(settings.home)
+    reference = frame_from_parquet(store.get_bytes(info["artifact"]))
+    holdout = frame_from_parquet(store.get_bytes(evidence["monitoring"]["holdout"]["artifact"]))
+    current, _, _ = validate_batch(read_batch(str(batch_path)), info, labels=False, source=str(batch_path),
+                                   run_id=run_id)
+    features = info["features"]
+    model = load_model(store, evidence["model"]["artifact"])
+    pred, proba, kind = predict(model, current[features], "binary")
+    ref_pred, ref_proba, _ = predict(model, holdout[features], "binary")
+    tested = [c for c in features if info["roles"][c] in DRIFT_ROLES]
+    return {"reference": reference[tested], "current": current[tested], "model": model,
+            "features": current[features], "types": {c: info["roles"][c] for c in tested},
+            "ref_pred": drift_values(ref_pred, ref_proba, kind), "cur_pred": drift_values(pred, proba, kind),
+            "kind": kind}
+
+
+def evidently_with_scoring(inputs: dict[str, Any]) -> float:
+    """Score the batch with the model (for prediction drift), then the same evidently reports."""
+    started = time.perf_counter()
+    proba = inputs["model"].predict_proba(inputs["features"])
+    evidently_direct({**inputs, "cur_pred": proba[:, 1]})
+    return time.perf_counter() - started
+
+
+def evidently_direct(inputs: dict[str, Any]) -> float:
+    """The same two evidently reports (and the HTML) on the same frames."""
+    import pandas as pd
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.metrics import ValueDrift
+    from evidently.presets import DataDriftPreset
+
+    started = time.perf_counter()
+    types = inputs["types"]
+    definition = DataDefinition(numerical_columns=[c for c, t in types.items() if t == "numeric"],
+                                categorical_columns=[c for c, t in types.items() if t == "categorical"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        snapshot = Report([DataDriftPreset(columns=list(types))], include_tests=True).run(
+            Dataset.from_pandas(inputs["current"], data_definition=definition),
+            Dataset.from_pandas(inputs["reference"], data_definition=definition))
+        snapshot.dict()
+        snapshot.get_html_str(as_iframe=False)
+        pred_definition = DataDefinition(numerical_columns=["prediction"])
+        Report([ValueDrift(column="prediction")], include_tests=True).run(
+            Dataset.from_pandas(pd.DataFrame({"prediction": inputs["cur_pred"]}), data_definition=pred_definition),
+            Dataset.from_pandas(pd.DataFrame({"prediction": inputs["ref_pred"]}), data_definition=pred_definition),
+        ).dict()
+    return time.perf_counter() - started
+
+
+def assay_monitor(pm: Any, settings: Any, run_id: str, batch_path: Path) -> tuple[float, Any]:
+    from assay.monitoring import run_monitor
+
+    started = time.perf_counter()
+    result = run_monitor(pm, settings, run_id, str(batch_path))
+    return time.perf_counter() - started, result
+
+
+def overhead_parts(settings: Any, run_id: str, batch_path: Path) -> dict[str, float]:
+    """Where assay's own time goes (each step timed once, outside the comparison)."""
+    from assay.dataset import fingerprint_frame
+    from assay.modelio import load_model
+    from assay.monitoring import read_batch, resolve_run, validate_batch
+    from assay.plugins.monitoring import predict
+    from assay.store import ArtifactStore
+
+    parts: dict[str, float] = {}
+    t = time.perf_counter()
+    evidence = resolve_run(settings, run_id).evidence
+    assert evidence is not None
+    raw = read_batch(str(batch_path))
+    parts["read batch (Parquet)"] = time.perf_counter() - t
+    t = time.perf_counter()
+    current, _, _ = validate_batch(raw, evidence["monitoring"]["reference"], labels=False, source="b", run_id=run_id)
+    parts["validate schema, new categories"] = time.perf_counter() - t
+    t = time.perf_counter()
+    fingerprint_frame(raw)
+    parts["fingerprint batch"] = time.perf_counter() - t
+    t = time.perf_counter()
+    model = load_model(ArtifactStore(settings.home), evidence["model"]["artifact"])
+    predict(model, current[evidence["monitoring"]["reference"]["features"]], "binary")
+    parts["load model + score batch"] = time.perf_counter() - t
+    return parts
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--workdir", type=Path)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = args.workdir or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        from assay.manager import make_plugin_manager
+
+        settings, run_id, batch_path = prepare(workdir, args.rows)
+        pm = make_plugin_manager()
+        inputs = evidently_inputs(settings, run_id, batch_path)
+        print(f"drift-tested features: {len(inputs['types'])}; reference {len(inputs['reference'])} rows, "
+              f"current {len(inputs['current'])} rows")
+        evidently_direct(inputs)  # warm-up: imports, first-call caches
+        _, result = assay_monitor(pm, settings, run_id, batch_path)
+        print(f"warm-up monitor: share_drifted={result.evidence['drift']['share_drifted']:.3f}, "
+              f"status {result.status}")
+        ours, theirs, scored = [], [], []
+        for i in range(args.repeats):
+            theirs.append(evidently_direct(inputs))
+            seconds, _ = assay_monitor(pm, settings, run_id, batch_path)
+            ours.append(seconds)
+            scored.append(evidently_with_scoring(inputs))
+            print(f"repeat {i + 1}: evidently {theirs[-1]:.2f} s, evidently + scoring {scored[-1]:.2f} s, "
+                  f"assay monitor {ours[-1]:.2f} s")
+        med = [statistics.median(x) for x in (ours, theirs, scored)]
+        best = [min(x) for x in (ours, theirs, scored)]
+        print(f"median: evidently {med[1]:.2f} s, evidently + scoring {med[2]:.2f} s, assay monitor {med[0]:.2f} s"
+              f"  (ratios {med[0] / med[1]:.3f}, {med[0] / med[2]:.3f})")
+        print(f"best:   evidently {best[1]:.2f} s, evidently + scoring {best[2]:.2f} s, assay monitor {best[0]:.2f} s")
+        print("assay's own steps (each timed once):")
+        for name, seconds in overhead_parts(settings, run_id, batch_path).items():
+            print(f"  {name:36s} {seconds:.3f} s")
+        strict, scoring = best[0] / best[1], best[0] / best[2]
+        print(f"RATIO assay / evidently             = {strict:.3f} (target <= 1.1): "
+              f"{'OK' if strict <= 1.1 else 'ABOVE TARGET'}")
+        print(f"RATIO assay / (evidently + scoring) = {scoring:.3f} (target <= 1.1): "
+              f"{'OK' if scoring <= 1.1 else 'ABOVE TARGET'}")
+        return 0 if strict <= 1.1 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
