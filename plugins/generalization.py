@@ -132,7 +132,8 @@ def weighted_metric(name: str, y: np.ndarray, pred: np.ndarray, proba: np.ndarra
             sst = W @ (yf**2) - N * mean**2
             return np.where(sst > 0, 1.0 - sse / sst, np.nan)
         if name == "log_loss" and proba is not None:
-            idx = np.searchsorted(classes, y)
+            order = np.argsort(classes)
+            idx = order[np.searchsorted(classes[order], y)]
             eps = np.finfo(np.float64).eps
             p = np.clip(proba[np.arange(len(y)), idx].astype(np.float64), eps, 1 - eps)
             return W @ (-np.log(p)) / N
@@ -232,6 +233,17 @@ def split_predictions(model: FittedModel, splits: Splits,
     return result
 
 
+def _positive_first(classes: np.ndarray, proba: np.ndarray | None, positive: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """Two classes ordered (negative, positive) as the metrics table expects (``data.positive_label``)."""
+    from assay.plugins import metrics
+
+    reorder = getattr(metrics, "positive_first", None)
+    if reorder is None or len(classes) != 2 or not positive:
+        return classes, proba
+    ordered, reordered = reorder(classes, proba, positive)
+    return ordered, reordered
+
+
 # --------------------------------------------------------------------------- checks
 
 
@@ -327,6 +339,10 @@ def generalization_results(run: Run, model: FittedModel, splits: Splits) -> list
     pred_tr, proba_tr, _ = split_predictions(model, splits, "train")
     base_name, base = baseline_estimator(run, splits)
     bpred, bproba, bclasses = predictions(base, splits.X("test"))
+    positive = run.spec.data.positive_label
+    classes, proba_te = _positive_first(classes, proba_te, positive)
+    _, proba_tr = _positive_first(np.asarray(getattr(model.estimator, "classes_", [])), proba_tr, positive)
+    bclasses, bproba = _positive_first(bclasses, bproba, positive)
     point = lambda yy, pp, pr, cl: score_predictions(yy, pp, pr, cl, (name,)).get(name)  # noqa: E731
     test_v, train_v, base_v = point(y_te, pred_te, proba_te, classes), point(y_tr, pred_tr, proba_tr, classes), \
         point(y_te, bpred, bproba, bclasses)

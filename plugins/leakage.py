@@ -275,21 +275,26 @@ def entity_checks(run: Run, splits: Splits) -> list[Check | Evidence]:
     fold_info: dict[str, Any] = {}
     worst_holdout, worst_fold = 0.0, 0.0
     for key in keys:
-        values = frame[key].astype(str).to_numpy()
+        column = frame[key]
+        # a missing key names no entity: it never counts as shared
+        values = column.astype(str).where(column.notna(), None).to_numpy(dtype=object)
+        known = column.notna().to_numpy()
         tr_vals, te_vals = values[train_pos], values[test_pos]
-        shared_mask = np.isin(te_vals, tr_vals)
-        shared = np.unique(te_vals[shared_mask])
+        shared_mask = np.isin(te_vals, tr_vals[known[train_pos]]) & known[test_pos]
+        shared = np.unique(te_vals[shared_mask].astype(str))
         share = float(shared_mask.mean()) if len(te_vals) else 0.0
         worst_holdout = max(worst_holdout, share)
         holdout[key] = {"share": round(share, 6), "test_rows": int(shared_mask.sum()), "shared_entities": len(shared),
-                        "test_entities": len(np.unique(te_vals)), "examples": shared[:EXAMPLES].tolist()}
+                        "test_entities": len(np.unique(te_vals[known[test_pos]].astype(str))),
+                        "examples": shared[:EXAMPLES].tolist()}
         per_fold = []
+        tr_known = known[train_pos]
         for i, (tr, va) in enumerate(splits.folds):
-            mask = np.isin(tr_vals[va], tr_vals[tr])
+            mask = np.isin(tr_vals[va], tr_vals[tr][tr_known[tr]]) & tr_known[va]
             fold_share = float(mask.mean()) if len(va) else 0.0
             worst_fold = max(worst_fold, fold_share)
             per_fold.append({"fold": i, "share": round(fold_share, 6),
-                             "shared_entities": len(np.unique(tr_vals[np.asarray(va)[mask]]))})
+                             "shared_entities": len(np.unique(tr_vals[np.asarray(va)[mask]].astype(str)))})
         fold_info[key] = per_fold
     thresholds = {"warn_above": 0.0, "fail_share": OVERLAP_FAIL}
     flagged = [k for k, v in holdout.items() if v["share"] > 0]

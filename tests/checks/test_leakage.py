@@ -98,6 +98,14 @@ def test_entity_overlap_counts_shared_people(tmp_path: Path, fair: pd.DataFrame)
     assert checks["entity_overlap"].status == "pass" and checks["fold_entity_overlap"].status == "pass"
 
 
+def test_rows_without_an_entity_id_share_nothing(tmp_path: Path, fair: pd.DataFrame) -> None:
+    frame = fair.assign(person_id=[f"P{i}" for i in range(len(fair))])
+    frame.loc[frame.index[::3], "person_id"] = None  # a third of the rows have no id: not one shared entity
+    p = _prepared(tmp_path, frame, ds.adult_spec("e", "random", 'id_column = "person_id"\n'))
+    checks = by_name(leakage.entity_checks(p.run, p.splits))
+    assert checks["entity_overlap"].value == 0 and checks["fold_entity_overlap"].value == 0
+
+
 def test_no_entity_column_is_a_skip_with_a_reason(adult_small: Path) -> None:
     p = prepare(adult_small / "assay.toml")
     checks = by_name(leakage.entity_checks(p.run, p.splits))
