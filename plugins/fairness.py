@@ -534,7 +534,9 @@ def fairness_results(run: Run, model: FittedModel, splits: Splits) -> list[Check
         ev["features"] = list(cols)
         evidence[key] = ev
         out += checks_for(key, ev, dataset.task)
-    return [Evidence("fairness", evidence), *out]
+    # data.sensitive switches the gate's fairness rules on; said here too, so they apply even
+    # when the data checks plugin is blocked
+    return [Evidence("data", {"sensitive": sensitive}), Evidence("fairness", evidence), *out]
 
 
 @hookimpl

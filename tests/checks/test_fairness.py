@@ -10,9 +10,14 @@ import pandas as pd
 import pytest
 
 from assay.plugins import fairness
+from assay.types import Evidence
 from tests.checks import datasets as ds
 from tests.checks.harness import by_name, fit, prepare
 from tests.conftest import EXAMPLES
+
+
+def _fairness(results: Any) -> dict[str, Any]:
+    return next(r.data for r in results if isinstance(r, Evidence) and r.section == "fairness")
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +26,7 @@ def adult(adult_small: Path) -> Any:
     prepared = prepare(adult_small / "assay.toml", ["split.cv_folds=3"])
     model = fit(prepared)
     results = fairness.evaluate(run=prepared.run, model=model, splits=prepared.splits)
-    evidence = next(r.data for r in results if not hasattr(r, "status"))
+    evidence = _fairness(results)
     test = prepared.splits.part("test")
     y = prepared.splits.y("test").to_numpy()
     pred = model.estimator.predict(prepared.splits.X("test"))
@@ -113,7 +118,7 @@ def test_too_few_groups_is_null_with_a_reason(adult_small: Path) -> None:
     prepared = prepare(adult_small / "assay.toml", ["split.cv_folds=3", "evaluate.min_group_size=5000"])
     model = fit(prepared)
     results = fairness.evaluate(run=prepared.run, model=model, splits=prepared.splits)
-    evidence = next(r.data for r in results if not hasattr(r, "status"))
+    evidence = _fairness(results)
     assert evidence["sex"]["selection_rate_ratio"] is None
     assert "only 0 group(s)" in evidence["sex"]["reason"]
     assert by_name(results)["selection_rate_ratio@sex"].status == "warn"
@@ -126,7 +131,7 @@ def test_regression_mean_error_per_group(tmp_path: Path) -> None:
     prepared = prepare(ds.write(tmp_path, earnings, spec))
     model = fit(prepared, ("ridge",))
     results = fairness.evaluate(run=prepared.run, model=model, splits=prepared.splits)
-    evidence = next(r.data for r in results if not hasattr(r, "status"))
+    evidence = _fairness(results)
     test = prepared.splits.part("test")
     err = model.estimator.predict(prepared.splits.X("test")) - test["earnings_1978"].to_numpy()
     black = evidence["black"]
@@ -161,6 +166,12 @@ def test_ranking_exposure_per_item_group() -> None:
     assert lo <= ev["exposure_ratio"] <= hi
     checks = by_name(fairness.checks_for("mode", ev, "ranking"))
     assert checks["exposure_ratio@mode"].value == ev["exposure_ratio"]
+
+
+def test_the_sensitive_list_reaches_the_gate_even_without_the_data_checks(adult: Any) -> None:
+    prepared, *_ = adult
+    results = fairness.evaluate(run=prepared.run, model=fit(prepared), splits=prepared.splits)
+    assert Evidence("data", {"sensitive": ["sex", "race"]}) in results
 
 
 def test_numeric_sensitive_columns_are_binned(adult_small: Path) -> None:
