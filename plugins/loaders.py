@@ -192,7 +192,9 @@ def prepare_frame(frame: pd.DataFrame, spec: RunSpec, source: str, name: str = "
         raise BadInput(f"data.source: {source} has duplicate column names: {', '.join(duplicated)}")
     frame = frame.reset_index(drop=True)
     d = spec.data
-    declared = ({d.text_column} | {c for c, r in d.roles.items() if r != "datetime"}) - {""}
+    # Columns the spec declares as text-like keep their strings; any other ISO column is parsed
+    # (a dropped time column still orders a time split).
+    declared = ({d.text_column} | {c for c, r in d.roles.items() if r in ("text", "categorical", "id", "group")}) - {""}
     parse_iso_datetimes(frame, skip=declared | {d.target})
     _apply_role_overrides(frame, spec, source)
     if d.target not in frame.columns:  # the runner names the missing column (check_columns)

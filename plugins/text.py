@@ -33,7 +33,7 @@ def _class_weight(run: Run | None) -> str | None:
 def _logistic(task: str, run: Run | None = None) -> Any:
     from sklearn.linear_model import LogisticRegression
 
-    return LogisticRegression(C=4.0, max_iter=2000, class_weight=_class_weight(run))
+    return LogisticRegression(C=1.0, max_iter=2000, class_weight=_class_weight(run))
 
 
 def _linear_svc(task: str, run: Run | None = None) -> Any:
@@ -58,7 +58,7 @@ def _loguniform(low: float, high: float) -> Any:
 
 TEXT_TRAINERS = (
     Trainer("tfidf_logistic", TEXT, _logistic,
-            grid={"C": [1.0, 4.0, 16.0]},
+            grid={"C": [0.5, 1.0, 4.0, 16.0]},
             distributions=(lambda: {"C": _loguniform(0.3, 50.0)}),
             preprocessing="scaled", description="TF-IDF + logistic regression"),
     Trainer("tfidf_linear_svc", TEXT, _linear_svc,

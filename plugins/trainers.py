@@ -43,9 +43,9 @@ def _hgb(task: str, run: Run | None = None) -> Any:
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
     # Boosting rounds are chosen by early stopping on a seeded 10 % slice of each training
-    # fold (up to 300): fewer rounds where more would only memorize, and faster fits.
+    # fold (up to 200): fewer rounds where more would only memorize, and faster fits.
     seed = run.seed if run else 0
-    stop = {"early_stopping": True, "max_iter": 300, "validation_fraction": 0.1, "n_iter_no_change": 10}
+    stop = {"early_stopping": True, "max_iter": 200, "validation_fraction": 0.1, "n_iter_no_change": 10}
     if task == "regression":
         return HistGradientBoostingRegressor(random_state=seed, **stop)
     return HistGradientBoostingClassifier(random_state=seed, class_weight=_class_weight(run), **stop)
