@@ -47,7 +47,7 @@ candidates = ["hist_gradient_boosting"]
 tuning = "none"
 
 [monitor]
-reference_rows = 1000
+reference_rows = 2000
 """
 
 EARNINGS_SPEC = """\
@@ -71,7 +71,7 @@ candidates = ["ridge"]
 tuning = "none"
 
 [monitor]
-reference_rows = 1000
+reference_rows = 2000
 """
 
 
