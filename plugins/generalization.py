@@ -4,7 +4,9 @@ Evidence (primary metric ``m``, 95 % percentile bootstrap over ``evaluate.bootst
 resamples of the holdout, seeded with ``split.seed``):
 
 - ``metrics.test.<m>_ci`` — interval of the holdout metric;
-- ``gap.<m>_ci`` — interval of train − holdout (train and holdout resampled independently);
+- ``gap.<m>_ci`` — interval of train − holdout (train and holdout resampled independently;
+  the train side scores at most 20,000 training rows, a seeded sample beyond that, which
+  widens the interval slightly rather than narrowing it);
 - ``baseline.test.<m>_ci`` — the baseline's holdout metric, on the very same resamples;
 - ``baseline.improvement.<m>`` and ``…_ci`` — model minus baseline (baseline minus model
   for losses), paired on the same resamples: a rule "lower bound above baseline" is
@@ -12,7 +14,8 @@ resamples of the holdout, seeded with ``split.seed``):
   or ``path = "metrics.test.${metric}", bound = "lower", op = ">", threshold = "baseline"``.
 - ``bootstrap`` — resamples, seed, level, method.
 
-The bootstrap is vectorized: each model predicts once; resamples are count matrices, and
+The bootstrap is vectorized: the model predicts once (holdout and scored training rows in
+one call, shared with the fairness plugin); resamples are count matrices, and
 the metrics are computed from weighted sums (ROC AUC from weighted ranks), so 200
 resamples cost about as much as a few metric calls. Metrics without a weighted form fall
 back to a loop over resampled indices.
@@ -35,6 +38,7 @@ check               value                                          warn         
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal
@@ -54,6 +58,7 @@ GAP_WARN, GAP_FAIL = 0.05, 0.15
 SPREAD_WARN, SPREAD_FAIL = 0.05, 0.10
 CV_HOLDOUT_SIGMAS, CV_HOLDOUT_MIN = 3.0, 0.03
 MAX_CELLS = 2_000_000  # resamples × rows per chunk of the count matrix
+TRAIN_SCORED = 20_000  # training rows scored for the train side of the gap interval
 BOUNDED = {"roc_auc", "roc_auc_ovr", "average_precision", "accuracy", "balanced_accuracy", "f1", "f1_macro",
            "f1_weighted", "r2", "map", "mrr"}
 
@@ -198,11 +203,11 @@ def interval(values: np.ndarray, level: float = LEVEL, min_valid: float = 0.9) -
 # --------------------------------------------------------------------------- predictions
 
 
-_CACHE: weakref.WeakKeyDictionary[Any, dict[str, tuple[Any, tuple[np.ndarray, np.ndarray | None, np.ndarray]]]] = \
-    weakref.WeakKeyDictionary()
+Scored = tuple["np.ndarray", "np.ndarray | None", "np.ndarray"]
+_CACHE: weakref.WeakKeyDictionary[Any, tuple[Any, dict[str, Any]]] = weakref.WeakKeyDictionary()
 
 
-def predictions(estimator: Any, X: Any) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+def predictions(estimator: Any, X: Any) -> Scored:
     """``(pred, proba or None, classes)`` of a fitted estimator on ``X``, in one pass.
 
     For classifiers the prediction is the most probable class (what ``predict`` returns for
@@ -217,20 +222,41 @@ def predictions(estimator: Any, X: Any) -> tuple[np.ndarray, np.ndarray | None, 
     return np.asarray(estimator.predict(X)), None, classes
 
 
-def split_predictions(model: FittedModel, splits: Splits,
-                      part: Literal["train", "test"]) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-    """The model's predictions on a part of the split, computed once per run and shared by the
-    bundled evaluate plugins (generalization, fairness)."""
+def scored_train_rows(splits: Splits) -> np.ndarray:
+    """The training rows the train-side bootstrap scores: all of them up to ``TRAIN_SCORED``,
+    else a seeded random sample (ranking keeps every row: queries must stay whole)."""
+    import numpy as np
+
+    train = np.asarray(splits.train)
+    if len(train) <= TRAIN_SCORED or splits.dataset.task == "ranking":
+        return train
+    rng = np.random.default_rng([splits.seed, 11])
+    return np.sort(rng.choice(train, TRAIN_SCORED, replace=False))
+
+
+def split_predictions(model: FittedModel, splits: Splits, part: Literal["train", "test"]) -> Scored:
+    """The model's predictions on the holdout (``test``) or on :func:`scored_train_rows` (``train``).
+
+    Both come from one prediction call over the holdout and the scored training rows,
+    made once per run and shared by the bundled evaluate plugins (generalization, fairness).
+    """
+    import numpy as np
+
     try:
-        per_model = _CACHE.setdefault(model.estimator, {})
-    except TypeError:  # not weak-referenceable: no sharing
-        return predictions(model.estimator, splits.X(part))
-    hit = per_model.get(part)
+        hit = _CACHE.get(model.estimator)
+    except TypeError:  # not weak-referenceable: computed each time
+        hit = None
     if hit is not None and hit[0] is splits:
-        return hit[1]
-    result = predictions(model.estimator, splits.X(part))
-    per_model[part] = (splits, result)
-    return result
+        return hit[1][part]
+    test, train = np.asarray(splits.test), scored_train_rows(splits)
+    rows = np.concatenate([test, train])
+    pred, proba, classes = predictions(model.estimator, splits.dataset.frame.iloc[rows][splits.dataset.features])
+    cut = len(test)
+    parts = {"test": (pred[:cut], None if proba is None else proba[:cut], classes),
+             "train": (pred[cut:], None if proba is None else proba[cut:], classes)}
+    with contextlib.suppress(TypeError):
+        _CACHE[model.estimator] = (splits, parts)
+    return parts[part]
 
 
 def _positive_first(classes: np.ndarray, proba: np.ndarray | None, positive: str) -> tuple[np.ndarray, np.ndarray | None]:
@@ -248,7 +274,7 @@ def _positive_first(classes: np.ndarray, proba: np.ndarray | None, positive: str
 
 
 def _gap_check(name: str, train: float | None, test: float | None, cv: dict[str, Any], gap_ci: list[float] | None,
-               greater: bool) -> Check:
+               greater: bool, scored: tuple[int, int] = (0, 0)) -> Check:
     if train is None or test is None:
         return Check(GROUP, "gap", "error", None, {"reason": "train or holdout metric could not be computed",
                                                     "metric": name})
@@ -261,7 +287,8 @@ def _gap_check(name: str, train: float | None, test: float | None, cv: dict[str,
     status = "fail" if over > GAP_FAIL else "warn" if over > GAP_WARN else "pass"
     detail = {"metric": name, "kind": kind, "train": train, "holdout": test, "cv_mean": cv.get("mean"),
               "cv_std": cv.get("std"), "cv_train_mean": cv.get("train_mean"), "train_minus_holdout": train - test,
-              "train_minus_holdout_ci": gap_ci, "thresholds": {"warn": GAP_WARN, "fail": GAP_FAIL}}
+              "train_minus_holdout_ci": gap_ci, "thresholds": {"warn": GAP_WARN, "fail": GAP_FAIL},
+              "train_rows_scored": scored[0], "train_rows": scored[1]}
     cv_mean, cv_train = cv.get("mean"), cv.get("train_mean")
     if cv_mean is not None and cv_train is not None:
         detail["cv_train_minus_cv"] = cv_train - cv_mean
@@ -334,7 +361,9 @@ def generalization_results(run: Run, model: FittedModel, splits: Splits) -> list
     greater = metric(name).greater_is_better
     resamples = run.spec.evaluate.bootstrap
     rng = np.random.default_rng([run.seed, 5])
-    y_te, y_tr = np.asarray(splits.y("test")), np.asarray(splits.y("train"))
+    train_rows = scored_train_rows(splits)
+    y_te = np.asarray(splits.y("test"))
+    y_tr = splits.dataset.frame[splits.dataset.target].to_numpy()[train_rows]
     pred_te, proba_te, classes = split_predictions(model, splits, "test")
     pred_tr, proba_tr, _ = split_predictions(model, splits, "train")
     base_name, base = baseline_estimator(run, splits)
@@ -368,7 +397,7 @@ def generalization_results(run: Run, model: FittedModel, splits: Splits) -> list
         Evidence("bootstrap", {"resamples": resamples, "level": LEVEL, "method": "percentile",
                                "seed": [run.seed, 5], "metric": name,
                                "paired": "model and baseline share each holdout resample"}),
-        _gap_check(name, train_v, test_v, cv, gap_ci, greater),
+        _gap_check(name, train_v, test_v, cv, gap_ci, greater, (len(train_rows), len(splits.train))),
         _spread_check(name, cv, greater, len(splits.folds)),
         _cv_holdout_check(name, cv, test_v, greater),
         _baseline_check(name, improvement, impr_ci, base_name, resamples),
@@ -406,9 +435,9 @@ def ranking_results(run: Run, model: FittedModel, splits: Splits) -> list[Check 
     column = run.spec.data.group_column
     frame = splits.dataset.frame
     q_te = frame[column].to_numpy()[splits.test]
-    q_tr = frame[column].to_numpy()[splits.train]
+    q_tr = frame[column].to_numpy()[scored_train_rows(splits)]
     y_te = np.asarray(splits.y("test"), dtype=float)
-    y_tr = np.asarray(splits.y("train"), dtype=float)
+    y_tr = frame[splits.dataset.target].to_numpy(dtype=float)[scored_train_rows(splits)]
     s_te = np.asarray(split_predictions(model, splits, "test")[0], dtype=float)
     s_tr = np.asarray(split_predictions(model, splits, "train")[0], dtype=float)
     base_name, base = baseline_estimator(run, splits)
@@ -438,7 +467,7 @@ def ranking_results(run: Run, model: FittedModel, splits: Splits) -> list[Check 
         Evidence("bootstrap", {"resamples": resamples, "level": LEVEL, "method": "percentile", "seed": [run.seed, 5],
                                "metric": name, "unit": f"query ({column})",
                                "paired": "model and baseline share each holdout resample"}),
-        _gap_check(name, train_n, test_n, cv, gap_ci, True),
+        _gap_check(name, train_n, test_n, cv, gap_ci, True, (len(q_tr), len(splits.train))),
         _spread_check(name, cv, True, len(splits.folds)),
         _cv_holdout_check(name, cv, test_n, True),
         _baseline_check(name, improvement, impr_ci, base_name, resamples),

@@ -153,3 +153,17 @@ def test_cluster_bootstrap_keeps_queries_whole() -> None:
         assert len(rows) == 200 and len(np.unique(new)) == 50
         for q in range(50):
             assert len(set(queries[rows[new == q]])) == 1
+
+
+def test_a_large_training_part_is_scored_on_a_sample(adult: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from assay.plugins.evaluation import evaluate
+
+    prepared, model = adult
+    monkeypatch.setattr(gen, "TRAIN_SCORED", 1000)
+    monkeypatch.setattr(gen, "_CACHE", type(gen._CACHE)())
+    results = gen.evaluate(run=prepared.run, model=model, splits=prepared.splits)
+    gap = by_name(results)["gap"]
+    assert gap.detail["train_rows_scored"] == 1000 < gap.detail["train_rows"]
+    full_gap = _evidence(list(evaluate(run=prepared.run, model=model, splits=prepared.splits)))["gap"]["roc_auc"]
+    lo, hi = _evidence(results)["gap"]["roc_auc_ci"]
+    assert lo < full_gap < hi
