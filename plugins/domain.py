@@ -96,7 +96,19 @@ def _sample(n: int, limit: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def adversarial_validation(run: Run, splits: Splits, target: Dataset) -> dict[str, Any]:
-    """Out-of-fold domain-classifier AUC, shifted features, and p(target|x) for the train rows."""
+    """Out-of-fold domain-classifier AUC, shifted features, and p(target|x) for the train rows.
+
+    One OpenMP thread: the work is ~100 small predictions (permutation importance), where
+    OpenMP start-up costs more than it saves, and on a busy machine its spin-waiting
+    threads slow each call down by orders of magnitude.
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="openmp"):
+        return _adversarial_validation(run, splits, target)
+
+
+def _adversarial_validation(run: Run, splits: Splits, target: Dataset) -> dict[str, Any]:
     import numpy as np
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.inspection import permutation_importance
@@ -120,12 +132,15 @@ def adversarial_validation(run: Run, splits: Splits, target: Dataset) -> dict[st
     models = []
     folds = StratifiedKFold(n_splits=FOLDS, shuffle=True, random_state=run.seed)
     for k, (tr, va) in enumerate(folds.split(X, d)):
-        clf = HistGradientBoostingClassifier(max_iter=100, max_leaf_nodes=15, learning_rate=0.1,
+        # Early stopping: where the domains do not differ, the classifier stops before it fits
+        # noise, so its probabilities (and the weights) stay flat.
+        clf = HistGradientBoostingClassifier(max_iter=200, max_leaf_nodes=15, learning_rate=0.1, min_samples_leaf=40,
                                              categorical_features=np.asarray(mask) if any(mask) else None,
-                                             early_stopping=False, random_state=run.seed)
+                                             early_stopping=True, validation_fraction=0.15, n_iter_no_change=5,
+                                             random_state=run.seed)
         clf.fit(X.iloc[tr], d[tr])
         oof[va] = clf.predict_proba(X.iloc[va])[:, 1]
-        held = permutation_importance(clf, X.iloc[va], d[va], scoring="roc_auc", n_repeats=2,
+        held = permutation_importance(clf, X.iloc[va], d[va], scoring="roc_auc", n_repeats=1,
                                       random_state=run.seed, n_jobs=1)
         importances[k] = held.importances_mean
         models.append(clf)
@@ -171,7 +186,12 @@ def check_split(run: Run, splits: Splits) -> list[Check | Evidence] | None:
     import numpy as np
 
     if not run.spec.data.target_domain:
+        if run.spec.train.domain_weighting:
+            raise BadInput(f"{run.spec_path}: train.domain_weighting = true needs data.target_domain "
+                           "(the table whose distribution the weights should match)")
         return None
+    if splits.dataset.task == "ranking":
+        return [Check("data", "domain_shift", "skip", None, {"reason": "domain adaptation of rankers is not supported"})]
     target = load_target(run, splits.dataset)
     run.facts[FACT_FINGERPRINT] = target.fingerprint
     found = adversarial_validation(run, splits, target)
@@ -213,7 +233,7 @@ def evaluate(run: Run, model: FittedModel, splits: Splits) -> list[Check | Evide
     from assay.plugins.evaluation import baseline_estimator
     from assay.plugins.metrics import metrics_for, score_model
 
-    if not run.spec.data.target_domain:
+    if not run.spec.data.target_domain or splits.dataset.task == "ranking":
         return None
     weights = run.facts.get("sample_weight")
     if isinstance(weights, np.ndarray):  # consumed by the fit; the evidence keeps a summary, not 10^5 numbers
@@ -225,8 +245,6 @@ def evaluate(run: Run, model: FittedModel, splits: Splits) -> list[Check | Evide
                       {"before": run.facts.get(FACT_FINGERPRINT), "now": target.fingerprint},
                       message=f"{run.spec.data.target_domain} changed during the run")]
     task = splits.dataset.task
-    if task == "ranking":
-        return [Check("data", "domain_metrics", "skip", None, {"reason": "per-domain ranking metrics not supported"})]
     names = metrics_for(task, int(splits.dataset.frame[splits.dataset.target].nunique()))
     positive = run.spec.data.positive_label
     X_t, y_t = target.frame[splits.dataset.features], target.frame[splits.dataset.target]
