@@ -219,15 +219,6 @@ def _definition(roles: Mapping[str, str]) -> Any:
                           text_columns=pick("text"))
 
 
-def untestable(reference: pd.Series, current: pd.Series) -> str:
-    """Why a column cannot be drift-tested ('' when it can)."""
-    if current.notna().sum() == 0:
-        return "no values in the current batch"
-    if reference.notna().sum() == 0:
-        return "no values in the reference sample"
-    return ""
-
-
 def _status(value: Any) -> str:
     return str(getattr(value, "value", value)).upper().rsplit(".", 1)[-1]
 
@@ -301,16 +292,19 @@ def data_drift(reference: pd.DataFrame, current: pd.DataFrame, types: Mapping[st
     from evidently.metrics import ValueDrift
     from evidently.presets import DataDriftPreset
 
+    wanted = [*features, *extra]
+    ref_missing = reference[[c for c in wanted if c in reference.columns]].isna().mean()
+    cur_missing = current[[c for c in wanted if c in current.columns]].isna().mean()
     skipped: dict[str, str] = {}
-    for col in [*features, *extra]:
+    for col in wanted:
         if types[col] not in DRIFT_ROLES:
             skipped[col] = f"{types[col]} columns are not drift-tested"
         elif col not in current.columns:
             skipped[col] = "not in the current batch"
-        else:
-            why = untestable(reference[col], current[col])
-            if why:
-                skipped[col] = why
+        elif cur_missing[col] == 1.0:
+            skipped[col] = "no values in the current batch"
+        elif ref_missing.get(col, 1.0) == 1.0:
+            skipped[col] = "no values in the reference sample"
     tested = [c for c in features if c not in skipped]
     others = [c for c in extra if c not in skipped]
     metrics: list[Any] = ([DataDriftPreset(columns=tested)] if tested else []) + [ValueDrift(column=c) for c in others]
@@ -329,7 +323,7 @@ def data_drift(reference: pd.DataFrame, current: pd.DataFrame, types: Mapping[st
             gone = reason == "no values in the current batch"
             found = {"method": None, "score": None, "threshold": None, "statistic": None,
                      "drifted": True if gone else None, "detail": reason}
-        missing = {"reference": _missing_share(reference, col), "current": _missing_share(current, col)}
+        missing = {"reference": _share(ref_missing.get(col)), "current": _share(cur_missing.get(col))}
         return {"type": types[col], **found, "missing": missing}
 
     per_feature = {c: entry(c) for c in features}
@@ -353,10 +347,8 @@ def data_drift(reference: pd.DataFrame, current: pd.DataFrame, types: Mapping[st
     return drift, snapshot
 
 
-def _missing_share(frame: pd.DataFrame, col: str) -> float | None:
-    if col not in frame.columns or not len(frame):
-        return None
-    return float(frame[col].isna().mean())
+def _share(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def prediction_drift(reference: np.ndarray, current: np.ndarray, kind: str) -> dict[str, Any]:
@@ -549,12 +541,8 @@ def monitor(run: Run, reference: pd.DataFrame, current: pd.DataFrame) -> list[Ch
     store = ArtifactStore(run.settings.home)
     labelled = target in current.columns
 
-    types = drift_types(reference, roles, task, target)
-    extra = {c: "sensitive" for c in info.get("sensitive", []) if c in current.columns}
-    if labelled:
-        extra[target] = "target"
-    drift, snapshot = data_drift(reference, current, types, features, extra)
-
+    # Score first: evidently's report leaves a large heap of live objects behind, and every
+    # garbage-collector pass made while scoring after it would walk them all.
     estimator = load_model(store, training["model"]["artifact"])
     pred, proba, kind = predict(estimator, current[features], task)
     holdout_info = training["monitoring"].get("holdout") or {}
@@ -570,8 +558,19 @@ def monitor(run: Run, reference: pd.DataFrame, current: pd.DataFrame) -> list[Ch
             holdout, source = reference, "reference (in-sample: the run stored no holdout sample)"
         ref_pred, ref_proba, _ = predict(estimator, holdout[features], task)
         reference_values = drift_values(ref_pred, ref_proba, kind)
-    drift["prediction"] = {**prediction_drift(reference_values, drift_values(pred, proba, kind), kind),
-                           "reference": source}
+    prediction = {**prediction_drift(reference_values, drift_values(pred, proba, kind), kind), "reference": source}
+
+    types = drift_types(reference, roles, task, target)
+    extra = {c: "sensitive" for c in info.get("sensitive", []) if c in current.columns}
+    if labelled:
+        extra[target] = "target"
+    drift, snapshot = data_drift(reference, current, types, features, extra)
+    drift["prediction"] = prediction
+    report: dict[str, Any] | None = None
+    if snapshot is not None:
+        html = snapshot.get_html_str(as_iframe=False).encode("utf-8")
+        report = {"html": store.put_bytes(html), "bytes": len(html), "generator": f"evidently {_evidently_version()}"}
+        del snapshot, html
 
     out: list[Check | Evidence] = [Evidence("drift", drift)]
     classes = np.asarray(getattr(estimator, "classes_", []))
@@ -598,10 +597,8 @@ def monitor(run: Run, reference: pd.DataFrame, current: pd.DataFrame) -> list[Ch
                                                               primary)))
     elif len(groups.columns) and task in ("binary", "text"):
         out.append(Evidence("fairness", selection_fairness(run, groups, pred, classes)))
-    if snapshot is not None:
-        html = snapshot.get_html_str(as_iframe=False).encode("utf-8")
-        out.append(Evidence("report", {"html": store.put_bytes(html), "bytes": len(html),
-                                       "generator": f"evidently {_evidently_version()}"}))
+    if report is not None:
+        out.append(Evidence("report", report))
     n_drifted, n_tested = drift["drifted"], drift["tested"]
     status: Status = ("warn" if n_drifted else "pass") if n_tested else "error"
     out.append(Check("monitoring", "feature_drift", status, drift["share_drifted"],
