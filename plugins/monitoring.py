@@ -6,9 +6,9 @@ batch can be checked with nothing but the run id:
 * a stratified sample of the *training part* (features, sensitive columns and target;
   ``monitor.reference_rows`` rows) — the distribution the model learned from, used for
   data drift;
-* a stratified sample of the *holdout* — the reference for prediction drift: scoring
-  the rows the model was fit on would give in-sample (over-confident) predictions, so a
-  batch from the very same period would look drifted;
+* a stratified sample of the *holdout* and the model's outputs on it — the reference for
+  prediction drift: scoring the rows the model was fit on would give in-sample
+  (over-confident) predictions, so a batch from the very same period would look drifted;
 * the column roles and the categories seen in the whole training part (a sample misses
   rare categories, which would then be reported as "new").
 
