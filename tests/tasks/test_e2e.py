@@ -9,13 +9,11 @@ on other rules (gap, leakage); a blocked run still has to beat its baseline.
 
 from __future__ import annotations
 
-import inspect
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pytest
 
 from tests.conftest import EXAMPLES
 from tests.tasks.conftest import cli_run
@@ -102,15 +100,6 @@ def test_binary_time_split_nyc_flights(tmp_path: Path) -> None:
     assert ev["business_cost"]["probabilities"].startswith("prior-corrected")
 
 
-def _training_passes_query_ids() -> bool:
-    from assay.plugins import training
-
-    return "query_fit_params" in inspect.getsource(training.fit_model)
-
-
-@pytest.mark.skipif(not _training_passes_query_ids(),
-                    reason="plugins/training.py does not yet hand the search query ids and the per-query scorer "
-                           "(assay.plugins.ranking.query_fit_params / metrics.search_scorer)")
 def test_ranking_travel_mode_choice(tmp_path: Path) -> None:
     spec = example(tmp_path, "travel_mode_choice", {"travel_mode_choice.csv": 0})
     code, out, err = cli_run(spec, tmp_path / "home", *QUICK)
