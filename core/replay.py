@@ -135,7 +135,7 @@ def data_changes(recorded: Mapping[str, Any], dataset: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"fingerprint": [recorded.get("fingerprint"), dataset.fingerprint]}
     for key in DATA_SUMMARY_KEYS:
         if key in recorded and not same_value(recorded[key], now.get(key)):
-            diff = changed(recorded[key], now.get(key)) if isinstance(recorded[key], Mapping) else None
+            diff = changed(recorded[key], now.get(key)) if isinstance(recorded[key], Mapping) else None  # type: ignore[arg-type]
             out[key] = diff if diff else [recorded[key], now.get(key)]
     return out
 

@@ -86,7 +86,7 @@ policy = "policy.toml"
         policy_file.write_text(POLICY_TEMPLATE.format(name=name), encoding="utf-8")
         yield f"wrote {policy_file}"
     try:
-        from assay.audit.keys import ensure_signing_key  # type: ignore[attr-defined]
+        from assay.audit.keys import ensure_signing_key
     except ImportError:
         return
     key = ensure_signing_key(settings.home)

@@ -314,8 +314,8 @@ def check_pipeline(case: TrainerCase) -> None:
     assert mine is not None, f"{metric_name} could not be computed from the model's predictions"
     from assay.plugins.metrics import metric
 
-    better = mine > base if metric(metric_name).greater_is_better else mine < base
-    assert base is None or better, f"{metric_name} {mine:.4f} does not beat a dummy model's {base:.4f}"
+    better = base is None or (mine > base if metric(metric_name).greater_is_better else mine < base)
+    assert better, f"{metric_name} {mine:.4f} does not beat a dummy model's {base:.4f}"
 
 
 def check_skops_roundtrip(case: TrainerCase) -> None:

@@ -62,7 +62,7 @@ class Dataset:
 
     frame: pd.DataFrame
     target: str
-    task: Task
+    task: str  # one of Task
     roles: Mapping[str, Role]
     fingerprint: str
     source: str
@@ -122,7 +122,7 @@ class Check:
 
     group: str
     name: str
-    status: Status
+    status: str  # one of Status
     value: float | int | str | None = None
     detail: Mapping[str, Any] = field(default_factory=dict)
     message: str = ""
@@ -218,7 +218,7 @@ class RuleOutcome:
     """
 
     id: str
-    outcome: Literal["pass", "warn", "block", "waived", "error"]
+    outcome: str  # pass | warn | block | waived | error
     path: str
     measured: Any
     threshold: Any

@@ -210,7 +210,7 @@ def prepare_frame(frame: pd.DataFrame, spec: RunSpec, source: str, name: str = "
     _check_target(frame, spec, source, task)
     roles = infer_roles(frame, spec)
     frame.attrs[DROPPED_ATTR] = missing_target
-    return Dataset(frame, d.target, task, roles, fingerprint_frame(frame), source, name)  # type: ignore[arg-type]
+    return Dataset(frame, d.target, task, roles, fingerprint_frame(frame), source, name)
 
 
 def load_table(spec: RunSpec, source: str, base_dir: str, field: str = "data.source", name: str = "data") -> Dataset:
