@@ -127,9 +127,13 @@ def round_significant(x: np.ndarray, digits: int) -> np.ndarray:
 
     finite = np.isfinite(x) & (x != 0)
     out = np.where(finite, 0.0, x) + 0.0
-    mags = np.floor(np.log10(np.abs(x[finite])))
-    scale = 10.0 ** (digits - 1 - mags)
-    out[finite] = np.round(x[finite] * scale) / scale
+    values = x[finite]
+    mags = np.floor(np.log10(np.abs(values)))
+    with np.errstate(over="ignore", invalid="ignore"):
+        scale = 10.0 ** (digits - 1 - mags)
+        rounded = np.round(values * scale) / scale
+    # subnormal magnitudes overflow the scale: those keep their value
+    out[finite] = np.where(np.isfinite(rounded), rounded, values)
     return out
 
 

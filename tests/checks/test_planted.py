@@ -39,9 +39,9 @@ CASES: dict[str, Case] = {
     "entities_random": Case(ds.with_entities, ds.adult_spec("panel", "random", 'id_column = "person_id"\n'),
                             "no-leakage[entity_overlap]"),
     "entities_grouped": Case(ds.with_entities, ds.adult_spec("panel", "group", 'id_column = "person_id"\n'), None),
-    "flights_shuffled": Case(lambda _: ds.flights(2500), ds.flights_spec("flights", "random"),
+    "flights_shuffled": Case(lambda _: ds.flights(2000), ds.flights_spec("flights", "random"),
                              "no-leakage[temporal_order]"),
-    "flights_in_time": Case(lambda _: ds.flights(2500), ds.flights_spec("flights", "time"), None),
+    "flights_in_time": Case(lambda _: ds.flights(2000), ds.flights_spec("flights", "time"), None),
     "biased": Case(ds.with_biased_labels, ds.adult_spec("biased"), "four-fifths[sex]"),
 }
 
