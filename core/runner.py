@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from assay.errors import AssayError, BadInput, InternalError
 from assay.ids import new_run_id
@@ -37,6 +37,8 @@ from assay.types import (
     Verdict,
     to_jsonable,
 )
+
+RegistryItem = TypeVar("RegistryItem", Trainer, Tuner)
 
 
 @dataclass
@@ -146,27 +148,23 @@ class Runner:
         self.meter = StageMeter()
 
     # ------------------------------------------------------------------ registries
-    def collect_trainers(self) -> dict[str, Trainer]:
-        found: dict[str, Trainer] = {}
+    def _collect(self, hook_name: str, kind: type[RegistryItem], method: str) -> dict[str, RegistryItem]:
+        """Call a ``register_*`` hook, validating each item as it is registered."""
+        found: dict[str, RegistryItem] = {}
 
-        def register(trainer: Trainer) -> None:
-            if not isinstance(trainer, Trainer) or not trainer.name or not callable(trainer.build):
-                raise InternalError(f"register_trainers: expected a Trainer with a name and build(), got {trainer!r}")
-            found[trainer.name] = trainer
+        def register(item: RegistryItem) -> None:
+            if not isinstance(item, kind) or not getattr(item, "name", "") or not callable(getattr(item, method)):
+                raise InternalError(f"{hook_name}: expected a {kind.__name__} with a name and {method}(), got {item!r}")
+            found[item.name] = item
 
-        self.pm.hook.register_trainers(register=register)
+        getattr(self.pm.hook, hook_name)(register=register)
         return found
+
+    def collect_trainers(self) -> dict[str, Trainer]:
+        return self._collect("register_trainers", Trainer, "build")
 
     def collect_tuners(self) -> dict[str, Tuner]:
-        found: dict[str, Tuner] = {}
-
-        def register(tuner: Tuner) -> None:
-            if not isinstance(tuner, Tuner) or not tuner.name or not callable(tuner.make_search):
-                raise InternalError(f"register_tuners: expected a Tuner with a name and make_search(), got {tuner!r}")
-            found[tuner.name] = tuner
-
-        self.pm.hook.register_tuners(register=register)
-        return found
+        return self._collect("register_tuners", Tuner, "make_search")
 
     def collect_policies(self) -> dict[str, str]:
         packs: dict[str, str] = {}
