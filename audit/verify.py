@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import collections
 import hashlib
 import json
 import multiprocessing
@@ -158,19 +157,16 @@ class Source:
 
     _COLS = "seq, run_id, kind, key_id, prev_hash, hash, signature, body"
 
-    def iter_rows(self, start: int, batch: int = CHUNK) -> Iterator[Row]:
-        """Rows with seq ≥ start in seq order, fetched in batches."""
+    def iter_range(self, first: int, last: int) -> Iterator[Row]:
+        """Rows with first ≤ seq ≤ last in seq order."""
         cur = self.conn.cursor()
         try:
             cur.execute(
-                f"SELECT {self._COLS} FROM ledger_records WHERE seq >= {self.ph} ORDER BY seq", (start,)
+                f"SELECT {self._COLS} FROM ledger_records WHERE seq >= {self.ph} AND seq <= {self.ph} ORDER BY seq",
+                (first, last),
             )
-            while True:
-                rows = cur.fetchmany(batch)
-                if not rows:
-                    return
-                for r in rows:
-                    yield (int(r[0]), r[1], r[2], bytes(r[3]), bytes(r[4]), bytes(r[5]), bytes(r[6]), bytes(r[7]))
+            for r in cur.fetchall():
+                yield (int(r[0]), r[1], r[2], bytes(r[3]), bytes(r[4]), bytes(r[5]), bytes(r[6]), bytes(r[7]))
         finally:
             cur.close()
 
@@ -345,12 +341,15 @@ def _public(raw: bytes) -> Ed25519PublicKey:
     return key
 
 
+_DECODE = json.JSONDecoder().decode
+
+
 def check_row(row: Row, prev: bytes, pubkeys: dict[str, bytes]) -> str | None:
     """Why ``row`` is bad given the previous record's hash, or None."""
     seq, run_id, kind, key_id, prev_col, h, sig, body = row
     try:
-        doc = json.loads(body)
-    except ValueError:
+        doc = _DECODE(body.decode())
+    except ValueError:  # UnicodeDecodeError included
         return "record body is not valid JSON"
     if not isinstance(doc, dict):
         return "record body is not a JSON object"
@@ -377,19 +376,68 @@ def check_row(row: Row, prev: bytes, pubkeys: dict[str, bytes]) -> str | None:
     return None
 
 
-def _check_chunk(task: tuple[list[Row], bytes, dict[str, bytes], bool]) -> tuple[list[tuple[int, str]], Any]:
-    rows, prev, pubkeys, want_leaves = task
+@dataclass
+class _Chunk:
+    """What checking one range of sequence numbers found (small: no rows travel between processes).
+
+    ``segments`` are runs of consecutive records signed by one key, in order, ``(first, last,
+    key_id, kind, body, hash)``; key records are segments of their own and carry their body and
+    hash, so the caller can replay key validity in ledger order without seeing every row.
+    """
+
+    errors: list[tuple[int, str]]
+    segments: list[tuple[int, int, str, Any, bytes | None, bytes | None]]
+    leaves: bytes  # the 32-byte leaf hashes, concatenated
+    root: bytes | None  # the subtree root of a range of CHUNK records without gaps
+
+
+def _check_range(src: Source, first: int, last: int, start_seq: int, start_prev: bytes,
+                 pubkeys: dict[str, bytes]) -> _Chunk:
+    """Check records ``first..last``; the chain is anchored at the last stored record before ``first``."""
+    prev = start_prev
+    if first > start_seq:
+        before = src.query("SELECT hash FROM ledger_records WHERE seq < ? AND seq >= ? ORDER BY seq DESC LIMIT 1",
+                           (first, start_seq))
+        if before:
+            prev = bytes(before[0][0])
     errors: list[tuple[int, str]] = []
+    segments: list[tuple[int, int, str, Any, bytes | None, bytes | None]] = []
     leaves: list[bytes] = []
-    for row in rows:
+    expected = first
+    for row in src.iter_range(first, last):
+        seq, kind = row[0], row[2]
+        if seq != expected:
+            errors.append((expected, f"gap: record {expected} is missing (next stored is {seq})"))
+        expected = seq + 1
         reason = check_row(row, prev, pubkeys)
         if reason:
-            errors.append((row[0], reason))
+            errors.append((seq, reason))
+        kid = row[3].hex()
+        if kind in KEY_KINDS:
+            segments.append((seq, seq, kid, kind, row[7], row[5]))
+        elif segments and segments[-1][1] == seq - 1 and segments[-1][2] == kid and segments[-1][4] is None:
+            segments[-1] = (segments[-1][0], seq, kid, None, None, None)
+        else:
+            segments.append((seq, seq, kid, None, None, None))
         leaves.append(leaf_hash(row[5]))
         prev = row[5]
-    if want_leaves:
-        return errors, leaves
-    return errors, root_from_leaves(leaves)
+    if expected <= last:
+        after = src.query("SELECT MIN(seq) FROM ledger_records WHERE seq > ?", (last,))[0][0]
+        nxt = f"next stored is {after}" if after is not None else "none stored after it"
+        errors.append((expected, f"gap: record {expected} is missing ({nxt})"))
+    return _Chunk(errors, segments, b"".join(leaves), root_from_leaves(leaves) if len(leaves) == CHUNK else None)
+
+
+_WORKER_SOURCE: list[Source] = []
+
+
+def _init_worker(url: str) -> None:
+    # Each worker reads its own ranges over its own connection (never the parent's, forked or not).
+    _WORKER_SOURCE[:] = [Source(url)]
+
+
+def _worker_range(task: tuple[int, int, int, bytes, dict[str, bytes]]) -> _Chunk:
+    return _check_range(_WORKER_SOURCE[0], *task)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -467,6 +515,41 @@ def _workers(requested: int | None) -> int:
         return os.cpu_count() or 1
 
 
+def _signing_keys(src: Source, keys: KeyState, n: int) -> dict[str, bytes]:
+    """Every public key the ledger or the trust file names, by key id, for the signature checks.
+
+    A key id is the hash of its public key, so a signature that verifies under ``pubkeys[kid]``
+    was made by that key; whether the key was allowed to sign at that position is decided
+    separately, by replaying the key records in order (``KeyState``).
+    """
+    pubkeys = dict(keys.pub)
+    for row in src.key_rows(n):
+        try:
+            payload = json.loads(row[7]).get("payload") or {}
+            kid, pub = payload.get("key_id"), bytes.fromhex(payload.get("public_key"))
+        except (ValueError, TypeError, AttributeError):
+            continue
+        if isinstance(kid, str) and len(pub) == 32 and key_id_of(pub) == kid:
+            pubkeys.setdefault(kid, pub)
+    return pubkeys
+
+
+def _replay_keys(chunk: _Chunk, keys: KeyState, col: _Collector) -> None:
+    """Key validity for every record of ``chunk``, in ledger order."""
+    for first, last, kid, kind, body, h in chunk.segments:
+        if kind is not None:  # a key record: it may change which keys are valid after it
+            reason = keys.check(first, kid, kind, body or b"")
+            if reason:
+                col.add(first, reason)
+            keys.events.append((first, h or b""))
+        elif keys.check(first, kid, None, b"") or (last != first and keys.check(last, kid, None, b"")):
+            # Validity windows are intervals, so the ends decide; on failure name every bad record.
+            for seq in range(first, last + 1):
+                reason = keys.check(seq, kid, None, b"")
+                if reason:
+                    col.add(seq, reason)
+
+
 def _scan(
     src: Source,
     start_seq: int,
@@ -478,79 +561,55 @@ def _scan(
     capture_at: int | None,
     workers: int,
 ) -> tuple[int, bytes | None]:
-    """Check every row from ``start_seq`` on; returns (rows checked, root captured at capture_at)."""
+    """Check every record from ``start_seq`` on; returns (records checked, root captured at capture_at).
+
+    The records are checked in ranges of CHUNK sequence numbers aligned to the Merkle tree; with
+    several workers each process reads and checks its own ranges, and this one only replays key
+    validity and folds the ranges' leaves or subtree roots into the frontier, in order.
+    """
+    n = src.max_seq()
+    pubkeys = _signing_keys(src, keys, n)
     captured: list[bytes] = []
-    state = {"expected": start_seq, "count": 0}
+    count = 0
 
-    def tasks() -> Iterator[tuple[list[Row], bytes, dict[str, bytes], bool]]:
-        batch: list[Row] = []
-        prev = start_prev
-        chunk_prev = prev
-        pos = frontier.size  # leaf index of the next row
-        chunk_start = pos
-        for row in src.iter_rows(start_seq):
-            seq = row[0]
-            if seq != state["expected"]:
-                if seq > state["expected"]:
-                    col.add(state["expected"], f"gap: record {state['expected']} is missing (next stored is {seq})")
-                else:
-                    col.add(seq, f"record {seq} is out of order")
-                state["expected"] = seq
-            state["expected"] += 1
-            reason = keys.check(seq, row[3].hex(), row[2], row[7])
-            if reason:
-                col.add(seq, reason)
-            if row[2] in KEY_KINDS:
-                keys.events.append((seq, row[5]))
-            batch.append(row)
-            prev = row[5]
-            pos += 1
-            if pos % CHUNK == 0:
-                yield batch, chunk_prev, dict(keys.pub), _want(chunk_start, pos)
-                batch, chunk_prev, chunk_start = [], prev, pos
-        if batch:
-            yield batch, chunk_prev, dict(keys.pub), True
+    def ranges() -> Iterator[tuple[int, int, int, bytes, dict[str, bytes]]]:
+        first = start_seq
+        while first <= n:
+            last = min(n, ((first - 1) // CHUNK + 1) * CHUNK)
+            yield first, last, start_seq, start_prev, pubkeys
+            first = last + 1
 
-    def _want(start: int, end: int) -> bool:
-        if leaves_out is not None or start % CHUNK or end - start != CHUNK:
-            return True
-        return capture_at is not None and start < capture_at <= end
-
-    def handle(res: tuple[list[tuple[int, str]], Any], n_rows: int) -> None:
-        errs, out = res
-        for seq, reason in errs:
+    def handle(chunk: _Chunk) -> None:
+        nonlocal count
+        _replay_keys(chunk, keys, col)
+        for seq, reason in chunk.errors:
             col.add(seq, reason)
-        state["count"] += n_rows
-        if isinstance(out, list):
-            for leaf in out:
-                frontier.append(leaf)
-                if leaves_out is not None:
-                    leaves_out.append(leaf)
-                if capture_at is not None and frontier.size == capture_at:
-                    captured.append(frontier.root())
-        else:
-            frontier.append_subtree(CHUNK.bit_length() - 1, out)
-            if capture_at is not None and frontier.size == capture_at:
+        size = len(chunk.leaves) // 32
+        count += size
+        crosses = capture_at is not None and frontier.size < capture_at < frontier.size + size
+        if chunk.root is not None and frontier.size % CHUNK == 0 and leaves_out is None and not crosses:
+            frontier.append_subtree(CHUNK.bit_length() - 1, chunk.root)
+            if frontier.size == capture_at:
+                captured.append(frontier.root())
+            return
+        for i in range(0, len(chunk.leaves), 32):
+            leaf = chunk.leaves[i : i + 32]
+            frontier.append(leaf)
+            if leaves_out is not None:
+                leaves_out.append(leaf)
+            if frontier.size == capture_at:
                 captured.append(frontier.root())
 
-    expected_rows = max(0, src.max_seq() - start_seq + 1)
-    if workers > 1 and expected_rows >= PARALLEL_MIN:
+    if workers > 1 and n - start_seq + 1 >= PARALLEL_MIN:
         methods = multiprocessing.get_all_start_methods()
         ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-        with ctx.Pool(workers) as pool:
-            pending: collections.deque[tuple[Any, int]] = collections.deque()
-            for task in tasks():
-                pending.append((pool.apply_async(_check_chunk, (task,)), len(task[0])))
-                if len(pending) >= 2 * workers + 1:
-                    res, n = pending.popleft()
-                    handle(res.get(), n)
-            while pending:
-                res, n = pending.popleft()
-                handle(res.get(), n)
+        with ctx.Pool(workers, initializer=_init_worker, initargs=(src.url,)) as pool:
+            for chunk in pool.imap(_worker_range, ranges()):
+                handle(chunk)
     else:
-        for task in tasks():
-            handle(_check_chunk(task), len(task[0]))
-    return state["count"], (captured[0] if captured else None)
+        for task in ranges():
+            handle(_check_range(src, *task))
+    return count, (captured[0] if captured else None)
 
 
 # ---------------------------------------------------------------------------------------------

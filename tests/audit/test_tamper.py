@@ -23,6 +23,17 @@ from .tamper_tools import Raw, forged_row, resign
 N = 30  # records: 1 = key_added, 2..30 = run r1
 
 
+@pytest.fixture(autouse=True, params=["serial", "parallel"])
+def verify_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every case twice: checked in one process, and by two worker processes over 4-record ranges
+    (so gaps, swaps and key changes fall inside and across the workers' ranges)."""
+    if request.param == "parallel":
+        monkeypatch.setattr(V, "CHUNK", 4)
+        monkeypatch.setattr(V, "PARALLEL_MIN", 0)
+        monkeypatch.setattr(V, "_workers", lambda requested: 2)
+    return str(request.param)
+
+
 def build(settings: Settings, n: int = N) -> Ledger:
     led = Ledger.open(settings)
     led.append("r1", "run_started", {"note": "hello"})
