@@ -92,3 +92,28 @@ def test_a_plugin_tuner_runs_on_the_cluster_once_the_cluster_can_import_it(clust
     model = evidence(tmp_path / "home", result["run_id"])["model"]
     assert model["search"]["tuner"] == "successive_random"
     assert [c["n_candidates"] for c in model["candidates"]] == [4, 4]
+
+
+def task_names(dask_scheduler: Any) -> list[str]:
+    return [str(entry[0]) for entry in dask_scheduler.transition_log]
+
+
+def test_a_forest_fits_its_trees_on_its_worker_not_as_cluster_tasks(cluster: Any, trained: Trained,
+                                                                    tmp_path: Path) -> None:
+    """joblib's dask backend would send each CV fit's inner loop (a forest's trees) to the cluster as well,
+    one tiny task per tree with the worker's thread seceded to wait: the fits keep it on their worker."""
+    local_cluster, client = cluster
+    address = local_cluster.scheduler_address.replace("tcp://", "dask://")
+    forest = ["train.candidates=['random_forest']", "train.budget=2"]
+    local = assay_run(trained.directory, tmp_path / "local", *forest)
+    seen = set(client.run_on_scheduler(task_names))
+    remote = assay_run(trained.directory, tmp_path / "remote", *forest, f'train.executor="{address}"')
+    names = [n for n in client.run_on_scheduler(task_names) if n not in seen]
+
+    assert any("worker_local__fit_and_score" in n for n in names), names[:20]
+    nested = [n for n in names if "_parallel_build_trees" in n and "worker_local_" not in n]
+    assert not nested, f"{len(nested)} tree tasks submitted from inside CV fits, e.g. {nested[0]}"
+    model = evidence(tmp_path / "remote", remote["run_id"])["model"]
+    assert model["family"] == "random_forest"
+    assert model["params"] == evidence(tmp_path / "local", local["run_id"])["model"]["params"]
+    assert model["predictions_hash"] == evidence(tmp_path / "local", local["run_id"])["model"]["predictions_hash"]
