@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
@@ -46,7 +46,7 @@ def _hash_numbers(h: hashlib._Hash, values: np.ndarray) -> None:
     h.update(v.data)
 
 
-def _text_body(series: pd.Series) -> tuple[bytes, ...]:
+def _text_body(series: pd.Series) -> tuple[Any, ...]:
     """A text column's canonical parts (the slow, GIL-bound part of fingerprinting).
 
     Without missing values: ``(b"\\x00", UTF-8 of the values joined by NUL)``; values holding
@@ -75,8 +75,8 @@ def _text_body(series: pd.Series) -> tuple[bytes, ...]:
         _, offsets, data = arr.buffers()
         bounds = np.frombuffer(offsets, dtype="<i8", count=len(arr) + 1)
         mask = np.asarray(arr.is_null()).view(np.uint8)
-        payload = bytes(memoryview(data)[int(bounds[0]):int(bounds[-1])]) if data is not None else b""
-        return b"\x01", mask.tobytes(), np.diff(bounds).astype("<i8").tobytes(), payload
+        payload = memoryview(data)[int(bounds[0]):int(bounds[-1])] if data is not None else b""
+        return b"\x01", mask, np.diff(bounds).astype("<i8", copy=False), payload  # buffers, hashed in place
     return _joined(items, body)
 
 
@@ -106,8 +106,8 @@ def _kind(series: pd.Series) -> str:
     return "s"
 
 
-def _column_digest(name: str, series: pd.Series, text: tuple[bytes, ...] | None = None) -> bytes:
-    """SHA-256 of one column's name, kind tag and canonical values (``text``: its text body)."""
+def _column_digest(name: str, series: pd.Series) -> bytes:
+    """SHA-256 of one column's name, kind tag and canonical values."""
     import numpy as np
     import pandas as pd
 
@@ -124,7 +124,7 @@ def _column_digest(name: str, series: pd.Series, text: tuple[bytes, ...] | None 
             series = series.dt.tz_convert("UTC").dt.tz_localize(None)
         h.update(np.ascontiguousarray(series.to_numpy(dtype="datetime64[ns]")).view("<i8").data)
     else:
-        for part in text if text is not None else _text_body(series):
+        for part in _text_body(series):
             h.update(part)
     return h.digest()
 
@@ -138,8 +138,7 @@ def fingerprint_frame(frame: pd.DataFrame) -> str:
     version tag, the row count and the column digests in name order.
 
     Turning Python strings into bytes holds the GIL; numpy and hashlib do not. On large
-    frames a worker thread builds the text bodies while this thread hashes the numeric
-    columns, then hashes the text bodies.
+    frames a worker thread digests the text columns while this thread hashes the numeric ones.
     """
     names = sorted(map(str, frame.columns))
     if len(set(names)) != len(names):
@@ -151,12 +150,11 @@ def fingerprint_frame(frame: pd.DataFrame) -> str:
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="assay-fingerprint") as pool:
-            bodies = {n: pool.submit(_text_body, columns[n]) for n in text}
+            pending = {n: pool.submit(_column_digest, n, columns[n]) for n in text}
             for n in names:
-                if n not in bodies:
+                if n not in pending:
                     digests[n] = _column_digest(n, columns[n])
-            for n in text:
-                digests[n] = _column_digest(n, columns[n], bodies[n].result())
+            digests.update((n, f.result()) for n, f in pending.items())
     else:
         digests = {n: _column_digest(n, columns[n]) for n in names}
     outer = hashlib.sha256(b"assay.dataset.v2\x00")
