@@ -110,6 +110,8 @@ class GateSpec(_Section):
 
 class MonitorSpec(_Section):
     reference_rows: int = Field(5000, ge=100)
+    #: Unlabelled batches without sensitive columns: rows scored for prediction drift (a uniform sample).
+    score_rows: int = Field(20_000, ge=1000)
 
 
 class RunSpec(_Section):

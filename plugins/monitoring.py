@@ -17,7 +17,8 @@ Both samples are Parquet files in the content-addressed artifact store.
 At monitoring time (``monitor``) evidently 0.7 compares the batch with the reference:
 ``DataDriftPreset`` over the model's features (evidently picks the test by column type
 and sample size), ``ValueDrift`` on sensitive columns and — for a labelled batch — the
-target, and ``ValueDrift`` on the model's predictions (reference: the holdout sample).
+target, and ``ValueDrift`` on the model's predictions (reference: the holdout sample; a batch
+without labels or sensitive columns is scored on a uniform sample of ``monitor.score_rows`` rows).
 A labelled batch also gets the task's metrics with a bootstrap interval for the primary
 metric, and fairness per sensitive feature (fairlearn ``MetricFrame``).
 
@@ -196,6 +197,24 @@ def predict(estimator: Any, X: pd.DataFrame, task: str) -> tuple[np.ndarray, np.
         pred = np.asarray(estimator.predict(X))
     kind = "numeric" if task in ("regression", "ranking") or (proba is not None and proba.shape[1] == 2) else "categorical"
     return pred, proba, kind
+
+
+def scoring_rows(run: Run, current: pd.DataFrame, every_row: bool) -> np.ndarray | None:
+    """The batch rows the model scores: all (None), or a seeded uniform sample for prediction drift alone.
+
+    Drift compares two distributions, and ``monitor.score_rows`` rows (20,000 by default) tell the
+    batch's apart from a reference of a few thousand as well as millions do: evidently measures a
+    distance there (Wasserstein, Jensen-Shannon), and where it tests p-values (references up to
+    1,000 rows) their power is bounded by the reference, n_ref·n/(n_ref + n) < n_ref. Scoring is
+    then a fixed cost rather than one that grows with the batch. Performance (labels) and fairness
+    (sensitive columns) need every row's prediction, so such batches are scored in full.
+    """
+    import numpy as np
+
+    limit = run.spec.monitor.score_rows
+    if every_row or len(current) <= limit:
+        return None
+    return np.sort(np.random.default_rng([run.seed, 11]).choice(len(current), limit, replace=False))
 
 
 def drift_values(pred: np.ndarray, proba: np.ndarray | None, kind: str) -> np.ndarray:
@@ -541,10 +560,13 @@ def monitor(run: Run, reference: pd.DataFrame, current: pd.DataFrame) -> list[Ch
     store = ArtifactStore(run.settings.home)
     labelled = target in current.columns
 
+    groups = current[[c for c in info.get("sensitive", []) if c in current.columns]]
     # Score first: evidently's report leaves a large heap of live objects behind, and every
     # garbage-collector pass made while scoring after it would walk them all.
     estimator = load_model(store, training["model"]["artifact"])
-    pred, proba, kind = predict(estimator, current[features], task)
+    scored = scoring_rows(run, current, every_row=labelled or bool(len(groups.columns)))
+    pred, proba, kind = predict(estimator, current.iloc[scored][features] if scored is not None else current[features],
+                                task)
     holdout_info = training["monitoring"].get("holdout") or {}
     stored = holdout_info.get("predictions")
     if stored and stored.get("kind") == kind:
@@ -558,7 +580,8 @@ def monitor(run: Run, reference: pd.DataFrame, current: pd.DataFrame) -> list[Ch
             holdout, source = reference, "reference (in-sample: the run stored no holdout sample)"
         ref_pred, ref_proba, _ = predict(estimator, holdout[features], task)
         reference_values = drift_values(ref_pred, ref_proba, kind)
-    prediction = {**prediction_drift(reference_values, drift_values(pred, proba, kind), kind), "reference": source}
+    prediction = {**prediction_drift(reference_values, drift_values(pred, proba, kind), kind), "reference": source,
+                  "rows_scored": len(pred), "rows": len(current)}
 
     types = drift_types(reference, roles, task, target)
     extra = {c: "sensitive" for c in info.get("sensitive", []) if c in current.columns}
@@ -574,7 +597,6 @@ def monitor(run: Run, reference: pd.DataFrame, current: pd.DataFrame) -> list[Ch
 
     out: list[Check | Evidence] = [Evidence("drift", drift)]
     classes = np.asarray(getattr(estimator, "classes_", []))
-    groups = current[[c for c in info.get("sensitive", []) if c in current.columns]]
     if labelled:
         mask = current[target].notna().to_numpy()
         y = labels_like(current[target].to_numpy()[mask], classes)

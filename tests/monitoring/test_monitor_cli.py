@@ -65,6 +65,60 @@ def test_text_output_names_the_drifted_columns_and_the_verdict(flights: TrainedR
     assert "temp_f" in result.stdout and "Wasserstein distance (normed)" in result.stdout
 
 
+def test_a_large_unlabelled_batch_scores_a_sample_for_prediction_drift(flights: TrainedRun, tmp_path: Path) -> None:
+    """25,000 rows without labels or the sensitive column: nothing needs every row's prediction, so the
+    model scores a uniform 20,000 of them (``monitor.score_rows``), and prediction drift comes out as
+    it does with every row scored (the test's power is bounded by the 750-row holdout reference)."""
+    from assay.modelio import load_model
+    from assay.plugins.monitoring import (
+        PREDICTION,
+        drift_values,
+        frame_from_parquet,
+        predict,
+        prediction_drift,
+    )
+    from assay.store import ArtifactStore
+    from tests.conftest import EXAMPLES
+
+    frame = pd.read_csv(EXAMPLES / "nyc_flights_2013" / "data" / "flights.csv")
+    for months, seed in (([1, 2, 3, 4], 5), ([7, 8], 6)):  # not drifted (p ≈ 0.55), drifted (p ≈ 0.03)
+        big = frame[frame["month"].isin(months)].sample(25_000, replace=True, random_state=seed)
+        big = big.drop(columns=["origin", "is_delayed"]).reset_index(drop=True)
+        big.to_csv(tmp_path / "big.csv", index=False)
+        result = assay("monitor", flights.run_id, "--current", str(tmp_path / "big.csv"), "--format", "json",
+                       home=flights.home)
+        assert result.returncode in (0, 1), result.stderr
+        sampled = result.json["drift"]["prediction"]
+        assert sampled["rows"] == 25_000 and sampled["rows_scored"] == 20_000
+
+        evidence = flights.result_evidence()
+        store = ArtifactStore(flights.home)
+        model = load_model(store, evidence["model"]["artifact"])
+        stored = evidence["monitoring"]["holdout"]["predictions"]["artifact"]
+        reference = frame_from_parquet(store.get_bytes(stored))[PREDICTION].to_numpy()
+        pred, proba, kind = predict(model, big[evidence["monitoring"]["reference"]["features"]], "binary")
+        every = prediction_drift(reference, drift_values(pred, proba, kind), kind)
+        assert sampled["method"] == every["method"]
+        assert sampled["drifted"] == every["drifted"], (months, sampled, every)
+        assert sampled["score"] == pytest.approx(every["score"], abs=0.05)
+
+
+def test_the_scored_sample_is_seeded_and_skipped_when_every_row_counts() -> None:
+    from types import SimpleNamespace
+
+    from assay.plugins.monitoring import scoring_rows
+    from assay.spec import MonitorSpec
+
+    run = SimpleNamespace(seed=3, spec=SimpleNamespace(monitor=MonitorSpec(score_rows=1000)))
+    batch = pd.DataFrame({"x": range(5000)})
+    rows = scoring_rows(run, batch, every_row=False)  # type: ignore[arg-type]
+    assert rows is not None and len(rows) == len(set(rows)) == 1000
+    assert list(rows) == sorted(rows) and rows.min() >= 0 and rows.max() < 5000
+    assert list(scoring_rows(run, batch, every_row=False)) == list(rows)  # type: ignore[arg-type]
+    assert scoring_rows(run, batch, every_row=True) is None  # type: ignore[arg-type]
+    assert scoring_rows(run, batch.head(1000), every_row=False) is None  # type: ignore[arg-type]
+
+
 # --------------------------------------------------------------------------- labelled batches
 
 
