@@ -99,7 +99,10 @@ def build_preprocessor(dataset: Dataset, kind: str, train: Any | None = None) ->
                                                                      alternate_sign=False, norm=None),
                                                    TfidfTransformer(sublinear_tf=True)), col))
     if dates:
-        parts.append(("datetime", FunctionTransformer(_datetime_features), dates))
+        calendar = FunctionTransformer(_datetime_features)
+        if kind == "scaled":  # year ≈ 2013 next to z-scores would make a linear model crawl; NaT → median
+            calendar = make_pipeline(calendar, SimpleImputer(strategy="median"), StandardScaler())
+        parts.append(("datetime", calendar, dates))
     if not parts:
         raise BadInput("data: no feature columns are left after target, ids, drop and sensitive columns")
     return ColumnTransformer(parts, remainder="drop", sparse_threshold=0.3 if texts else 0.0), mask
