@@ -526,8 +526,9 @@ def _signing_keys(src: Source, keys: KeyState, n: int) -> dict[str, bytes]:
     for row in src.key_rows(n):
         try:
             payload = json.loads(row[7]).get("payload") or {}
-            kid, pub = payload.get("key_id"), bytes.fromhex(payload.get("public_key"))
-        except (ValueError, TypeError, AttributeError):
+            kid, pub_hex = payload.get("key_id"), payload.get("public_key")
+            pub = bytes.fromhex(pub_hex) if isinstance(pub_hex, str) else b""
+        except (ValueError, AttributeError):
             continue
         if isinstance(kid, str) and len(pub) == 32 and key_id_of(pub) == kid:
             pubkeys.setdefault(kid, pub)

@@ -181,7 +181,7 @@ def _dask_backend() -> str:
     import joblib
     from joblib._dask import DaskDistributedBackend
 
-    class WorkerLocalDaskBackend(DaskDistributedBackend):  # type: ignore[misc]
+    class WorkerLocalDaskBackend(DaskDistributedBackend):
         def submit(self, func: Any, callback: Any = None) -> Any:
             func.items = [(_WorkerLocal(f), args, kwargs) for f, args, kwargs in func.items]
             return super().submit(func, callback)
