@@ -336,14 +336,15 @@ def collect_policies(pm: PluginManager) -> dict[str, str]:
     return packs
 
 
-def evaluate_monitor_rules(policy: Any, evidence: Mapping[str, Any], today: date | None = None) -> Verdict:
-    """The policy's ``stage = "monitor"`` rules on the monitor evidence (fail closed)."""
+def evaluate_monitor_rules(policy: Any, evidence: Mapping[str, Any], today: date | None = None,
+                           waivers: Sequence[Any] = ()) -> Verdict:
+    """The policy's ``stage = "monitor"`` rules on the monitor evidence (fail closed), with the model's waivers."""
     from assay.policies import Policy, evaluate_policy
 
     if not isinstance(policy, Policy):
         raise BadInput(f"policy {getattr(policy, 'name', policy)!r} is not an assay policy; monitoring needs its "
                        "monitor-stage rules")
-    outcomes = evaluate_policy(policy, evidence, stage="monitor", today=today)
+    outcomes = evaluate_policy(policy, evidence, stage="monitor", waivers=waivers, today=today)
     return Verdict.from_outcomes(outcomes, policy.name, policy.hash)
 
 
@@ -357,10 +358,12 @@ def _rule_threshold(verdict: Verdict, path: str) -> float | None:
 def run_monitor(pm: PluginManager, settings: Settings, run_ref: str, current_path: str, *, labels: bool = False,
                 policy_ref: str | None = None, today: date | None = None) -> MonitorResult:
     """Monitor one batch against a training run; see the module docstring for the steps."""
+    from assay.audit.ledger import Ledger
     from assay.dataset import fingerprint_frame
     from assay.ids import new_run_id
     from assay.plugins.monitoring import frame_from_parquet
     from assay.policies import load_policy
+    from assay.policies.waivers import trusted_waivers
     from assay.runner import add_results
     from assay.spec import RunSpec
     from assay.store import ArtifactStore
@@ -419,7 +422,9 @@ def run_monitor(pm: PluginManager, settings: Settings, run_ref: str, current_pat
             raise
         raise InternalError(f"monitoring run {row.run_id} failed: {message}") from exc
     evidence = to_jsonable(evidence)
-    verdict = evaluate_monitor_rules(policy, evidence, today)
+    waivers, ignored = trusted_waivers(settings.home, Ledger.open(settings), model["ref"]) if model.get("ref") else ([], [])
+    warnings += ignored
+    verdict = evaluate_monitor_rules(policy, evidence, today, waivers)
     result = MonitorResult(monitor_id, row.run_id, evidence, verdict, policy, warnings)
     pm.hook.record(run=run, event=Event("monitor", to_jsonable(
         {"monitor_id": monitor_id, "status": result.status, "model": model.get("ref"),

@@ -75,20 +75,12 @@ def _err(message: str) -> None:
 
 def _trusted_waivers(state: Any, ledger: Any, model: str) -> list[Any]:
     """The model's waiver records signed by a key of the home's trust list (others are reported)."""
-    from assay.policies.deploy import home_trusted_keys, trusted_signer
-    from assay.policies.waivers import waivers_from_records
+    from assay.policies.waivers import trusted_waivers
 
-    trusted = home_trusted_keys(state.home)
-    accepted = []
-    for record in ledger.records(kind="waiver"):
-        if (record.payload or {}).get("model") != model:
-            continue
-        key, why = trusted_signer(record, trusted)
-        if key is None:
-            _err(f"warning: waiver at ledger seq {record.seq} for {model} is ignored: {why}")
-            continue
-        accepted.append(record)
-    return waivers_from_records(accepted, model)
+    waivers, ignored = trusted_waivers(state.home, ledger, model)
+    for why in ignored:
+        _err(f"warning: {why}")
+    return waivers
 
 
 @click.command()
@@ -223,7 +215,8 @@ def _latest_verdict_for_model(records: list[Any], model: str) -> Any:
 def waive(state: Any, rule_id: str, model_ref: str, reason: str, approver: str, expires: str, as_json: bool) -> None:
     """Waive RULE_ID for one model version until a date (a signed `waiver` ledger record).
 
-    Re-run `assay gate RUN_ID` afterwards: the waived rule then shows as `waived`.
+    Re-run `assay gate RUN_ID` afterwards: the waived rule then shows as `waived`. Monitor-stage
+    rules (e.g. `drift`) can be waived the same way; later `assay monitor` runs apply the waiver.
     """
     import difflib
 
@@ -235,14 +228,19 @@ def waive(state: Any, rule_id: str, model_ref: str, reason: str, approver: str, 
     waiver = make_waiver(rule_id, version.ref, reason, approver, parse_expiry(expires))
     ledger = _open_ledger(state)
     verdict = _latest_verdict_for_model(ledger.records(kind="verdict"), version.ref)
+    monitored = _latest_verdict_for_model(ledger.records(kind="monitor"), version.ref)
     if verdict is not None:
-        ids = [str(r.get("id", "")) for r in (verdict.payload or {}).get("rules", [])]
+        rules = list((verdict.payload or {}).get("rules", []))
+        if monitored is not None:  # monitor-stage rules can be waived too
+            rules += ((monitored.payload or {}).get("verdict") or {}).get("rules", [])
+        ids = [str(r.get("id", "")) for r in rules]
         known = set(ids) | {base_rule_id(i) for i in ids}
         if waiver.rule not in known:
             near = difflib.get_close_matches(waiver.rule, sorted(known), n=1)
+            where = " or its latest monitor result" if monitored is not None else ""
             hint = f"; did you mean {near[0]!r}?" if near else ""
             raise BadInput(f"RULE_ID {waiver.rule!r}: no such rule in the latest verdict for {version.ref} "
-                           f"(seq {verdict.seq}){hint}")
+                           f"(seq {verdict.seq}){where}{hint}")
     payload = {**waiver.to_json(), "artifact": version.artifact}
     record = ledger.append(version.run_id, WAIVER_KIND, payload)
     if as_json:

@@ -115,6 +115,23 @@ def waivers_from_records(records: Iterable[Any], model: str) -> list[Waiver]:
     return found
 
 
+def trusted_waivers(home: Any, ledger: Any, model: str) -> tuple[list[Waiver], list[str]]:
+    """``model``'s waivers on ``ledger`` signed by a key of ``home``'s trust list, and why any others were ignored."""
+    from assay.policies.deploy import home_trusted_keys, trusted_signer
+
+    trusted = home_trusted_keys(home)
+    accepted, ignored = [], []
+    for record in ledger.records(kind=WAIVER_KIND):
+        if (record.payload or {}).get("model") != model:
+            continue
+        key, why = trusted_signer(record, trusted)
+        if key is None:
+            ignored.append(f"waiver at ledger seq {record.seq} for {model} is ignored: {why}")
+            continue
+        accepted.append(record)
+    return waivers_from_records(accepted, model), ignored
+
+
 def active_waivers(waivers: Iterable[Waiver], model: str | None, day: date) -> list[Waiver]:
     """The waivers that apply to ``model`` on ``day`` (all models if ``model`` is None)."""
     return [w for w in waivers if (model is None or w.model == model) and w.active_on(day)]

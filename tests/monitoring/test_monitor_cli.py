@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
@@ -334,3 +335,29 @@ def test_monitor_help_lists_both_shapes(flights: TrainedRun) -> None:
     result = assay("monitor", "--help", home=flights.home)
     assert result.returncode == 0
     assert "assay monitor RUN_ID --current DATA" in result.stdout and "history" in result.stdout
+
+
+def test_a_monitor_rule_can_be_waived_for_the_model(flights: TrainedRun, summer: tuple[int, dict, Path],
+                                                    tmp_path: Path) -> None:
+    """`assay waive drift --model …` (a signed ledger record) turns the blocking drift rule into `waived` on
+    later monitor runs of that model; a rule name the model's gate and monitor results never had is refused."""
+    import shutil
+
+    home = tmp_path / "home"
+    shutil.copytree(flights.home, home)  # the session's home stays unwaived for the other tests
+    model = flights.result["model"]["ref"]
+    assert rule(summer[1], "drift")["outcome"] == "block"
+
+    typo = assay("waive", "drfit", "--model", model, "--reason", "r", "--approver", "a", "--expires", "2099-12-31",
+                 home=home)
+    assert typo.returncode == 2 and "did you mean 'drift'" in typo.stderr
+    waived = assay("waive", "drift", "--model", model, "--reason", "summer traffic is expected to differ",
+                   "--approver", "ops-lead", "--expires", "2099-12-31", home=home)
+    assert waived.returncode == 0, waived.stderr
+
+    result = assay("monitor", flights.run_id, "--current", flights.batch("summer.csv"), "--format", "json", home=home)
+    drift = rule(result.json, "drift")
+    assert drift["outcome"] == "waived" and "ops-lead" in json.dumps(drift)
+    assert result.json["drift"]["share_drifted"] == pytest.approx(summer[1]["drift"]["share_drifted"])
+    blocking = [r["id"] for r in result.json["verdict"]["rules"] if r["outcome"] in ("block", "error")]
+    assert result.returncode == (1 if blocking else 0), blocking
