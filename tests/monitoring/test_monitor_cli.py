@@ -361,3 +361,22 @@ def test_a_monitor_rule_can_be_waived_for_the_model(flights: TrainedRun, summer:
     assert result.json["drift"]["share_drifted"] == pytest.approx(summer[1]["drift"]["share_drifted"])
     blocking = [r["id"] for r in result.json["verdict"]["rules"] if r["outcome"] in ("block", "error")]
     assert result.returncode == (1 if blocking else 0), blocking
+
+
+def test_the_standard_pack_watches_errors_predictions_and_fairness_in_production(
+        earnings: TrainedRun, same_period: tuple[int, dict]) -> None:
+    code, psid = monitor_json(earnings, "psid_batch.csv", "--labels")  # the run's policy: assay:standard
+    live_error = rule(psid, "live-error")
+    assert code == 1 and live_error["outcome"] == "block"
+    assert live_error["measured"] == pytest.approx(psid["metrics"]["current"]["rmse"])
+    assert live_error["measured"] > 1.25 * psid["metrics"]["test"]["rmse"]
+    assert rule(psid, "live-four-fifths")["reason"].startswith("not applicable")  # regression
+    code, cps = monitor_json(earnings, "cps_batch.csv", "--labels")
+    assert rule(cps, "live-error")["outcome"] == "pass"
+
+    _, flights_doc = same_period  # binary, unlabelled, with the sensitive column
+    assert rule(flights_doc, "live-error")["reason"].startswith("not applicable")
+    assert rule(flights_doc, "prediction-drift")["outcome"] == "pass"
+    four_fifths = [r for r in flights_doc["verdict"]["rules"] if r["id"].startswith("live-four-fifths")]
+    assert four_fifths and all(r["outcome"] in ("pass", "warn") for r in four_fifths)
+    assert {r["measured"] for r in four_fifths} == {flights_doc["fairness"]["origin"]["selection_rate_ratio"]}
