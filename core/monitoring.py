@@ -422,8 +422,14 @@ def run_monitor(pm: PluginManager, settings: Settings, run_ref: str, current_pat
             raise
         raise InternalError(f"monitoring run {row.run_id} failed: {message}") from exc
     evidence = to_jsonable(evidence)
-    waivers, ignored = trusted_waivers(settings.home, Ledger.open(settings), model["ref"]) if model.get("ref") else ([], [])
-    warnings += ignored
+    waivers: list[Any] = []
+    if model.get("ref"):  # monitor-stage rules waived for this model version (`assay waive`)
+        ledger = Ledger.open(settings)
+        try:
+            waivers, ignored = trusted_waivers(settings.home, ledger, model["ref"])
+        finally:
+            ledger.close()
+        warnings += ignored
     verdict = evaluate_monitor_rules(policy, evidence, today, waivers)
     result = MonitorResult(monitor_id, row.run_id, evidence, verdict, policy, warnings)
     pm.hook.record(run=run, event=Event("monitor", to_jsonable(

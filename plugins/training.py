@@ -155,7 +155,7 @@ class _WorkerLocal:
     joblib's dask backend also sends the parallel loops *inside* a task to the cluster — a
     random forest's 200 trees become 200 tiny tasks whatever the forest's ``n_jobs`` says —
     and workers secede threads to wait for them: scheduling overhead and more busy threads
-    than cores (a 2-worker search ran 1.5× faster than 1 worker instead of 1.9×).
+    than cores (a 2-worker search ran 1.5× faster than 1 worker; with this wrapper 1.84×).
     """
 
     def __init__(self, func: Any) -> None:
@@ -177,7 +177,7 @@ class _WorkerLocal:
 
 
 def _dask_backend() -> str:
-    """Register (once) and name joblib's dask backend with each task wrapped in :class:`_WorkerLocal`."""
+    """Register and name joblib's dask backend with each task wrapped in :class:`_WorkerLocal`."""
     import joblib
     from joblib._dask import DaskDistributedBackend
 
