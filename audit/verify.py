@@ -208,6 +208,16 @@ class Source:
 # ---------------------------------------------------------------------------------------------
 
 
+def named_key(payload: Any, key_id: Any) -> bytes | None:
+    """The raw public key a key record's payload gives for ``key_id``, or None if it does not match it."""
+    pub_hex = payload.get("public_key") if isinstance(payload, dict) else None
+    try:
+        pub = bytes.fromhex(pub_hex) if isinstance(pub_hex, str) else b""
+    except ValueError:
+        return None
+    return pub if isinstance(key_id, str) and len(pub) == 32 and key_id_of(pub) == key_id else None
+
+
 class KeyState:
     """Which key may sign which position, replayed in ledger order from the trust anchors."""
 
@@ -241,12 +251,8 @@ class KeyState:
         if key_id not in self.since:
             self_intro = kind == KEY_ADDED and payload.get("key_id") == key_id
             if self_intro and (t is not None or (self.tofu and seq == 1)):
-                pub_hex = payload.get("public_key")
-                try:
-                    pub = bytes.fromhex(pub_hex) if isinstance(pub_hex, str) else b""
-                except ValueError:
-                    pub = b""
-                if len(pub) != 32 or key_id_of(pub) != key_id:
+                pub = named_key(payload, key_id)
+                if pub is None:
                     return "key_added record's public key does not match its key_id"
                 self.pub[key_id] = pub
                 self.since[key_id] = seq if t is None or t.valid_from is None else t.valid_from
@@ -282,12 +288,8 @@ class KeyState:
             if kind == KEY_ROTATED and payload.get("old_key_id") != signer:
                 return "key_rotated record is not signed by the key it rotates out"
             if target != signer:
-                pub_hex = payload.get("public_key")
-                try:
-                    pub = bytes.fromhex(pub_hex) if isinstance(pub_hex, str) else b""
-                except ValueError:
-                    pub = b""
-                if len(pub) != 32 or key_id_of(pub) != target:
+                pub = named_key(payload, target)
+                if pub is None:
                     return f"{kind} record's public key does not match its key_id"
                 self.pub[target] = pub
                 self.since.setdefault(target, seq + 1)
@@ -525,12 +527,12 @@ def _signing_keys(src: Source, keys: KeyState, n: int) -> dict[str, bytes]:
     pubkeys = dict(keys.pub)
     for row in src.key_rows(n):
         try:
-            payload = json.loads(row[7]).get("payload") or {}
-            kid, pub_hex = payload.get("key_id"), payload.get("public_key")
-            pub = bytes.fromhex(pub_hex) if isinstance(pub_hex, str) else b""
+            payload = json.loads(row[7]).get("payload")
         except (ValueError, AttributeError):
             continue
-        if isinstance(kid, str) and len(pub) == 32 and key_id_of(pub) == kid:
+        kid = payload.get("key_id") if isinstance(payload, dict) else None
+        pub = named_key(payload, kid)
+        if pub is not None and isinstance(kid, str):
             pubkeys.setdefault(kid, pub)
     return pubkeys
 

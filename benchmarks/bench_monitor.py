@@ -133,8 +133,7 @@ def evidently_inputs(settings: Any, run_id: str, batch_path: Path) -> dict[str, 
 
 def fresh(inputs: dict[str, Any]) -> dict[str, Any]:
     """New copies of the frames (untimed): every call starts cold, as assay's reads its batch afresh."""
-    return {k: v.copy() if hasattr(v, "copy") and k in ("current", "reference", "features") else v
-            for k, v in inputs.items()}
+    return {**inputs, **{k: inputs[k].copy() for k in ("current", "reference", "features")}}
 
 
 def evidently_with_scoring(inputs: dict[str, Any]) -> tuple[float, float]:

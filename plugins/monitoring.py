@@ -564,9 +564,9 @@ def monitor(run: Run, reference: pd.DataFrame, current: pd.DataFrame) -> list[Ch
     # Score first: evidently's report leaves a large heap of live objects behind, and every
     # garbage-collector pass made while scoring after it would walk them all.
     estimator = load_model(store, training["model"]["artifact"])
-    scored = scoring_rows(run, current, every_row=labelled or bool(len(groups.columns)))
-    pred, proba, kind = predict(estimator, current.iloc[scored][features] if scored is not None else current[features],
-                                task)
+    rows = scoring_rows(run, current, every_row=labelled or bool(len(groups.columns)))
+    scored = current if rows is None else current.iloc[rows]
+    pred, proba, kind = predict(estimator, scored[features], task)
     holdout_info = training["monitoring"].get("holdout") or {}
     stored = holdout_info.get("predictions")
     if stored and stored.get("kind") == kind:
@@ -584,7 +584,7 @@ def monitor(run: Run, reference: pd.DataFrame, current: pd.DataFrame) -> list[Ch
                   "rows_scored": len(pred), "rows": len(current)}
 
     types = drift_types(reference, roles, task, target)
-    extra = {c: "sensitive" for c in info.get("sensitive", []) if c in current.columns}
+    extra = {c: "sensitive" for c in groups.columns}
     if labelled:
         extra[target] = "target"
     drift, snapshot = data_drift(reference, current, types, features, extra)

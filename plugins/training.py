@@ -169,12 +169,6 @@ class _WorkerLocal:
         with parallel_config(backend="threading"):
             return self.func(*args, **kwargs)
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _WorkerLocal) and other.func == self.func
-
-    def __hash__(self) -> int:
-        return hash(self.func)
-
 
 def _dask_backend() -> str:
     """Register and name joblib's dask backend with each task wrapped in :class:`_WorkerLocal`."""

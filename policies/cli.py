@@ -199,7 +199,7 @@ def policy_show(state: Any, ref: str) -> None:
 # --------------------------------------------------------------------------- waive
 
 
-def _latest_verdict_for_model(records: list[Any], model: str) -> Any:
+def _latest_for_model(records: list[Any], model: str) -> Any:
     found = [r for r in records if (r.payload or {}).get("model") == model]
     return found[-1] if found else None
 
@@ -227,8 +227,8 @@ def waive(state: Any, rule_id: str, model_ref: str, reason: str, approver: str, 
     version = RunStore(state).resolve_model(model_ref)
     waiver = make_waiver(rule_id, version.ref, reason, approver, parse_expiry(expires))
     ledger = _open_ledger(state)
-    verdict = _latest_verdict_for_model(ledger.records(kind="verdict"), version.ref)
-    monitored = _latest_verdict_for_model(ledger.records(kind="monitor"), version.ref)
+    verdict = _latest_for_model(ledger.records(kind="verdict"), version.ref)
+    monitored = _latest_for_model(ledger.records(kind="monitor"), version.ref)
     if verdict is not None:
         rules = list((verdict.payload or {}).get("rules", []))
         if monitored is not None:  # monitor-stage rules can be waived too
