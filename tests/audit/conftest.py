@@ -13,18 +13,20 @@ from typing import Any
 import pytest
 
 from assay.settings import Settings
+from tests.audit.public_vectors import VECTOR_SETS, VECTORS, case_files
 
 ROOT = Path(__file__).resolve().parents[2]
-VECTORS = ROOT / ".." / "shared" / "vectors"
 PG_BASE = os.environ.get("ASSAY_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
 @pytest.fixture(scope="session")
 def vectors() -> Path:
-    """The shared public vectors; CI has them, so their absence is a failure, not a skip."""
-    if not (VECTORS / "README.md").is_file():
-        pytest.fail(f"public test vectors not found at {VECTORS.resolve()} (expected ../shared/vectors)")
-    return VECTORS.resolve()
+    """The public vectors carried in tests/audit/vectors; a missing or empty set fails, never skips."""
+    for name, count in VECTOR_SETS.items():
+        found = len(case_files(name, "*"))
+        if found != count:
+            pytest.fail(f"vector set {VECTORS / name} holds {found} files, expected {count}")
+    return VECTORS
 
 
 def _pg_connect() -> Any:

@@ -13,9 +13,10 @@ from hypothesis import strategies as st
 
 from assay.audit.canonical import canonical, decode_special
 from assay.errors import BadInput
+from tests.audit.public_vectors import VECTORS, case_files
 
-JCS = Path(__file__).resolve().parents[2] / ".." / "shared" / "vectors" / "jcs-rfc8785" / "testdata"
-CASES = sorted(p.stem for p in (JCS / "input").glob("*.json")) if (JCS / "input").is_dir() else []
+JCS = VECTORS / "jcs-rfc8785" / "testdata"
+CASES = [p.stem for p in case_files("jcs-rfc8785/testdata/input")]
 
 
 def test_jcs_vectors_present(vectors: Path) -> None:

@@ -12,8 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from assay.audit import merkle as M
+from tests.audit.public_vectors import VECTORS, case_files
 
-VECTOR_DIR = Path(__file__).resolve().parents[2] / ".." / "shared" / "vectors" / "transparency-dev-merkle"
+VECTOR_DIR = VECTORS / "transparency-dev-merkle"
 
 # RFC 9162 lets equal-size consistency checks compare roots of any length; this verifier also
 # demands 32-byte roots there (the issue: "hashes that are not 32 bytes are rejected"). This one
@@ -22,8 +23,7 @@ STRICTER_THAN_REFERENCE = {"consistency/additional/sizes-are-equal-one-and-proof
 
 
 def _probes(kind: str) -> list[Path]:
-    base = VECTOR_DIR / "testdata" / kind
-    return sorted(base.rglob("*.json")) if base.is_dir() else []
+    return case_files(f"transparency-dev-merkle/testdata/{kind}")
 
 
 def _b64(s: str) -> bytes:

@@ -12,8 +12,6 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key
 
 from assay.audit import dsse, merkle, note
 
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "vectors"
-
 
 def _rekor(vectors: Path) -> tuple[dict, list[tuple[str, bytes]]]:
     base = vectors / "sigstore-rekor-v2"
