@@ -18,7 +18,7 @@ VECTOR_TESTS = ["tests/audit/test_merkle.py", "tests/audit/test_canonical.py", "
 def test_vector_tests_pass_in_a_lone_clone(tmp_path: Path) -> None:
     if shutil.which("git") is None or not (ROOT / ".git").exists():
         pytest.fail("this test clones the repository: run it from a git checkout with git installed")
-    clone = tmp_path / "alone" / "assay"  # nothing beside it: no ../shared, no other checkout
+    clone = tmp_path / "alone" / "assay"  # nothing beside it: no sibling folders, no other checkout
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True, timeout=120)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     env["PYTHONPATH"] = str(clone)
