@@ -265,9 +265,13 @@ class Runner:
         }
         try:
             self.pm.hook.run_started(run=run)
+            # The policy's parsed document rides along, so the ledger alone says what the run was held to.
             self.record(run, "run_started", {"project": self.spec.project.name, "spec": self.spec.model_dump(mode="json"),
                                              "spec_hash": self.spec.hash, "spec_path": str(self.spec_path),
-                                             "environment": environment})
+                                             "environment": environment,
+                                             "policy": {"name": policy.name, "hash": policy.hash,
+                                                        "approvals": policy.approvals,
+                                                        "document": to_jsonable(policy.document)}})
             verdict, model_info = self._stages(run, dataset, policy, evidence, store)
         except BaseException as exc:
             return self._fail(run, exc, evidence, store)
@@ -341,12 +345,12 @@ class Runner:
         evidence["plugins"] = {i.name: i.version for i in self.pm.infos if i.status == "loaded"}
         evidence["facts"] = to_jsonable(run.facts)
         self.record(run, "evidence", evidence)
+        binding = verdict_binding(run.run_id, evidence)  # before the gate: what the verdict judges
 
         summary = {}
         with self.stage(run, "gate", summary):
             verdict = self.gate(run, evidence, policy)
-            self.record(run, "verdict", {**verdict.to_json(), "run_id": run.run_id, "artifact": artifact,
-                                         "model": version.ref})
+            self.record(run, "verdict", {**verdict.to_json(), **binding})
             summary.update(decision=verdict.decision)
         model_info = {"name": version.name, "version": version.version, "ref": version.ref,
                       "family": model.family, "artifact": artifact}
@@ -396,25 +400,35 @@ def _now() -> Any:
     return utcnow()
 
 
-def gate_stored_run(pm: PluginManager, settings: Settings, run_id: str, policy_ref: str | None = None,
-                    waivers: Sequence[Mapping[str, Any]] = ()) -> tuple[Verdict, dict[str, Any], Run]:
-    """Re-evaluate a policy on a finished run's recorded evidence and record the verdict."""
+def verdict_binding(run_id: str, evidence: Mapping[str, Any]) -> dict[str, Any]:
+    """What a verdict record binds itself to besides its policy: the run, the artifact, the evidence digest."""
+    from assay.signed import digest_of
+
+    model = evidence.get("model") or {}
+    return {"run_id": run_id, "artifact": model.get("artifact"), "model": model.get("ref"),
+            "evidence_digest": digest_of(to_jsonable(evidence))}
+
+
+def gate_stored_run(pm: PluginManager, settings: Settings, run_id: str, evidence: Mapping[str, Any],
+                    started: Mapping[str, Any], policy_ref: str | None = None,
+                    waivers: Sequence[Mapping[str, Any]] = ()) -> tuple[Verdict, Any]:
+    """Re-evaluate a policy on a finished run's signed evidence and record the verdict.
+
+    :param evidence: the run's evidence as its signed ``evidence`` record holds it.
+    :param started: its signed ``run_started`` payload (the spec and the spec file's path).
+    :returns: the verdict and the policy it was made under.
+    """
     from assay.policies import load_policy
     from assay.spec import RunSpec
-    from assay.store import RunStore
 
-    row = RunStore(settings).get_run(run_id)
-    evidence = row.evidence
-    if not evidence:
-        raise BadInput(f"run {row.run_id} has no evidence (status {row.status}); it cannot be gated")
-    spec = RunSpec.model_validate(row.spec)
-    spec_path = Path(row.spec_path)
+    spec = RunSpec.model_validate(started["spec"])
+    spec_path = Path(str(started.get("spec_path", "")))
     runner = Runner(pm, settings, spec, spec_path)
-    run = Run(run_id=row.run_id, spec=spec, spec_path=row.spec_path, settings=settings)
+    run = Run(run_id=run_id, spec=spec, spec_path=str(spec_path), settings=settings)
     run.facts["waivers"] = list(waivers)
     policy = load_policy(policy_ref or spec.gate.policy, spec_path.parent, runner.collect_policies())
+    evidence = dict(evidence)
+    binding = verdict_binding(run_id, evidence)
     verdict = runner.gate(run, evidence, policy)
-    model = evidence.get("model", {})
-    runner.record(run, "verdict", {**verdict.to_json(), "run_id": row.run_id, "artifact": model.get("artifact"),
-                                   "model": model.get("ref")})
-    return verdict, evidence, run
+    runner.record(run, "verdict", {**verdict.to_json(), **binding})
+    return verdict, policy

@@ -163,27 +163,26 @@ class RunStore:
                 query = query.where(ModelVersionRow.name == name)
             return list(s.exec(query).all())
 
-    def resolve_model(self, ref: str, exclude_run: str = "") -> ModelVersionRow:
-        """Resolve ``NAME@VERSION``, ``NAME@latest`` or ``NAME@<stage>`` (e.g. ``@production``).
+    def resolve_model(self, ref: str, exclude_run: str = "", signed: Any = None) -> ModelVersionRow:
+        """Resolve ``NAME@VERSION``, ``NAME@latest`` or ``NAME@<stage>`` (e.g. ``@production``) from the ledger.
 
-        ``exclude_run`` leaves out the versions that run registered: a run's baseline
-        ``NAME@latest`` means the latest model before it, never the run's own model.
+        The ledger's model and promotion records decide (``signed``: an ``assay.signed.SignedLedger``,
+        opened and verified here when not given); this table's row must agree with them, else a
+        Finding names both. ``exclude_run`` leaves out the version that run registered: a run's
+        baseline ``NAME@latest`` is the latest model before it, never its own.
         """
-        name, sep, which = ref.partition("@")
-        if not sep or not name or not which:
-            raise BadInput(f"model reference {ref!r}: expected NAME@VERSION, NAME@latest or NAME@production")
-        versions = [v for v in self.model_versions(name) if not exclude_run or v.run_id != exclude_run]
-        if not versions:
-            raise BadInput(f"model {name!r} has no registered versions (see `assay models list`)")
-        if which.isdigit():
-            match = [v for v in versions if v.version == int(which)]
-        elif which == "latest":
-            match = versions[-1:]
-        else:
-            match = [v for v in versions if v.stage == which][-1:]
-        if not match:
-            raise BadInput(f"model reference {ref!r}: no such version (known: {', '.join(v.ref for v in versions)})")
-        return match[0]
+        if signed is None:
+            from assay.signed import SignedLedger
+
+            signed = SignedLedger.open(self.settings)
+        entry = signed.resolve(ref, exclude_run)
+        with self.session() as s:
+            row = s.get(ModelVersionRow, (entry.name, entry.version))
+        signed.check_model_row(entry, row)
+        if row is None:  # the index lost it: the ledger's record stands
+            row = ModelVersionRow(name=entry.name, version=entry.version, run_id=entry.run_id, artifact=entry.artifact,
+                                  family=entry.family, stage=entry.stage)
+        return row
 
     def set_stage(self, name: str, version: int, stage: str) -> ModelVersionRow:
         with self.session() as s:

@@ -73,14 +73,26 @@ def _err(message: str) -> None:
 # --------------------------------------------------------------------------- gate
 
 
-def _trusted_waivers(state: Any, ledger: Any, model: str) -> list[Any]:
-    """The model's waiver records signed by a key of the home's trust list (others are reported)."""
+def _signed_waivers(signed: Any, model: str | None, artifact: str | None) -> list[Any]:
+    """The model's waivers in the verified ledger (others are reported on stderr)."""
     from assay.policies.waivers import trusted_waivers
 
-    waivers, ignored = trusted_waivers(state.home, ledger, model)
+    if not model:
+        return []
+    waivers, ignored = trusted_waivers(signed, model, artifact)
     for why in ignored:
         _err(f"warning: {why}")
     return waivers
+
+
+def _run_row(state: Any, run_id: str) -> Any:
+    """The runs-table row of ``run_id`` (an index entry to cross-check), or None when there is none."""
+    from assay.store import RunStore
+
+    try:
+        return RunStore(state).get_run(run_id)
+    except BadInput:
+        return None
 
 
 @click.command()
@@ -98,35 +110,31 @@ def gate(state: Any, run_id: str, policy_ref: str | None, fmt: str, output: str 
     Waivers recorded with `assay waive` for the run's model apply until they expire.
     Exit 0 when the verdict passes, 1 when it blocks, 3 when gating itself failed.
     """
-    from assay.policies.language import load_policy
     from assay.policies.render import GateReport, render, text_renderables
     from assay.runner import gate_stored_run
-    from assay.store import RunStore
+    from assay.signed import SignedLedger
 
-    row = RunStore(state).get_run(run_id)
-    evidence = row.evidence or {}
-    model = (evidence.get("model") or {}).get("ref")
-    ledger = _open_ledger(state)
-    waivers = _trusted_waivers(state, ledger, model) if model else []
-    ref = _resolve_ref(policy_ref)
+    signed = SignedLedger.open(state)
+    run_id = signed.resolve_run(run_id)
+    evidence, _ = signed.evidence(run_id)
+    signed.check_run_row(run_id, _run_row(state, run_id), evidence)
+    model_ev = evidence.get("model") or {}
+    waivers = _signed_waivers(signed, model_ev.get("ref"), model_ev.get("artifact"))
     pm = _plugin_manager(state)
     try:
-        verdict, evidence, _run = gate_stored_run(pm, state, row.run_id, ref, waivers=[w.to_json() for w in waivers])
+        verdict, policy = gate_stored_run(pm, state, run_id, evidence, signed.started(run_id), _resolve_ref(policy_ref),
+                                          waivers=[w.to_json() for w in waivers])
     except AssayError:
         raise
     except Exception as exc:
-        raise InternalError(f"gating run {row.run_id} failed: {type(exc).__name__}: {exc}; "
+        raise InternalError(f"gating run {run_id} failed: {type(exc).__name__}: {exc}; "
                             "no verdict was recorded (fail closed)") from exc
-    spec_dir = Path(row.spec_path).parent
-    policy = load_policy(ref or row.spec.get("gate", {}).get("policy", "assay:standard"), spec_dir, collect_packs(pm))
-    recorded = ledger.records(run_id=row.run_id, kind="verdict")
-    model_ev = evidence.get("model") or {}
-    report = GateReport(run_id=row.run_id, verdict=verdict, model=model_ev.get("ref"),
-                        artifact=model_ev.get("artifact"), policy=policy if policy.hash == verdict.policy_hash else None,
-                        ledger_seq=recorded[-1].seq if recorded else None)
+    recorded = _open_ledger(state).records(run_id=run_id, kind="verdict")
+    report = GateReport(run_id=run_id, verdict=verdict, model=model_ev.get("ref"), artifact=model_ev.get("artifact"),
+                        policy=policy, ledger_seq=recorded[-1].seq if recorded else None)
     if output:
         Path(output).write_text(render(report, fmt), encoding="utf-8")
-        _err(f"{verdict.decision.upper()}: run {row.run_id}, policy {verdict.policy}; {fmt} report written to {output}")
+        _err(f"{verdict.decision.upper()}: run {run_id}, policy {verdict.policy}; {fmt} report written to {output}")
     elif fmt == "text" and sys.stdout.isatty():
         console = _stdout_console()
         for item in text_renderables(report):
@@ -199,6 +207,21 @@ def policy_show(state: Any, ref: str) -> None:
 # --------------------------------------------------------------------------- waive
 
 
+def _signed(state: Any, trust: str | Path | None = None, checkpoint: str | None = None) -> Any:
+    """The verified ledger (Finding when it does not verify)."""
+    from assay.signed import SignedLedger
+
+    return SignedLedger.open(state, trust=Path(trust) if isinstance(trust, str) else trust,
+                             checkpoint=Path(checkpoint) if checkpoint else None)
+
+
+def _resolve_version(state: Any, signed: Any, ref: str) -> Any:
+    """A model version from the ledger's records, cross-checked with the registry table."""
+    from assay.store import RunStore
+
+    return RunStore(state).resolve_model(ref, signed=signed)
+
+
 def _latest_for_model(records: list[Any], model: str) -> Any:
     found = [r for r in records if (r.payload or {}).get("model") == model]
     return found[-1] if found else None
@@ -222,13 +245,13 @@ def waive(state: Any, rule_id: str, model_ref: str, reason: str, approver: str, 
 
     from assay.policies.render import base_rule_id
     from assay.policies.waivers import WAIVER_KIND, make_waiver, parse_expiry
-    from assay.store import RunStore
 
-    version = RunStore(state).resolve_model(model_ref)
+    signed = _signed(state)
+    version = _resolve_version(state, signed, model_ref)
     waiver = make_waiver(rule_id, version.ref, reason, approver, parse_expiry(expires))
     ledger = _open_ledger(state)
-    verdict = _latest_for_model(ledger.records(kind="verdict"), version.ref)
-    monitored = _latest_for_model(ledger.records(kind="monitor"), version.ref)
+    verdict = _latest_for_model([r for r in signed.records if r.kind == "verdict"], version.ref)
+    monitored = _latest_for_model([r for r in signed.records if r.kind == "monitor"], version.ref)
     if verdict is not None:
         rules = list((verdict.payload or {}).get("rules", []))
         if monitored is not None:  # monitor-stage rules can be waived too
@@ -256,35 +279,49 @@ def waive(state: Any, rule_id: str, model_ref: str, reason: str, approver: str, 
 @click.command()
 @click.argument("artifact", type=click.Path(dir_okay=False))
 @click.option("--require-verdict", "require", type=click.Choice(["pass", "any"]), default="pass", show_default=True,
-              help="pass: the newest trusted verdict must pass; any: a trusted verdict must exist.")
+              help="pass: the governing verdict must pass; any: a verdict must exist.")
+@click.option("--policy", "policy_ref", metavar="FILE|NAME",
+              help="Pin this policy (default: the policy the run was trained under).")
 @click.option("--key", "key_path", type=click.Path(dir_okay=False),
-              help="Public key (hex or PEM) that must have signed the verdict; only this key is trusted.")
+              help="Public key (hex or PEM) to trust as the only root; the ledger's rotations and revocations apply.")
+@click.option("--trust", "trust_path", type=click.Path(dir_okay=False),
+              help="Trust file replacing the home's (e.g. from `assay keys export`).")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), help="A checkpoint the ledger must extend.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 @click.pass_obj
-def verify(state: Any, artifact: str, require: str, key_path: str | None, as_json: bool) -> None:
-    """Check ARTIFACT may be deployed: its bytes have a signed passing verdict on an intact ledger.
+def verify(state: Any, artifact: str, require: str, policy_ref: str | None, key_path: str | None,
+           trust_path: str | None, checkpoint: str | None, as_json: bool) -> None:
+    """Check ARTIFACT may be deployed: its bytes have a passing verdict under the pinned policy.
 
-    Hashes the file, finds the newest verdict for that hash signed by a trusted key (with
-    --key, only that key; otherwise the home's trust list), checks the ledger's hash chain up
-    to it and, by default, that the verdict passed. Exit 0 only if all hold, else 1.
+    Verifies the whole ledger to its head (and against the home's newest checkpoint and
+    --checkpoint), then takes the newest verdict for the file's hash under the pinned policy:
+    --policy, else the one the run was trained under. Exit 0 only if it passes, else 1.
     """
-    from assay.policies.deploy import home_trusted_keys, sha256_file, trusted_from_public_key, verify_artifact
+    from assay.policies.deploy import sha256_file, trust_for_key, verify_artifact
 
     digest = sha256_file(Path(artifact))
+    if key_path and trust_path:
+        raise BadInput("--key and --trust both name a trust root; give one")
+    trust: Any = Path(trust_path) if trust_path else None
     if key_path:
         from assay.audit.keys import read_public_key
 
-        trusted = [trusted_from_public_key(read_public_key(Path(key_path)))]
-    else:
-        trusted = home_trusted_keys(state.home)
-    records = _open_ledger(state).records()
-    result = verify_artifact(records, digest, trusted, require=require)
+        trust = trust_for_key(read_public_key(Path(key_path)))
+    signed = _signed(state, trust, checkpoint)
+    pinned = _load_policy_ref(state, policy_ref).hash if policy_ref else None
+    result = verify_artifact(signed, digest, require=require, policy_hash=pinned)
     if as_json:
         _echo_json(result.to_json())
     elif result.ok:
-        click.echo(f"OK: {artifact} ({digest[:19]}…): {result.reason}")
+        click.echo(f"OK: {artifact} ({digest}): {result.reason}")
     if not result.ok:
-        raise Finding(f"REJECTED: {artifact} ({digest[:19]}…): {result.reason}")
+        raise Finding(f"REJECTED: {artifact} ({digest}): {result.reason}")
+
+
+def _load_policy_ref(state: Any, ref: str) -> Any:
+    from assay.policies.language import load_policy
+
+    return load_policy(_resolve_ref(ref) or ref, Path.cwd(), collect_packs(_plugin_manager(state)))
 
 
 # --------------------------------------------------------------------------- approve
@@ -306,80 +343,60 @@ def _current_user() -> str:
 def approve(state: Any, model_ref: str, approver: str | None, comment: str, as_json: bool) -> None:
     """Record a signed approval of a model version for promotion to production.
 
-    The approval is signed with this home's active key, or the key in ASSAY_SIGNING_KEY:
-    each approver uses their own key, and only approvals by distinct trusted keys count.
+    The approval is signed with this home's active key, or the key in ASSAY_SIGNING_KEY. Only
+    approvals by distinct identities with the approver (or admin) role count.
     """
-    from assay.policies.deploy import (
-        APPROVAL_KIND,
-        approval_payload,
-        count_approvals,
-        home_trusted_keys,
-        latest_trusted_verdict,
-    )
-    from assay.store import RunStore
+    from assay.policies.deploy import APPROVAL_KIND, approval_payload, count_approvals, verify_artifact
 
-    version = RunStore(state).resolve_model(model_ref)
+    signed = _signed(state)
+    version = _resolve_version(state, signed, model_ref)
     ledger = _open_ledger(state)
     signer = ledger.signer()
-    records = ledger.records()
-    for r in records:
+    for r in signed.records:
         p = r.payload or {}
         if r.kind == APPROVAL_KIND and r.key_id == signer.key_id and p.get("model") == version.ref \
                 and p.get("artifact") == version.artifact:
-            message = f"{version.ref} is already approved by key {signer.key_id[:16]}… (ledger seq {r.seq})"
+            message = f"{version.ref} is already approved by key {signer.key_id} (ledger seq {r.seq})"
             if as_json:
                 _echo_json({"seq": r.seq, "hash": r.hash, "key_id": r.key_id, "approval": p, "existing": True})
             else:
                 click.echo(message)
             return
-    trusted = home_trusted_keys(state.home)
-    verdict, _ = latest_trusted_verdict(records, version.artifact, trusted)
+    governing = verify_artifact(signed, version.artifact, require="any")
+    verdict = next((r for r in signed.records if r.seq == governing.verdict_seq), None) if governing.ok else None
     payload = approval_payload(version.ref, version.artifact, version.run_id, approver or _current_user(), comment,
-                               verdict)
+                               verdict.seq if verdict else None, verdict.hash if verdict else None)
     record = ledger.append(version.run_id, APPROVAL_KIND, payload)
-    approvals, _ = count_approvals(ledger.records(kind=APPROVAL_KIND), version.ref, version.artifact,
-                                   home_trusted_keys(state.home))
+    approvals, _ = count_approvals(_signed(state), version.ref, version.artifact)
     if as_json:
         _echo_json({"seq": record.seq, "hash": record.hash, "key_id": record.key_id, "approval": payload,
                     "approvals": len(approvals)})
         return
-    click.echo(f"approved {version.ref} with key {record.key_id[:16]}… (ledger seq {record.seq}); "
-               f"{len(approvals)} approval(s) by distinct trusted keys")
+    click.echo(f"approved {version.ref} with key {record.key_id} (ledger seq {record.seq}); "
+               f"{len(approvals)} approval(s) by distinct approvers")
     if verdict is None:
-        _err(f"note: {version.ref} has no trusted verdict yet; promotion to production needs a passing one")
+        _err(f"note: {version.ref} has no verdict under its policy yet; promotion to production needs a passing one")
 
 
 # --------------------------------------------------------------------------- promote
 
 
-def _policy_for_hash(state: Any, policy_hash: str | None, explicit: str | None, spec_policy: str | None,
-                     spec_dir: Path) -> Any:
-    """The policy whose hash the verdict recorded: --policy, the run spec's, or a registered pack."""
-    from assay.policies.language import load_policy
+def _pinned_policy(state: Any, signed: Any, run_id: str, explicit: str | None) -> dict[str, Any]:
+    """The policy a promotion is held to: the one the run was trained under (from its signed records).
 
-    if not policy_hash:
-        return None
-    packs = collect_packs(_plugin_manager(state))
-    candidates: list[tuple[str, Path]] = []
+    ``--policy`` may supply that policy's document when the ledger lacks it (runs of older
+    versions); it must be the same policy, by digest.
+    """
+    from assay.policies.deploy import training_policy
+
+    pinned = training_policy(signed, run_id)
     if explicit:
-        candidates.append((_resolve_ref(explicit) or explicit, Path.cwd()))
-    else:
-        if spec_policy:
-            candidates.append((spec_policy, spec_dir))
-        candidates += [(name, Path.cwd()) for name in sorted(packs)]
-    for ref, base in candidates:
-        try:
-            loaded = load_policy(ref, base, packs)
-        except BadInput:
-            if explicit:
-                raise
-            continue
-        if loaded.hash == policy_hash:
-            return loaded
-    if explicit:
-        raise BadInput(f"--policy {explicit}: its hash differs from the verdict's policy hash {policy_hash}; "
-                       "give the policy the verdict was made with, or re-run `assay gate` with this one")
-    return None
+        loaded = _load_policy_ref(state, explicit)
+        if loaded.hash != pinned["hash"]:
+            raise BadInput(f"--policy {explicit}: its digest {loaded.hash} is not that of the policy run {run_id} was "
+                           f"trained under ({pinned['name']}, {pinned['hash']}); promotion is held to that policy")
+        pinned.update(name=loaded.name, approvals=loaded.approvals)
+    return pinned
 
 
 @click.command()
@@ -387,7 +404,7 @@ def _policy_for_hash(state: Any, policy_hash: str | None, explicit: str | None, 
 @click.option("--to", "stage", required=True, type=click.Choice(["none", "staging", "production", "archived"]),
               help="The stage to move the version to.")
 @click.option("--policy", "policy_ref", metavar="FILE|NAME",
-              help="The policy the verdict was made with (default: found by its recorded hash).")
+              help="The policy the run was trained under, when the ledger lacks its document.")
 @click.option("--trust", "trust_path", type=click.Path(dir_okay=False),
               help="Trust file of keys whose verdicts and approvals count (default: the home's).")
 @click.option("--json", "as_json", is_flag=True, help="Print the promotion record as one JSON object.")
@@ -398,38 +415,19 @@ def promote(state: Any, model_ref: str, stage: str, policy_ref: str | None, trus
 
     Each promotion is a signed `promotion` ledger record; the registry's stage follows it.
     """
-    from assay.policies.deploy import (
-        PROMOTION_KIND,
-        check_promotion,
-        home_trusted_keys,
-        latest_trusted_verdict,
-        trust_file_keys,
-    )
+    from assay.policies.deploy import PROMOTION_KIND, check_promotion
     from assay.store import RunStore
 
-    store = RunStore(state)
-    version = store.resolve_model(model_ref)
-    ledger = _open_ledger(state)
-    records = ledger.records()
-    trusted = trust_file_keys(Path(trust_path)) if trust_path else home_trusted_keys(state.home)
-    required: int | None = None
-    policy_hash: str | None = None
-    if stage == "production":
-        verdict, _ = latest_trusted_verdict(records, version.artifact, trusted)
-        if verdict is not None:
-            policy_hash = (verdict.payload or {}).get("policy_hash")
-            row = store.get_run(version.run_id)
-            found = _policy_for_hash(state, policy_hash, policy_ref, row.spec.get("gate", {}).get("policy"),
-                                     Path(row.spec_path).parent)
-            required = found.approvals if found is not None else None
-    check = check_promotion(records, version.ref, version.artifact, version.run_id, version.stage, stage, trusted,
-                            required, policy_hash)
+    signed = _signed(state, trust_path)
+    version = _resolve_version(state, signed, model_ref)
+    policy = _pinned_policy(state, signed, version.run_id, policy_ref) if stage == "production" else {}
+    check = check_promotion(signed, version, stage, policy)
     if not check.allowed:
         if as_json:
             _echo_json({"allowed": False, "reason": check.reason, "promotion": check.payload})
         raise Finding(check.reason)
-    record = ledger.append(version.run_id, PROMOTION_KIND, check.payload)
-    store.set_stage(version.name, version.version, stage)
+    record = _open_ledger(state).append(version.run_id, PROMOTION_KIND, check.payload)
+    RunStore(state).set_stage(version.name, version.version, stage)
     if as_json:
         _echo_json({"allowed": True, "seq": record.seq, "hash": record.hash, "promotion": check.payload})
         return

@@ -1,22 +1,27 @@
-"""Deploy-time decisions read from the ledger: verify an artifact, count approvals, promote.
+"""Deploy-time decisions from a verified ledger: verify an artifact, count approvals, promote.
 
-These functions take ledger records (objects shaped like ``assay.audit.format.Record``)
-and trusted keys, so they can be tested on synthetic ledgers and reused by other tools.
+Every function here takes an ``assay.signed.SignedLedger``: a ledger that verified in full
+(each record re-hashed from its body, chained to the head, signed by a key valid at its
+position under the verifier's trust root). What is left to decide is which records govern:
 
-Why a verdict can be trusted: its record's signature covers its hash, and its hash
-commits to every earlier record through ``prev_hash``. So checking (1) that records
-1..seq are contiguous, (2) that each one's body hashes to its stored hash and links to
-its predecessor, and (3) that the verdict's signature verifies under a trusted key
-proves the verdict and everything recorded before it are intact.
+* a verdict counts for an artifact only under the **pinned policy** — the policy the run
+  was trained under (its digest is in the run's signed evidence), unless the caller names
+  another; verdicts under any other policy are ignored, so re-gating with a permissive
+  policy cannot make a blocked model deployable;
+* the **newest** verdict for the artifact under that policy governs: a later block wins
+  over an earlier pass, and so does a later revocation of the key that signed it;
+* a verdict is accepted only if it is **bound** to what it judged: its artifact is the
+  run's model record's, and its evidence digest is the digest of the run's signed
+  evidence record (which names the same artifact and policy);
+* approvals count distinct **identities** holding the approver (or admin) role.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from assay.errors import BadInput
 
@@ -24,67 +29,8 @@ VERDICT_KIND = "verdict"
 APPROVAL_KIND = "approval"
 PROMOTION_KIND = "promotion"
 STAGES = ("none", "staging", "production", "archived")
-
-
-class LedgerRecord(Protocol):
-    """The parts of a ledger record these checks read."""
-
-    seq: int
-    run_id: str | None
-    kind: str
-    payload: dict[str, Any]
-    prev_hash: str
-    hash: str
-    key_id: str
-    signature: str
-    body: bytes
-
-
-@dataclass(frozen=True)
-class TrustedKey:
-    """A public key allowed to sign records in ``[valid_from, valid_until]``, before ``revoked_at``."""
-
-    key_id: str
-    public_raw: bytes
-    valid_from: int | None = None
-    valid_until: int | None = None
-    revoked_at: int | None = None
-    name: str = ""
-
-    def valid_at(self, seq: int) -> bool:
-        if self.valid_from is not None and seq < self.valid_from:
-            return False
-        if self.valid_until is not None and seq > self.valid_until:
-            return False
-        return not (self.revoked_at is not None and seq >= self.revoked_at)
-
-
-def key_id_of(public_raw: bytes) -> str:
-    return hashlib.sha256(public_raw).hexdigest()
-
-
-def trusted_from_public_key(public_raw: bytes) -> TrustedKey:
-    """Trust exactly one key (``--key``), at any position."""
-    return TrustedKey(key_id_of(public_raw), public_raw, name="--key")
-
-
-def home_trusted_keys(home: Path) -> list[TrustedKey]:
-    """The trust list of an assay home (``keys/trust.json``); empty if there is none."""
-    from assay.audit.keys import KeyStore
-
-    return [TrustedKey(k.key_id, k.public_raw, k.valid_from, k.valid_until, k.revoked_at, k.name)
-            for k in KeyStore(home).trusted(missing_ok=True)]
-
-
-def trust_file_keys(path: Path) -> list[TrustedKey]:
-    """The keys of a trust file given on the command line (``--trust``)."""
-    from assay.audit.trust import TrustError, load_trust
-
-    try:
-        keys = load_trust(path)
-    except (TrustError, OSError) as exc:
-        raise BadInput(f"--trust {path}: {exc}") from None
-    return [TrustedKey(k.key_id, k.public_raw, k.valid_from, k.valid_until, k.revoked_at, k.name) for k in keys]
+APPROVER_ROLES = frozenset({"approver", "admin"})
+VERDICT_ROLES = frozenset({"signer", "admin"})
 
 
 def sha256_file(path: Path) -> str:
@@ -103,56 +49,26 @@ def sha256_file(path: Path) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-# --------------------------------------------------------------------------- record checks
+def trust_for_key(public_raw: bytes) -> list[Any]:
+    """``--key PUB``: trust exactly this key as the root; the ledger's rotation and revocation
+    records still apply (the verifier follows them from it)."""
+    from assay.audit.format import key_id_of
+    from assay.audit.trust import TrustedKey
+
+    return [TrustedKey(key_id_of(public_raw), public_raw.hex(), name="--key")]
 
 
-def signature_ok(record: LedgerRecord, public_raw: bytes) -> bool:
-    """Whether ``record.signature`` is an Ed25519 signature of ``record.hash`` by this key."""
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-    try:
-        Ed25519PublicKey.from_public_bytes(public_raw).verify(bytes.fromhex(record.signature),
-                                                              bytes.fromhex(record.hash))
-    except (InvalidSignature, ValueError):
-        return False
-    return True
-
-
-def trusted_signer(record: LedgerRecord, trusted: Sequence[TrustedKey]) -> tuple[TrustedKey | None, str]:
-    """The trusted key that signed ``record`` at its position, or None and why not."""
-    candidates = [k for k in trusted if k.key_id == record.key_id]
-    if not candidates:
-        return None, f"signed by key {record.key_id[:16]}…, which is not trusted"
-    for key in candidates:
-        if not key.valid_at(record.seq):
-            continue
-        if signature_ok(record, key.public_raw):
-            return key, ""
-        return None, f"its signature does not verify under key {record.key_id[:16]}… (record altered or forged)"
-    return None, f"key {record.key_id[:16]}… was not valid at seq {record.seq} (rotated out or revoked)"
-
-
-def chain_problem(records: Sequence[LedgerRecord], upto: int) -> str | None:
-    """Why records 1..``upto`` are not an intact hash chain, or None if they are."""
-    from assay.audit.format import GENESIS_PREV, record_hash
-
-    prev = GENESIS_PREV
-    expected = 1
-    for record in records:
-        if record.seq > upto:
-            break
-        if record.seq != expected:
-            return f"ledger record {expected} is missing (found seq {record.seq} next)"
-        if record.prev_hash != prev.hex():
-            return f"ledger record {record.seq} does not link to record {record.seq - 1} (prev_hash mismatch)"
-        if record_hash(prev, record.body).hex() != record.hash:
-            return f"ledger record {record.seq} was altered: its content does not match its hash"
-        prev = bytes.fromhex(record.hash)
-        expected += 1
-    if expected <= upto:
-        return f"ledger ends at seq {expected - 1}, before record {upto}"
-    return None
+def training_policy(signed: Any, run_id: str) -> dict[str, Any]:
+    """The policy the run was trained under: name and digest from its signed evidence (and
+    the parsed document from its run_started record, when the run recorded it)."""
+    evidence, _ = signed.evidence(run_id)
+    started = signed.started(run_id)
+    recorded = started.get("policy") or {}
+    digest = evidence.get("policy_hash") or recorded.get("hash")
+    if recorded and recorded.get("hash") != digest:
+        recorded = {}
+    return {"name": recorded.get("name") or (started.get("spec") or {}).get("gate", {}).get("policy"),
+            "hash": digest, "approvals": recorded.get("approvals"), "document": recorded.get("document")}
 
 
 # --------------------------------------------------------------------------- verify
@@ -171,58 +87,99 @@ class VerifyResult:
     run_id: str | None = None
     key_id: str | None = None
     rejected: list[str] = field(default_factory=list)
+    policy: str | None = None
+    policy_hash: str | None = None
+    ledger_size: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"ok": self.ok, "artifact": self.artifact, "reason": self.reason, "verdict_seq": self.verdict_seq,
                 "decision": self.decision, "model": self.model, "run_id": self.run_id, "key_id": self.key_id,
-                "rejected": self.rejected}
+                "rejected": self.rejected, "policy": self.policy, "policy_hash": self.policy_hash,
+                "ledger_size": self.ledger_size}
 
 
-def latest_trusted_verdict(records: Sequence[LedgerRecord], artifact: str,
-                           trusted: Sequence[TrustedKey]) -> tuple[LedgerRecord | None, list[str]]:
-    """The newest verdict record for ``artifact`` signed by a trusted key, and why others were rejected."""
-    rejected: list[str] = []
-    verdicts = [r for r in records if r.kind == VERDICT_KIND and (r.payload or {}).get("artifact") == artifact]
-    for record in reversed(verdicts):
-        key, why = trusted_signer(record, trusted)
-        if key is not None:
-            return record, rejected
-        rejected.append(f"verdict at seq {record.seq}: {why}")
-    return None, rejected
+def _binding_problem(signed: Any, verdict: Any, artifact: str) -> str | None:
+    """Why ``verdict`` is not bound to ``artifact`` and its run's signed evidence, or None."""
+    from assay.signed import digest_of
+
+    p = verdict.payload or {}
+    run_id = p.get("run_id") or verdict.run_id
+    if not p.get("evidence_digest"):
+        return (f"verdict at seq {verdict.seq} does not commit to the evidence it judged (made by an older assay); "
+                f"re-run `assay gate {run_id}`")
+    model_records = [r for r in signed.run_records(run_id) if r.kind == "model"]
+    if not model_records or (model_records[-1].payload or {}).get("artifact") != artifact:
+        return f"verdict at seq {verdict.seq} names artifact {artifact}, but run {run_id}'s model record does not"
+    try:
+        evidence, record = signed.evidence(run_id)
+    except BadInput as exc:
+        return f"verdict at seq {verdict.seq}: {exc.message}"
+    if digest_of(record.payload) != p["evidence_digest"]:
+        return (f"verdict at seq {verdict.seq} judged evidence {p['evidence_digest']}, but run {run_id}'s signed "
+                f"evidence (seq {record.seq}) has digest {digest_of(record.payload)}")
+    if (evidence.get("model") or {}).get("artifact") != artifact:
+        return f"verdict at seq {verdict.seq}: run {run_id}'s signed evidence is for another artifact"
+    return None
 
 
-def verify_artifact(records: Sequence[LedgerRecord], artifact: str, trusted: Sequence[TrustedKey],
-                    require: str = "pass") -> VerifyResult:
+def verify_artifact(signed: Any, artifact: str, require: str = "pass", policy_hash: str | None = None) -> VerifyResult:
     """Decide whether ``artifact`` (``sha256:HEX``) may be deployed.
 
-    :param records: the whole ledger in seq order.
-    :param trusted: keys allowed to sign the verdict.
-    :param require: ``pass`` (the newest trusted verdict must pass) or ``any``.
+    :param signed: the verified ledger.
+    :param require: ``pass`` (the governing verdict must pass) or ``any`` (one must exist).
+    :param policy_hash: pin this policy digest instead of the one each run was trained under.
     """
-    if not any(r.kind == VERDICT_KIND and (r.payload or {}).get("artifact") == artifact for r in records):
-        return VerifyResult(False, artifact, f"no verdict in the ledger for artifact {artifact} (was it trained "
-                                             "and gated by assay, with these exact bytes?)")
-    if not trusted:
-        return VerifyResult(False, artifact, "no trusted keys: pass --key PUBKEY, or run where the assay home "
-                                             "has a trust list (keys/trust.json)")
-    verdict, rejected = latest_trusted_verdict(records, artifact, trusted)
-    if verdict is None:
-        return VerifyResult(False, artifact, "no verdict for this artifact is signed by a trusted key: "
-                            + "; ".join(rejected), rejected=rejected)
-    payload = verdict.payload or {}
-    result = VerifyResult(False, artifact, "", verdict.seq, payload.get("decision"), payload.get("model"),
-                          payload.get("run_id") or verdict.run_id, verdict.key_id, rejected)
-    problem = chain_problem(records, verdict.seq)
+    size = len(signed.records)
+    runs = [m.run_id for m in signed.models() if m.artifact == artifact]
+    if not runs:
+        return VerifyResult(False, artifact, f"no model in the ledger has artifact {artifact} (was it trained by "
+                                             "assay, with these exact bytes?)", ledger_size=size)
+    pinned = {run: policy_hash or training_policy(signed, run)["hash"] for run in runs}
+    rejected: list[str] = []
+    governing = None
+    for record in reversed(signed.records):
+        p = record.payload or {}
+        if record.kind != VERDICT_KIND or p.get("artifact") != artifact:
+            continue
+        run_id = p.get("run_id") or record.run_id
+        if run_id not in pinned:
+            rejected.append(f"verdict at seq {record.seq} is for run {run_id}, which did not train this artifact")
+            continue
+        if p.get("policy_hash") != pinned[run_id]:
+            rejected.append(f"verdict at seq {record.seq} is under policy {p.get('policy')} ({p.get('policy_hash')}), "
+                            f"not the pinned {pinned[run_id]}: ignored")
+            continue
+        governing = record
+        break
+    if governing is None:
+        wanted = ", ".join(sorted(set(pinned.values())))
+        return VerifyResult(False, artifact, f"no verdict for artifact {artifact} under the pinned policy {wanted}",
+                            rejected=rejected, policy_hash=wanted, ledger_size=size)
+    p = governing.payload or {}
+    result = VerifyResult(False, artifact, "", governing.seq, p.get("decision"), p.get("model"),
+                          p.get("run_id") or governing.run_id, governing.key_id, rejected, p.get("policy"),
+                          p.get("policy_hash"), size)
+    problem = _binding_problem(signed, governing, artifact)
+    revoked = signed.revoked_at(governing.key_id)
+    roles = set(signed.signer(governing.key_id)["roles"])
+    if problem is None and revoked is not None:
+        problem = (f"the key {governing.key_id} that signed the verdict at seq {governing.seq} was revoked at seq "
+                   f"{revoked}; re-gate the run with a trusted key")
+    if problem is None and roles and not roles & VERDICT_ROLES:
+        problem = (f"the verdict at seq {governing.seq} is signed by key {governing.key_id}, whose role(s) "
+                   f"{', '.join(sorted(roles))} do not include signer")
     if problem:
-        result.reason = f"ledger integrity fails up to the verdict (seq {verdict.seq}): {problem}"
+        result.reason = problem
         return result
     if require == "pass" and result.decision != "pass":
-        reasons = "; ".join(payload.get("reasons", [])[:5]) or "no reason recorded"
-        result.reason = f"the newest trusted verdict (seq {verdict.seq}) is {result.decision!r}, not pass: {reasons}"
+        reasons = "; ".join(p.get("reasons", [])[:5]) or "no reason recorded"
+        result.reason = (f"the governing verdict (seq {governing.seq}, policy {result.policy}) is "
+                         f"{result.decision!r}, not pass: {reasons}")
         return result
     result.ok = True
-    result.reason = (f"verdict {result.decision} at seq {verdict.seq} for {result.model or artifact}, signed by "
-                     f"trusted key {verdict.key_id[:16]}…; ledger intact up to it")
+    result.reason = (f"verdict {result.decision} at seq {governing.seq} for {result.model or artifact} under policy "
+                     f"{result.policy} ({result.policy_hash}), signed by key {governing.key_id}; ledger of {size} "
+                     "record(s) verified to its head")
     return result
 
 
@@ -233,39 +190,48 @@ def verify_artifact(records: Sequence[LedgerRecord], artifact: str, trusted: Seq
 class Approval:
     seq: int
     key_id: str
+    identity: str
     approver: str
     comment: str = ""
 
 
-def count_approvals(records: Iterable[LedgerRecord], model: str, artifact: str,
-                    trusted: Sequence[TrustedKey]) -> tuple[list[Approval], list[str]]:
-    """Approvals of ``model``/``artifact`` by distinct trusted keys (first per key), and rejections."""
-    by_key: dict[str, Approval] = {}
+def count_approvals(signed: Any, model: str, artifact: str) -> tuple[list[Approval], list[str]]:
+    """Approvals of ``model``/``artifact``, one per identity holding the approver or admin role."""
+    by_identity: dict[str, Approval] = {}
     rejected: list[str] = []
-    for record in records:
+    for record in signed.records:
         payload = record.payload or {}
         if record.kind != APPROVAL_KIND or payload.get("model") != model:
             continue
         if payload.get("artifact") != artifact:
             rejected.append(f"approval at seq {record.seq} is for another artifact")
             continue
-        key, why = trusted_signer(record, trusted)
-        if key is None:
-            rejected.append(f"approval at seq {record.seq}: {why}")
+        signer = signed.signer(record.key_id)
+        roles = set(signer["roles"])
+        if roles and not roles & APPROVER_ROLES:
+            rejected.append(f"approval at seq {record.seq} is signed by {signer['identity']} (key {record.key_id}), "
+                            f"whose role(s) {', '.join(sorted(roles))} do not include approver")
             continue
-        by_key.setdefault(record.key_id, Approval(record.seq, record.key_id, str(payload.get("approver", "")),
-                                                  str(payload.get("comment", ""))))
-    return list(by_key.values()), rejected
+        if signed.revoked_at(record.key_id) is not None:
+            rejected.append(f"approval at seq {record.seq}: its key {record.key_id} was revoked")
+            continue
+        identity = str(signer["identity"])
+        if identity in by_identity:
+            rejected.append(f"approval at seq {record.seq} is a second one by {identity} (counted once)")
+            continue
+        by_identity[identity] = Approval(record.seq, record.key_id, identity, str(payload.get("approver", "")),
+                                         str(payload.get("comment", "")))
+    return list(by_identity.values()), rejected
 
 
 def approval_payload(model: str, artifact: str, run_id: str, approver: str, comment: str,
-                     verdict: LedgerRecord | None) -> dict[str, Any]:
+                     verdict_seq: int | None, verdict_hash: str | None) -> dict[str, Any]:
     payload: dict[str, Any] = {"model": model, "artifact": artifact, "run_id": run_id, "approver": approver}
     if comment:
         payload["comment"] = comment
-    if verdict is not None:
-        payload["verdict_seq"] = verdict.seq
-        payload["verdict_hash"] = verdict.hash
+    if verdict_seq is not None:
+        payload["verdict_seq"] = verdict_seq
+        payload["verdict_hash"] = verdict_hash
     return payload
 
 
@@ -281,34 +247,36 @@ class PromotionCheck:
     payload: dict[str, Any]
 
 
-def check_promotion(records: Sequence[LedgerRecord], model: str, artifact: str, run_id: str, current_stage: str,
-                    stage: str, trusted: Sequence[TrustedKey], approvals_required: int | None,
-                    policy_hash: str | None = None) -> PromotionCheck:
-    """Production needs the newest trusted verdict to pass and N approvals by distinct trusted keys.
+def check_promotion(signed: Any, entry: Any, stage: str, policy: dict[str, Any]) -> PromotionCheck:
+    """Production needs the governing verdict under the pinned policy to pass, and that policy's approvals.
 
-    :param approvals_required: N from the verdict's policy (None: the policy could not be found).
-    :param policy_hash: the hash of the policy that gave ``approvals_required``.
+    :param entry: the model version (``assay.signed.ModelEntry``).
+    :param policy: the pinned policy: ``{"name", "hash", "approvals"}`` (approvals None: unknown).
     """
-    payload: dict[str, Any] = {"model": model, "artifact": artifact, "run_id": run_id, "from": current_stage,
+    model, artifact = entry.ref, entry.artifact
+    payload: dict[str, Any] = {"model": model, "artifact": artifact, "run_id": entry.run_id, "from": entry.stage,
                                "to": stage}
     if stage != "production":
-        return PromotionCheck(True, f"{model}: {current_stage} → {stage}", payload)
-    result = verify_artifact(records, artifact, trusted, require="pass")
-    payload.update(verdict_seq=result.verdict_seq, decision=result.decision)
+        return PromotionCheck(True, f"{model}: {entry.stage} → {stage}", payload)
+    result = verify_artifact(signed, artifact, require="pass", policy_hash=policy["hash"])
+    payload.update(verdict_seq=result.verdict_seq, decision=result.decision, policy=policy.get("name"),
+                   policy_hash=policy["hash"])
     if not result.ok:
         return PromotionCheck(False, f"{model} cannot go to production: {result.reason}", payload)
-    if approvals_required is None:
-        return PromotionCheck(False, f"{model} cannot go to production: the policy of its verdict (seq "
-                                     f"{result.verdict_seq}) cannot be found to know how many approvals it needs; "
-                                     "pass --policy with that policy", payload)
-    approvals, rejected = count_approvals(records, model, artifact, trusted)
-    payload.update(policy_hash=policy_hash, approvals_required=approvals_required,
-                   approvals=[{"seq": a.seq, "key_id": a.key_id, "approver": a.approver} for a in approvals])
-    if len(approvals) < approvals_required:
+    required = policy.get("approvals")
+    if required is None:
+        return PromotionCheck(False, f"{model} cannot go to production: the ledger does not hold the document of "
+                                     f"its policy {policy.get('name')} ({policy['hash']}) to say how many approvals "
+                                     "it needs; pass --policy with that exact policy", payload)
+    approvals, rejected = count_approvals(signed, model, artifact)
+    payload.update(approvals_required=required,
+                   approvals=[{"seq": a.seq, "key_id": a.key_id, "identity": a.identity, "approver": a.approver}
+                              for a in approvals])
+    if len(approvals) < required:
         extra = f" (not counted: {'; '.join(rejected)})" if rejected else ""
-        return PromotionCheck(False, f"{model} cannot go to production: its policy needs {approvals_required} "
-                                     f"approval(s) from distinct trusted keys, it has {len(approvals)}{extra}; "
-                                     f"each approver runs `assay approve {model}` with their own signing key",
+        return PromotionCheck(False, f"{model} cannot go to production: its policy {policy.get('name')} needs "
+                                     f"{required} approval(s) from distinct approvers, it has {len(approvals)}{extra}; "
+                                     f"each approver runs `assay approve {model}` with their own trusted key",
                               payload)
-    return PromotionCheck(True, f"{model}: {current_stage} → production (verdict pass at seq {result.verdict_seq}, "
-                                f"{len(approvals)}/{approvals_required} approvals)", payload)
+    return PromotionCheck(True, f"{model}: {entry.stage} → production (verdict pass at seq {result.verdict_seq}, "
+                                f"{len(approvals)}/{required} approvals)", payload)

@@ -115,18 +115,25 @@ def waivers_from_records(records: Iterable[Any], model: str) -> list[Waiver]:
     return found
 
 
-def trusted_waivers(home: Any, ledger: Any, model: str) -> tuple[list[Waiver], list[str]]:
-    """``model``'s waivers on ``ledger`` signed by a key of ``home``'s trust list, and why any others were ignored."""
-    from assay.policies.deploy import home_trusted_keys, trusted_signer
+def trusted_waivers(signed: Any, model: str, artifact: str | None) -> tuple[list[Waiver], list[str]]:
+    """``model``'s waivers in a verified ledger (``assay.signed.SignedLedger``), and why others were ignored.
 
-    trusted = home_trusted_keys(home)
+    Every record of a verified ledger is signed by a key valid at its position; a waiver also has to
+    name this version's artifact, and (where the trust list gives roles) come from an approver or admin.
+    """
     accepted, ignored = [], []
-    for record in ledger.records(kind=WAIVER_KIND):
-        if (record.payload or {}).get("model") != model:
+    for record in signed.records:
+        if record.kind != WAIVER_KIND or (record.payload or {}).get("model") != model:
             continue
-        key, why = trusted_signer(record, trusted)
-        if key is None:
-            ignored.append(f"waiver at ledger seq {record.seq} for {model} is ignored: {why}")
+        named = (record.payload or {}).get("artifact")
+        if artifact and named != artifact:
+            ignored.append(f"waiver at ledger seq {record.seq} for {model} is ignored: it names artifact {named}, "
+                           f"not this version's {artifact}")
+            continue
+        roles = signed.signer(record.key_id)["roles"]
+        if roles and not {"approver", "admin"} & set(roles):
+            ignored.append(f"waiver at ledger seq {record.seq} for {model} is ignored: key {record.key_id} has "
+                           f"role(s) {', '.join(roles)}, and waivers need an approver or admin")
             continue
         accepted.append(record)
     return waivers_from_records(accepted, model), ignored

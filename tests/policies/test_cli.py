@@ -71,14 +71,35 @@ def store_run(tmp_path: Path, evidence: dict[str, Any], policy: str = "assay:sta
                             spec_json=spec.model_dump_json(), spec_hash=spec.hash))
     artifact = ArtifactStore(home).put_bytes(model_bytes)
     version = store.add_model_version("credit", run_id, artifact, "hist_gradient_boosting")
+    policy_doc = _policy(policy, project)
     evidence = copy.deepcopy(evidence)
-    evidence.update(run_id=run_id)
+    evidence.update(run_id=run_id, policy_hash=policy_doc.hash, spec_hash=spec.hash)
     evidence["model"].update(ref=version.ref, artifact=artifact, name="credit", version=version.version)
     store.update_run(run_id, evidence_json=json.dumps(evidence))
+    # The signed records a run writes: what gate, verify and promote read.
+    ledger = Ledger.open(settings)
+    ledger.append_many([
+        (run_id, "run_started", {"project": "credit", "spec": spec.model_dump(mode="json"), "spec_hash": spec.hash,
+                                 "spec_path": str(spec_path),
+                                 "policy": {"name": policy_doc.name, "hash": policy_doc.hash,
+                                            "approvals": policy_doc.approvals, "document": dict(policy_doc.document)}}),
+        (run_id, "model", {"name": "credit", "version": version.version, "family": "hist_gradient_boosting",
+                           "params": {}, "artifact": artifact, "predictions_hash": "sha256:" + "0" * 64}),
+        (run_id, "evidence", evidence),
+    ])
+    ledger.close()
     model_file = tmp_path / "deploy" / "model.skops"
     model_file.parent.mkdir(exist_ok=True)
     model_file.write_bytes(model_bytes)
     return Stored(home, project, run_id, version.ref, artifact, model_file, settings)
+
+
+def _policy(ref: str, base: Path) -> Any:
+    from assay.manager import make_plugin_manager
+    from assay.policies import load_policy
+    from assay.policies.cli import collect_packs
+
+    return load_policy(ref, base, collect_packs(make_plugin_manager()))
 
 
 @pytest.fixture
