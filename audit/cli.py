@@ -65,21 +65,34 @@ def audit() -> None:
 @click.option("--checkpoint", type=click.Path(dir_okay=False), help="Signed checkpoint the ledger must extend.")
 @click.option("--trust", type=click.Path(dir_okay=False), help="Trust file (default: the home's keys/trust.json).")
 @click.option("--full", is_flag=True, help="With --checkpoint: re-verify every record, not only the new ones.")
+@click.option("--witness-key", "witness_keys", multiple=True, metavar="VKEY|FILE",
+              help="A witness's cosignature key, or a file of them (repeatable): the checkpoint must be cosigned.")
+@click.option("--quorum", type=click.IntRange(min=1), help="Witnesses of --witness-key that must have cosigned (default: all).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
-def verify_cmd(ctx: click.Context, checkpoint: str | None, trust: str | None, full: bool, as_json: bool) -> None:
+def verify_cmd(ctx: click.Context, witness_keys: tuple[str, ...], quorum: int | None, checkpoint: str | None, trust: str | None, full: bool, as_json: bool) -> None:
     """Check every record's hash, chain link, signature and key; exit 1 naming the first bad record."""
     from assay.audit.keys import KeyStore
     from assay.audit.verify import verify_ledger
+    from assay.audit.witness_cli import finish_witness_check, with_witness
 
     settings = _settings(ctx)
     _require_db(settings)
     trust_path: Path | None = Path(trust) if trust else KeyStore(settings.home).trust_path
     if trust is None and trust_path is not None and not trust_path.exists():
         trust_path = None
+    witness_check = None
+    if witness_keys:
+        from assay.audit.witness import verify_witnessed
+
+        witnessed, witness_check = verify_witnessed(settings.home, settings.db_url, checkpoint,
+                                                    witness_keys, quorum)
+        checkpoint = witnessed
+    elif quorum is not None:
+        raise BadInput("--quorum counts witnesses: give --witness-key VKEY|FILE too")
     report = verify_ledger(settings.db_url, checkpoint=checkpoint, trust=trust_path, full=full)
     if as_json:
-        _echo_json(report.to_json())
+        _echo_json(with_witness(report.to_json(), witness_check))
     elif report.ok:
         click.echo(report.summary())
         click.echo(f"size {report.size}, root {report.root}")
@@ -88,6 +101,8 @@ def verify_cmd(ctx: click.Context, checkpoint: str | None, trust: str | None, fu
         for e in report.errors[1:10]:
             where = f"record {e['seq']}" if e["seq"] is not None else "ledger"
             click.echo(f"  also {where}: {e['reason']}")
+    if witness_check is not None:
+        finish_witness_check(witness_check, as_json, report.ok)
     if not report.ok:
         raise Finding(report.summary())
 
@@ -148,12 +163,19 @@ def runs_cmd(ctx: click.Context, as_json: bool) -> None:
 @audit.command("checkpoint")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="File to write (default: stdout).")
 @click.option("--no-verify", is_flag=True, help="Sign the stored tree head without verifying the ledger first.")
+@click.option("--witness", "witness_urls", multiple=True, metavar="URL",
+              help="Have this witness cosign the checkpoint (repeatable); the cosigned note is stored as "
+              "checkpoints/<ledger id>.witnessed.note and written instead.")
 @click.pass_context
-def checkpoint_cmd(ctx: click.Context, output: str | None, no_verify: bool) -> None:
+def checkpoint_cmd(ctx: click.Context, witness_urls: tuple[str, ...], output: str | None, no_verify: bool) -> None:
     """Write a signed C2SP checkpoint (tree size and Merkle root) that auditors keep."""
     settings = _settings(ctx)
     _require_db(settings)
     note = _open(settings).checkpoint(verify_first=not no_verify)
+    if witness_urls:
+        from assay.audit.witness import witness_ledger_checkpoint
+
+        note = witness_ledger_checkpoint(settings.home, settings.db_url, note, witness_urls)
     _write_output(note, output)
     if output:
         size = note.split("\n")[1]
@@ -294,3 +316,19 @@ def keys_trust(ctx: click.Context, trust_file: str) -> None:
 
     keys_now = KeyStore(_settings(ctx).home).update_trust(merge)
     click.echo(f"trust file now lists {len(keys_now)} key(s)")
+
+
+@keys.command("vkey")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def keys_vkey(ctx: click.Context, as_json: bool) -> None:
+    """Print the ledger's note verifier key for the active key (give it to a witness: `witness add-log`)."""
+    from assay.audit.witness import ledger_vkey
+
+    settings = _settings(ctx)
+    _require_db(settings)
+    vkey, origin = ledger_vkey(settings.home, settings.db_url)
+    if as_json:
+        _echo_json({"vkey": vkey, "origin": origin})
+    else:
+        click.echo(vkey)

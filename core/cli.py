@@ -36,6 +36,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "diff": ("assay.replay:diff", "Show what changed between two runs."),
     "lineage": ("assay.lineage:lineage", "Show where a model came from."),
     "report": ("assay.report:report", "Write an HTML report of a run."),
+    "witness": ("assay.audit.witness_cli:witness", "Run an independent checkpoint witness."),
 }
 
 
