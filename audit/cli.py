@@ -208,12 +208,17 @@ def keys() -> None:
 
 
 @keys.command("init")
+@click.option("--identity", default="", help="Who holds the key (default: USER@HOST).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
-def keys_init(ctx: click.Context, as_json: bool) -> None:
-    """Create this home's signing key if it has none, and record it in the ledger."""
+def keys_init(ctx: click.Context, identity: str, as_json: bool) -> None:
+    """Create this home's signing key if it has none, and record it in the ledger.
+
+    The first key of an empty ledger is its genesis key (admin). Any other new key is created but
+    signs nothing until an admin adds it: the command prints what to run (exit 2).
+    """
     settings = _settings(ctx)
-    key, seq = _open(settings).register_key()
+    key, seq = _open(settings).register_key(identity=identity)
     if as_json:
         _echo_json({"key_id": key.key_id, "public_key": key.public_raw.hex(), "added_seq": seq, "source": key.source})
     else:
@@ -224,7 +229,7 @@ def keys_init(ctx: click.Context, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
 def keys_list(ctx: click.Context, as_json: bool) -> None:
-    """List trusted keys, their validity windows in ledger positions, and which is active."""
+    """List trusted keys with identity, roles, validity window in ledger positions, and which is active."""
     from assay.audit.keys import KeyStore
 
     settings = _settings(ctx)
@@ -239,7 +244,11 @@ def keys_list(ctx: click.Context, as_json: bool) -> None:
         flags = [f for f, on in (("active", e["active"]), ("private key here", e["private_key_here"])) if on]
         if e["revoked_at"] is not None:
             flags.append(f"revoked at seq {e['revoked_at']}")
-        click.echo(f"{e['key_id']}  {e['name']:<20} {window:<20} {', '.join(flags)}")
+        if not e["trusted"]:
+            flags.append("not trusted yet: an admin adds it with `assay keys add`")
+        roles = ",".join(e["roles"]) or "-"
+        # Key ids are printed whole: a prefix is not an identifier anyone can check.
+        click.echo(f"{e['key_id']}  {e['identity'] or '-':<20} {roles:<15} {window:<20} {', '.join(flags)}")
 
 
 @keys.command("rotate")
@@ -252,7 +261,8 @@ def keys_rotate(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         _echo_json({"old_key_id": record.payload["old_key_id"], "key_id": new.key_id, "seq": record.seq})
     else:
-        click.echo(f"rotated {record.payload['old_key_id'][:16]}… → {new.key_id} at ledger seq {record.seq}")
+        click.echo(f"rotated {record.payload['old_key_id']} → {new.key_id} at ledger seq {record.seq} "
+                   f"(identity {record.payload.get('identity')}, roles {','.join(record.payload.get('roles') or [])})")
 
 
 @keys.command("revoke")
@@ -261,7 +271,7 @@ def keys_rotate(ctx: click.Context, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
 def keys_revoke(ctx: click.Context, key_id: str, reason: str, as_json: bool) -> None:
-    """Revoke KEY_ID: nothing it signs after this point verifies."""
+    """Revoke KEY_ID: nothing it signs after this point verifies (needs an admin key)."""
     settings = _settings(ctx)
     record = _open(settings).revoke_key(key_id, reason)
     if as_json:
@@ -272,26 +282,42 @@ def keys_revoke(ctx: click.Context, key_id: str, reason: str, as_json: bool) -> 
 
 @keys.command("add")
 @click.argument("public_key", type=click.Path(dir_okay=False))
-@click.option("--name", default="", help="A label (e.g. ci).")
+@click.option("--identity", default="", help="Who holds the key (a person or a CI system); approvals count identities.")
+@click.option("--role", "roles", multiple=True, type=click.Choice(["signer", "approver", "admin"]),
+              help="What the key may do (repeatable; default signer): sign records, approve, or manage keys.")
+@click.option("--name", default="", hidden=True, help="Deprecated: use --identity.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
-def keys_add(ctx: click.Context, public_key: str, name: str, as_json: bool) -> None:
-    """Trust another signer's PUBLIC_KEY (hex or PEM), e.g. a CI key: a key_added record signed by this home."""
+def keys_add(ctx: click.Context, public_key: str, identity: str, roles: tuple[str, ...], name: str,
+             as_json: bool) -> None:
+    """Trust PUBLIC_KEY (hex or PEM) for IDENTITY: a key_added record signed by this home's admin key.
+
+    This is the only way a key other than the genesis key becomes trusted; a non-admin key is
+    refused (exit 1).
+    """
     from assay.audit.keys import read_public_key
 
+    if identity and name and identity != name:
+        raise BadInput("--name is the old spelling of --identity; pass only --identity")
+    if not (identity or name):
+        raise BadInput("keys add needs --identity NAME (who holds the key), e.g. --identity ci@github")
     settings = _settings(ctx)
-    record = _open(settings).add_key(read_public_key(Path(public_key)), name=name)
+    record = _open(settings).add_key(read_public_key(Path(public_key)), identity=identity or name,
+                                     roles=roles or ("signer",))
+    p = record.payload
     if as_json:
-        _echo_json({"key_id": record.payload["key_id"], "valid_from": record.seq + 1, "seq": record.seq})
+        _echo_json({"key_id": p["key_id"], "valid_from": record.seq + 1, "seq": record.seq,
+                    "identity": p.get("identity"), "roles": p.get("roles"), "added_by": p.get("added_by")})
     else:
-        click.echo(f"added key {record.payload['key_id']} (valid from seq {record.seq + 1})")
+        click.echo(f"added key {p['key_id']} for {p.get('identity')} (roles {','.join(p.get('roles') or [])}; "
+                   f"valid from seq {record.seq + 1})")
 
 
 @keys.command("export")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="File to write (default: stdout).")
 @click.pass_context
 def keys_export(ctx: click.Context, output: str | None) -> None:
-    """Write the trust file (public keys and windows) for auditors: `verify --trust FILE`."""
+    """Write the trust file an auditor keeps (public keys, identities, roles, windows): `verify --trust FILE`."""
     from assay.audit.keys import KeyStore
 
     _write_output(KeyStore(_settings(ctx).home).export_trust(), output)

@@ -7,10 +7,13 @@ Layout under ``{home}/keys/`` (directory mode 0700):
 * ``<key_id>.pub`` — the raw public key, hex.
 * ``active`` — the key id used for signing.
 * ``trust.json`` — the trust file (see ``assay.audit.trust``), kept in step with the ledger's
-  key_added / key_rotated / key_revoked records.
+  key_added / key_rotated / key_revoked records. Nothing else writes it: using a key never trusts
+  it. A home's first key becomes its genesis key when it introduces itself at ledger seq 1; every
+  later key is trusted only once an admin key has signed a key_added for it (``assay keys add``).
 
 ``ASSAY_SIGNING_KEY`` overrides the active key (for CI): if its value starts with ``-----BEGIN`` it is
-the PEM text itself, otherwise it is the path of a PEM file (which must also be mode 0600). Private
+the PEM text itself, otherwise it is the path of a PEM file (which must also be mode 0600). Such a
+key signs only if the ledger already knows it (or it is the genesis key of an empty ledger). Private
 key material never appears in records, logs or error messages.
 """
 
@@ -33,13 +36,18 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from assay.audit.format import key_id_of
-from assay.audit.trust import TrustedKey, TrustError, dump_trust, load_trust
+from assay.audit.trust import TrustedKey, TrustError, dump_trust, load_trust, resolve_roles
 from assay.errors import BadInput
 
 PASSPHRASE_ENV = "ASSAY_KEY_PASSPHRASE"
 SIGNING_KEY_ENV = "ASSAY_SIGNING_KEY"
 
 _CI_ENV = ("GITHUB_RUN_ID", "CI_JOB_ID", "BUILD_ID", "BUILDKITE_JOB_ID", "CIRCLE_WORKFLOW_JOB_ID", "CIRCLE_BUILD_NUM")
+
+
+def default_identity() -> str:
+    """``{user}@{host}``: who holds a key when nobody says."""
+    return "{user}@{host}".format(**actor())
 
 
 def actor() -> dict[str, Any]:
@@ -227,10 +235,13 @@ class KeyStore:
         return load_private_file(Path(value).expanduser())
 
     def active(self, create: bool = True) -> SigningKey:
-        """The signing key: ASSAY_SIGNING_KEY, else the home's active key (created on first use)."""
+        """The signing key: ASSAY_SIGNING_KEY, else the home's active key (created on first use).
+
+        This never trusts the key: the ledger decides whether it may sign (``Ledger`` refuses a key
+        it does not know, unless it is the genesis key of an empty ledger).
+        """
         env = self.env_key()
         if env is not None:
-            self._ensure_trusted(env)
             return env
         kid = self.active_id()
         if kid is None:
@@ -240,16 +251,12 @@ class KeyStore:
                 kid = self.active_id()
                 if kid is None:
                     key = self.generate()
-                    self.add_trusted(key.key_id, key.public_raw)
                     self.set_active(key.key_id)
                     return key
-        key = self.load(kid)
-        self._ensure_trusted(key)
-        return key
+        return self.load(kid)
 
-    def _ensure_trusted(self, key: SigningKey) -> None:
-        if not any(k.key_id == key.key_id for k in self.trusted(missing_ok=True)):
-            self.add_trusted(key.key_id, key.public_raw)
+    def public_path(self, key_id: str) -> Path:
+        return self.dir / f"{key_id}.pub"
 
     # -- trust file --------------------------------------------------------------------------------
     def trusted(self, missing_ok: bool = False) -> list[TrustedKey]:
@@ -267,13 +274,28 @@ class KeyStore:
             _write_atomic(self.trust_path, dump_trust(keys).encode(), 0o644)
             return keys
 
-    def add_trusted(self, key_id: str, public_raw: bytes, name: str = "", valid_from: int | None = None) -> None:
-        label = name or "{user}@{host}".format(**actor())
+    def add_trusted(
+        self, key_id: str, public_raw: bytes, name: str = "", valid_from: int | None = None,
+        identity: str = "", roles: tuple[str, ...] | list[str] | None = None,
+    ) -> None:
+        """Record a key the ledger introduced; an entry already there only gains what it lacks."""
+        who = identity or name or default_identity()
+        granted = None if roles is None else tuple(roles)
 
         def change(keys: list[TrustedKey]) -> list[TrustedKey]:
-            if any(k.key_id == key_id for k in keys):
-                return keys
-            return [*keys, TrustedKey(key_id, public_raw.hex(), label, valid_from, None, None)]
+            out = []
+            for k in keys:
+                if k.key_id == key_id:
+                    k = k.with_(
+                        identity=k.identity or who,
+                        name=k.name or who,
+                        roles=k.roles if k.roles is not None else granted,
+                        valid_from=k.valid_from if k.valid_from is not None else valid_from,
+                    )
+                out.append(k)
+            if not any(k.key_id == key_id for k in keys):
+                out.append(TrustedKey(key_id, public_raw.hex(), who, valid_from, None, None, who, granted))
+            return out
 
         self.update_trust(change)
 
@@ -294,25 +316,49 @@ class KeyStore:
         self.update_trust(change)
 
     def export_trust(self) -> str:
-        return dump_trust(self.trusted(missing_ok=True))
+        """The trust file an auditor keeps: every key with its identity, roles and window spelled out."""
+        keys = [
+            k.with_(identity=k.who, name=k.name or k.who, roles=resolve_roles(k.roles, k.valid_from == 1))
+            for k in self.trusted(missing_ok=True)
+        ]
+        return dump_trust(keys)
 
     def describe(self) -> list[dict[str, Any]]:
-        """Keys known to this home: trusted public keys, whether a private key is here, which is active."""
+        """Keys known to this home: trusted public keys, whether a private key is here, which is active.
+
+        The active key is listed even before the ledger knows it (``trusted`` false).
+        """
         active = self.active_id()
         env = os.environ.get(SIGNING_KEY_ENV)
         local = set(self.private_key_ids())
         out = []
-        for k in self.trusted(missing_ok=True):
+        trusted = self.trusted(missing_ok=True)
+        for k in trusted:
             out.append(
                 {
                     "key_id": k.key_id,
-                    "name": k.name,
+                    "name": k.who,
+                    "identity": k.who,
+                    "roles": list(resolve_roles(k.roles, k.valid_from == 1)),
                     "public_key": k.public_key,
                     "private_key_here": k.key_id in local,
                     "active": k.key_id == active and not env,
+                    "trusted": True,
                     "valid_from": k.valid_from,
                     "valid_until": k.valid_until,
                     "revoked_at": k.revoked_at,
+                }
+            )
+        if active and not env and not any(k.key_id == active for k in trusted):
+            try:
+                public = self.public_path(active).read_text(encoding="utf-8").strip()
+            except OSError:
+                public = ""
+            out.append(
+                {
+                    "key_id": active, "name": "", "identity": "", "roles": [], "public_key": public,
+                    "private_key_here": active in local, "active": True, "trusted": False,
+                    "valid_from": None, "valid_until": None, "revoked_at": None,
                 }
             )
         return out
@@ -347,5 +393,9 @@ def read_public_key(path: Path) -> bytes:
 
 
 def ensure_signing_key(home: Path) -> SigningKey:
-    """The home's signing key, created (0600, trusted) if there is none yet — for ``assay init``."""
+    """The home's signing key, created (0600) if there is none yet — for ``assay init``.
+
+    A home's first key becomes its genesis key (admin) when it introduces itself at seq 1 of an
+    empty ledger, on the first append.
+    """
     return KeyStore(home).active(create=True)

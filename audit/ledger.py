@@ -46,9 +46,10 @@ from assay.audit.format import (
     Record,
     record_hash,
 )
-from assay.audit.keys import KeyStore, SigningKey, actor
+from assay.audit.keys import KeyStore, SigningKey, actor, default_identity
 from assay.audit.merkle import Frontier, leaf_hash
 from assay.audit.note import Checkpoint, sign_checkpoint
+from assay.audit.trust import ADMIN, SIGNER, TrustError, parse_roles
 from assay.errors import BadInput, Finding, InternalError
 from assay.settings import Settings
 
@@ -303,7 +304,7 @@ class Ledger:
         status = self._key_status(cur, key.key_id)
         intro: list[tuple[str | None, str, bytes]] = []
         if status is None:
-            intro = [(None, KEY_ADDED, canonical(self._key_added_payload(key, key)))]
+            intro = self._introduce(cur, key)
         else:
             _added, until, revoked, replaced_by = status
             if revoked is not None:
@@ -420,70 +421,160 @@ class Ledger:
             cur.execute(f"UPDATE ledger_keys SET revoked_seq = {ph} WHERE key_id = {ph}", (seq, payload["key_id"]))
 
     def _trust_key_event(self, seq: int, kind: str, payload: dict[str, Any]) -> None:
-        """Keep the home's trust file in step with a committed key record."""
+        """Keep the home's trust file in step with a committed key record (the only way keys enter it)."""
+        who = payload.get("identity") or payload.get("name") or ""
+        roles = payload.get("roles") if isinstance(payload.get("roles"), list) else None
         if kind == KEY_ADDED and not payload.get("added_by"):
-            self.keys.add_trusted(payload["key_id"], bytes.fromhex(payload["public_key"]))
-            self.keys.set_window(payload["key_id"], valid_from=seq)
+            self.keys.add_trusted(
+                payload["key_id"], bytes.fromhex(payload["public_key"]), identity=who, roles=roles, valid_from=seq
+            )
         elif kind == KEY_ROTATED:
-            self.keys.add_trusted(payload["key_id"], bytes.fromhex(payload["public_key"]), valid_from=seq + 1)
+            self.keys.add_trusted(
+                payload["key_id"], bytes.fromhex(payload["public_key"]), identity=who, roles=roles, valid_from=seq + 1
+            )
             self.keys.set_window(payload["old_key_id"], valid_until=seq)
         elif kind == KEY_ADDED and payload.get("added_by"):
             self.keys.add_trusted(
-                payload["key_id"], bytes.fromhex(payload["public_key"]), name=payload.get("name", ""), valid_from=seq + 1
+                payload["key_id"], bytes.fromhex(payload["public_key"]), identity=who, roles=roles, valid_from=seq + 1
             )
         elif kind == KEY_REVOKED:
             self.keys.set_window(payload["key_id"], revoked_at=seq)
 
     @staticmethod
-    def _key_added_payload(new: SigningKey | None, by: SigningKey, public_raw: bytes | None = None, name: str = "") -> dict[str, Any]:
+    def _key_added_payload(
+        new: SigningKey | None, by: SigningKey, public_raw: bytes | None = None, name: str = "",
+        identity: str = "", roles: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
         raw = new.public_raw if new is not None else public_raw
         assert raw is not None
         from assay.audit.format import key_id_of
 
         kid = key_id_of(raw)
         payload: dict[str, Any] = {"key_id": kid, "public_key": raw.hex(), "algorithm": "ed25519"}
-        if name:
-            payload["name"] = name
+        if identity or name:
+            payload["identity"] = identity or name
+        if roles is not None:
+            payload["roles"] = list(roles)
         if kid != by.key_id:
             payload["added_by"] = by.key_id
         return payload
 
+    def _introduce(self, cur: Any, key: SigningKey, identity: str = "") -> list[tuple[str | None, str, bytes]]:
+        """The genesis key_added for ``key`` if it may introduce itself; BadInput for any other unknown key.
+
+        Only the first key of an empty ledger introduces itself (and only if this home's trust file
+        is empty or lists it): every later key needs a key_added signed by an admin. The trust file
+        is read once per unknown signer, never per record.
+        """
+        size, _ = self._tail(cur)
+        trusted = self.keys.trusted(missing_ok=True)
+        entry = next((k for k in trusted if k.key_id == key.key_id), None)
+        if size == 0 and (not trusted or entry is not None):
+            who = identity or (entry.who if entry is not None else "") or default_identity()
+            payload = self._key_added_payload(key, key, identity=who, roles=[ADMIN])
+            return [(None, KEY_ADDED, canonical(payload))]
+        pub_file = self.keys.public_path(key.key_id)
+        shown = str(pub_file) if pub_file.is_file() else "<pubfile>"
+        where = "" if pub_file.is_file() else f" (<pubfile>: a file holding its public key {key.public_raw.hex()})"
+        if entry is not None:
+            raise BadInput(
+                f"signing key {key.key_id} is listed in this home's trust file but was never added to this ledger; "
+                f"an admin adds it with: assay keys add {shown} --identity NAME --role signer{where}"
+            )
+        raise BadInput(
+            f"signing key {key.key_id} is not trusted in this home; an admin adds it with: "
+            f"assay keys add {shown} --identity NAME --role signer{where}"
+        )
+
+    def _signer_info(self, cur: Any, key_id: str) -> dict[str, Any] | None:
+        """Identity, roles and window of ``key_id`` from a replay of this ledger's key records."""
+        from assay.audit.keyreplay import replay
+
+        ph = self._ph
+        kinds = sorted(KEY_KINDS)
+        cur.execute(
+            f"SELECT seq, key_id, kind, body FROM ledger_records WHERE kind IN ({ph}, {ph}, {ph}) ORDER BY seq",
+            tuple(kinds),
+        )
+        rows = [(int(s), bytes(k).hex(), kd, bytes(b)) for s, k, kd, b in cur.fetchall()]
+        trusted = self.keys.trusted() if self.keys.trust_path.exists() else None
+        state, _problems = replay(rows, trusted)
+        return state.signers().get(key_id)
+
+    def _require_admin(self, cur: Any, key: SigningKey, action: str) -> None:
+        from assay.audit.keyreplay import valid_at
+
+        info = self._signer_info(cur, key.key_id)
+        size, _ = self._tail(cur)
+        if info is None or not valid_at(info, size + 1):
+            raise Finding(f"signing key {key.key_id} is not valid in this ledger, so it cannot {action}")
+        if ADMIN not in info["roles"]:
+            raise Finding(
+                f"refused: signing key {key.key_id} ({info['identity']}, roles: {', '.join(info['roles'])}) "
+                f"is not an admin key, and only an admin key may {action}; ask an admin to run this command"
+            )
+
     # -- key management records ------------------------------------------------------------------
-    def register_key(self) -> tuple[SigningKey, int | None]:
-        """Make sure the active key is introduced in the ledger; returns it and its key_added seq."""
+    def register_key(self, identity: str = "") -> tuple[SigningKey, int | None]:
+        """Make sure the active key is introduced in the ledger; returns it and its key_added seq.
+
+        A key the ledger does not know is introduced only as the genesis key of an empty ledger
+        (``identity`` names its holder, default ``{user}@{host}``); otherwise BadInput says how an
+        admin adds it.
+        """
         key = self.signer()
         with self._write() as cur:
             status = self._key_status(cur, key.key_id)
             if status is None:
-                records, _ = self._write_records(
-                    cur, key, [(None, KEY_ADDED, canonical(self._key_added_payload(key, key)))]
-                )
+                records, _ = self._write_records(cur, key, self._introduce(cur, key, identity))
                 return key, records[0].seq
         return key, int(status[0])
 
-    def add_key(self, public_raw: bytes, name: str = "") -> Record:
-        """Introduce another public key (e.g. a CI key), signed by the active key."""
+    def add_key(
+        self, public_raw: bytes, name: str = "", identity: str = "", roles: Sequence[str] = (SIGNER,)
+    ) -> Record:
+        """Trust another public key: a key_added record signed by the active key, which must be an admin.
+
+        ``identity`` is who holds the key (``name`` is its deprecated spelling); ``roles`` any of
+        signer, approver, admin. Refused (Finding) when the active key lacks the admin role.
+        """
+        who = identity or name
+        if not who:
+            raise BadInput("a key needs an identity (who holds it): pass --identity NAME")
+        try:
+            granted = parse_roles(list(roles), "--role")
+        except TrustError as exc:
+            raise BadInput(str(exc)) from None
         key, _ = self.register_key()
-        payload = self._key_added_payload(None, key, public_raw=public_raw, name=name)
+        payload = self._key_added_payload(None, key, public_raw=public_raw, identity=who, roles=granted)
         with self._write() as cur:
             if self._key_status(cur, payload["key_id"]) is not None:
-                raise BadInput(f"key {payload['key_id'][:16]}… is already in this ledger")
+                raise BadInput(f"key {payload['key_id']} is already in this ledger (see: assay keys list)")
+            self._require_admin(cur, key, "add keys")
             records, _ = self._write_records(cur, key, [(None, KEY_ADDED, canonical(payload))])
         return records[0]
 
     def rotate_key(self) -> tuple[Record, SigningKey]:
-        """Replace the active key with a new one; the old key signs the key_rotated record."""
+        """Replace the active key with a new one; the old key signs the key_rotated record.
+
+        The new key keeps the old key's identity and roles (recorded in the key_rotated payload).
+        """
         old, _ = self.register_key()
         new = self.keys.generate()
-        payload = {"old_key_id": old.key_id, "key_id": new.key_id, "public_key": new.public_raw.hex(), "algorithm": "ed25519"}
         with self._write() as cur:
+            info = self._signer_info(cur, old.key_id) or {}
+            payload = {
+                "old_key_id": old.key_id, "key_id": new.key_id, "public_key": new.public_raw.hex(),
+                "algorithm": "ed25519", "identity": info.get("identity") or old.key_id,
+                "roles": list(info.get("roles") or [SIGNER]),
+            }
             records, _ = self._write_records(cur, old, [(None, KEY_ROTATED, canonical(payload))])
         self.keys.set_active(new.key_id)
         self._signer = None
         return records[0], new
 
     def revoke_key(self, key_id: str, reason: str = "") -> Record:
-        """Revoke a key from now on (records it signed earlier stay valid)."""
+        """Revoke a key from now on (records it signed earlier stay valid); needs an admin key."""
         key, _ = self.register_key()
         if key_id == key.key_id:
             raise BadInput("cannot revoke the active signing key; run `assay keys rotate` first, then revoke it")
@@ -493,7 +584,8 @@ class Ledger:
             if not known:
                 raise BadInput(f"unknown key id {key_id!r}; see: assay keys list")
             if status is not None and status[2] is not None:
-                raise BadInput(f"key {key_id[:16]}… is already revoked (seq {status[2]})")
+                raise BadInput(f"key {key_id} is already revoked (seq {status[2]})")
+            self._require_admin(cur, key, "revoke keys")
             payload = {"key_id": key_id, "reason": reason or "revoked"}
             records, _ = self._write_records(cur, key, [(None, KEY_REVOKED, canonical(payload))])
         return records[0]

@@ -4,13 +4,23 @@
 
     {"format": "assay-trust/v1",
      "keys": [{"key_id": "<hex sha256 of raw key>", "public_key": "<hex raw Ed25519 key>",
-               "name": "alice@laptop", "valid_from": 1, "valid_until": null, "revoked_at": null}]}
+               "name": "alice@laptop", "identity": "alice@laptop", "roles": ["admin"],
+               "valid_from": 1, "valid_until": null, "revoked_at": null}]}
 
 Windows are ledger sequence numbers. ``valid_from`` is the first position the key may sign; null
-means "from the key's own ``key_added`` record", which lets a freshly created key introduce itself.
-``valid_until`` is the last position it may sign (set when it is rotated out); ``revoked_at`` is the
-position of its ``key_revoked`` record: it may sign nothing at or after it. The ledger's own
-key_added / key_rotated / key_revoked records narrow these windows further during verification.
+means "from the key's own ``key_added`` record" (only the genesis key, or a key listed here,
+introduces itself). ``valid_until`` is the last position it may sign (set when it is rotated out);
+``revoked_at`` is the position of its ``key_revoked`` record: it may sign nothing at or after it. The
+ledger's own key_added / key_rotated / key_revoked records narrow these windows further during
+verification.
+
+``identity`` names the person or system holding the key (approvals count identities, not keys);
+``name`` is its older spelling and is read when ``identity`` is absent. ``roles`` lists what the key
+may do beyond signing ordinary records: ``signer`` (records only), ``approver`` (its approvals
+count), ``admin`` (it may add and revoke keys). Both are optional: files written before they
+existed still load, and a key listed without roles counts as ``admin`` if it is the ledger's
+genesis key (the self-signed ``key_added`` at seq 1) and as ``signer`` otherwise — the verifier
+decides which (``resolve_roles``).
 """
 
 from __future__ import annotations
@@ -22,6 +32,9 @@ from pathlib import Path
 from typing import Any
 
 FORMAT = "assay-trust/v1"
+
+SIGNER, APPROVER, ADMIN = "signer", "approver", "admin"
+ROLES = (SIGNER, APPROVER, ADMIN)
 
 
 class TrustError(ValueError):
@@ -36,13 +49,46 @@ class TrustedKey:
     valid_from: int | None = None
     valid_until: int | None = None
     revoked_at: int | None = None
+    identity: str = ""
+    #: None: the file does not say (see ``resolve_roles``).
+    roles: tuple[str, ...] | None = None
 
     @property
     def public_raw(self) -> bytes:
         return bytes.fromhex(self.public_key)
 
+    @property
+    def who(self) -> str:
+        """The identity, falling back to the older ``name`` label."""
+        return self.identity or self.name
+
+    def valid_at(self, seq: int) -> bool:
+        """Whether this entry's own window allows signing ledger position ``seq``."""
+        if self.valid_from is not None and seq < self.valid_from:
+            return False
+        if self.valid_until is not None and seq > self.valid_until:
+            return False
+        return not (self.revoked_at is not None and seq >= self.revoked_at)
+
     def with_(self, **changes: Any) -> TrustedKey:
         return replace(self, **changes)
+
+
+def resolve_roles(roles: tuple[str, ...] | None, genesis: bool) -> tuple[str, ...]:
+    """The roles a key has when a trust entry may leave them out: admin for the genesis key, else signer."""
+    if roles is not None:
+        return roles
+    return (ADMIN,) if genesis else (SIGNER,)
+
+
+def parse_roles(value: Any, where: str) -> tuple[str, ...]:
+    """A roles list (strings from ROLES; duplicates dropped, an empty list means signer); TrustError otherwise."""
+    if not isinstance(value, list) or not all(isinstance(r, str) for r in value):
+        raise TrustError(f"{where}: roles must be a list of strings (any of {', '.join(ROLES)})")
+    unknown = [r for r in value if r not in ROLES]
+    if unknown:
+        raise TrustError(f"{where}: unknown role {unknown[0]!r} (valid roles: {', '.join(ROLES)})")
+    return tuple(r for r in ROLES if r in value) or (SIGNER,)
 
 
 def _opt_int(entry: dict[str, Any], field: str, where: str) -> int | None:
@@ -72,14 +118,21 @@ def parse_trust(doc: Any, where: str = "trust file") -> list[TrustedKey]:
             raise TrustError(f"{w}: public_key must be 64 hex characters (a raw Ed25519 key)")
         if kid != hashlib.sha256(raw).hexdigest():
             raise TrustError(f"{w}: key_id does not match the SHA-256 of public_key")
+        identity = e.get("identity")
+        if identity is not None and not isinstance(identity, str):
+            raise TrustError(f"{w}: identity must be a string")
+        roles = e.get("roles")
+        name = str(e.get("name") or "")
         out.append(
             TrustedKey(
                 key_id=kid,
                 public_key=raw.hex(),
-                name=str(e.get("name") or ""),
+                name=name or (identity or ""),
                 valid_from=_opt_int(e, "valid_from", w),
                 valid_until=_opt_int(e, "valid_until", w),
                 revoked_at=_opt_int(e, "revoked_at", w),
+                identity=identity or name,
+                roles=None if roles is None else parse_roles(roles, w),
             )
         )
     return out
@@ -97,4 +150,9 @@ def load_trust(path: Path) -> list[TrustedKey]:
 
 
 def dump_trust(keys: list[TrustedKey]) -> str:
-    return json.dumps({"format": FORMAT, "keys": [asdict(k) for k in keys]}, indent=2) + "\n"
+    entries = []
+    for k in keys:
+        e = asdict(k)
+        e["roles"] = None if k.roles is None else list(k.roles)
+        entries.append(e)
+    return json.dumps({"format": FORMAT, "keys": entries}, indent=2) + "\n"

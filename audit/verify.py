@@ -63,7 +63,7 @@ from assay.audit.merkle import (
     verify_inclusion,
 )
 from assay.audit.note import NoteError, parse_checkpoint, parse_note, verify_note
-from assay.audit.trust import TrustedKey, TrustError, load_trust
+from assay.audit.trust import ADMIN, SIGNER, TrustedKey, TrustError, load_trust, parse_roles, resolve_roles
 from assay.errors import BadInput
 
 CHUNK = 2048
@@ -218,8 +218,28 @@ def named_key(payload: Any, key_id: Any) -> bytes | None:
     return pub if isinstance(key_id, str) and len(pub) == 32 and key_id_of(pub) == key_id else None
 
 
+def _identity_in(payload: dict[str, Any]) -> str:
+    """The identity a key record's payload names (``name`` is its older spelling), or ""."""
+    for field_name in ("identity", "name"):
+        value = payload.get(field_name)
+        if isinstance(value, str) and value:
+            return value
+    return ""
+
+
 class KeyState:
-    """Which key may sign which position, replayed in ledger order from the trust anchors."""
+    """Which key may sign which position, and who holds it, replayed in ledger order from the trust anchors.
+
+    The anchors are the trust file's keys or, with no trust file, the genesis key (the self-signed
+    key_added at seq 1, trusted on first use). Only an anchor introduces itself: a self-signed
+    key_added by any other key is a finding. Every other key becomes valid one position after a
+    key_added signed by a key holding the admin role, or after a key_rotated signed by the key it
+    replaces (the successor inherits that key's identity and roles). key_revoked also needs the
+    admin role. A key's identity and roles come from its trust entry when that gives them, else
+    from the record that introduced it; a key whose roles nobody states is admin if it is the
+    genesis key and signer otherwise (``assay.audit.trust.resolve_roles``). A key cannot grant
+    itself roles: the roles a self-signed key_added claims are ignored.
+    """
 
     def __init__(self, trusted: list[TrustedKey] | None) -> None:
         self.tofu = trusted is None
@@ -228,12 +248,18 @@ class KeyState:
         self.since: dict[str, int] = {}
         self.until: dict[str, int] = {}
         self.revoked: dict[str, int] = {}
+        self.identity: dict[str, str] = {k.key_id: k.who for k in trusted or [] if k.who}
+        self.roles: dict[str, tuple[str, ...]] = {k.key_id: k.roles for k in trusted or [] if k.roles is not None}
+        self.genesis: str | None = None
         self.events: list[tuple[int, bytes]] = []  # (seq, record hash) of key records, for the checkpoint line
 
     def describe(self, source: str | None) -> str:
         if self.tofu:
             return "ledger genesis key (no trust file: trust on first use)"
         return f"trust file {source} ({len(self.trust)} key(s))" if source else f"{len(self.trust)} trusted key(s)"
+
+    def roles_of(self, key_id: str) -> tuple[str, ...]:
+        return resolve_roles(self.roles.get(key_id), key_id == self.genesis)
 
     def check(self, seq: int, key_id: str, kind: Any, body: bytes) -> str | None:
         """The reason record ``seq`` may not be signed by ``key_id``, or None; applies key records."""
@@ -256,8 +282,12 @@ class KeyState:
                     return "key_added record's public key does not match its key_id"
                 self.pub[key_id] = pub
                 self.since[key_id] = seq if t is None or t.valid_from is None else t.valid_from
+                if seq == 1:
+                    self.genesis = key_id
+                self.identity.setdefault(key_id, _identity_in(payload) or key_id)
             elif self_intro:
-                return f"self-signed key_added by {short}, a key that is not in the trust file"
+                return (f"self-signed key_added by {key_id}, a key that is not in the trust file "
+                        "(only the genesis key at seq 1 introduces itself; an admin adds the others)")
             elif t is None:
                 return f"unknown key {short} (not in the trust file and never added by a trusted key)"
             elif t.valid_from is None:
@@ -284,6 +314,11 @@ class KeyState:
         target = payload.get("key_id")
         if not isinstance(target, str):
             return f"{kind} record has no key_id"
+        if (kind == KEY_ADDED and target != signer) or kind == KEY_REVOKED:
+            roles = self.roles_of(signer)
+            if ADMIN not in roles:
+                return (f"{kind} record signed by {signer}, a key without the admin role "
+                        f"(its roles: {', '.join(roles)})")
         if kind in (KEY_ADDED, KEY_ROTATED):
             if kind == KEY_ROTATED and payload.get("old_key_id") != signer:
                 return "key_rotated record is not signed by the key it rotates out"
@@ -291,13 +326,50 @@ class KeyState:
                 pub = named_key(payload, target)
                 if pub is None:
                     return f"{kind} record's public key does not match its key_id"
+                if kind == KEY_ROTATED:
+                    granted = self.roles_of(signer)
+                    identity = self.identity.get(signer) or signer
+                else:
+                    try:
+                        raw_roles = payload.get("roles")
+                        granted = (SIGNER,) if raw_roles is None else parse_roles(raw_roles, "key_added record")
+                    except TrustError as exc:
+                        return str(exc)
+                    identity = _identity_in(payload) or target
                 self.pub[target] = pub
-                self.since.setdefault(target, seq + 1)
+                if target not in self.since:
+                    self.since[target] = seq + 1
+                    self.roles.setdefault(target, granted)
+                    self.identity.setdefault(target, identity)
             if kind == KEY_ROTATED:
                 self.until[signer] = seq
         elif kind == KEY_REVOKED:
             self.revoked.setdefault(target, seq)
         return None
+
+    def signers(self) -> dict[str, dict[str, Any]]:
+        """Every key trusted or validly introduced, by key id: who holds it, its roles and its window."""
+        out: dict[str, dict[str, Any]] = {}
+        for kid, pub in self.pub.items():
+            t = self.trust.get(kid)
+            since = self.since.get(kid)
+            if t is not None and t.valid_from is not None:
+                since = t.valid_from if since is None else max(since, t.valid_from)
+            until = self.until.get(kid)
+            if t is not None and t.valid_until is not None:
+                until = t.valid_until if until is None else min(until, t.valid_until)
+            revoked = self.revoked.get(kid)
+            if t is not None and t.revoked_at is not None:
+                revoked = t.revoked_at if revoked is None else min(revoked, t.revoked_at)
+            out[kid] = {
+                "identity": self.identity.get(kid) or kid,
+                "roles": list(self.roles_of(kid)),
+                "valid_from": since,
+                "valid_until": until,
+                "revoked_at": revoked,
+                "public_key": pub.hex(),
+            }
+        return out
 
     def note_keys(self, at: int) -> list[bytes]:
         """Public keys that may sign a checkpoint of size ``at``."""
@@ -449,7 +521,20 @@ def _worker_range(task: tuple[int, int, int, bytes, dict[str, bytes]]) -> _Chunk
 
 @dataclass
 class VerifyReport:
-    """The outcome of a verification: ``ok``, counts, and the first bad record when not ok."""
+    """The outcome of a verification: ``ok``, counts, and the first bad record when not ok.
+
+    ``signers`` maps every key id the verification trusted — from the trust file, the genesis key,
+    or introduced by a valid key record — to ``{"identity", "roles", "valid_from", "valid_until",
+    "revoked_at", "public_key"}``. Windows are ledger positions: the key may sign seq ``s`` when
+    ``valid_from`` is not None and ``valid_from <= s``, ``valid_until`` is None or ``s <=
+    valid_until``, and ``revoked_at`` is None or ``s < revoked_at`` (``assay.audit.keyreplay.valid_at``);
+    ``valid_from`` None means it may sign nothing. ``identity`` is who holds the key (the key id
+    itself when no record or trust entry names one); a rotated-in key keeps its predecessor's
+    identity and roles. ``roles`` is a subset of signer / approver / admin. Approvals are counted
+    by distinct ``identity`` among keys with the approver or admin role that were valid at the
+    approval's position (``assay.audit.keyreplay.approving_identities``): one person holding two
+    keys counts once. Only meaningful when ``ok``; it reflects the key records replayed so far.
+    """
 
     ok: bool
     size: int = 0
@@ -464,6 +549,7 @@ class VerifyReport:
     origin: str | None = None
     elapsed_s: float = 0.0
     key_events_line: str | None = None
+    signers: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def summary(self) -> str:
         if self.ok:
@@ -486,12 +572,14 @@ class VerifyReport:
             "trust": self.trust,
             "origin": self.origin,
             "elapsed_s": round(self.elapsed_s, 4),
+            "signers": self.signers,
         }
 
 
 class _Collector:
-    def __init__(self) -> None:
+    def __init__(self, keys: KeyState | None = None) -> None:
         self.errors: list[tuple[int | None, str]] = []
+        self.keys = keys  # its replayed signers go into every report
 
     def add(self, seq: int | None, reason: str) -> None:
         self.errors.append((seq, reason))
@@ -504,6 +592,7 @@ class _Collector:
             first_bad_seq=first[0] if first else None,
             reason=first[1] if first else None,
             errors=[{"seq": s, "reason": r} for s, r in errs[:MAX_ERRORS]],
+            signers=self.keys.signers() if self.keys is not None else {},
             **kw,
         )
 
@@ -682,7 +771,7 @@ def _verify(
     workers: int,
 ) -> VerifyReport:
     keys = KeyState(trusted)
-    col = _Collector()
+    col = _Collector(keys)
     ledger_id = src.meta("ledger_id")
     origin = origin_of(ledger_id) if ledger_id else None
     n = src.max_seq()
