@@ -4,6 +4,9 @@ The subject is the model artifact (name and SHA-256 from the run's ``model`` rec
 (type ``https://assay.dev/attestation/gate/v1``) carries the run's evidence summary, the policy
 hash, the verdict, and where each came from in the ledger (seq and record hash), so a verifier can
 tie the attestation back to the signed log. Any DSSE/in-toto tool can check the envelope.
+
+Passwords in URLs are redacted from everything the statement quotes, also when a ledger written
+before assay redacted them holds one; the evidence digest is still that of the signed record.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from assay.audit.canonical import canonical
 from assay.audit.dsse import INTOTO_PAYLOAD_TYPE, sign_envelope
+from assay.audit.verify import redact
 from assay.errors import BadInput
 
 if TYPE_CHECKING:
@@ -28,6 +32,16 @@ _SUMMARY_KEYS = ("spec_hash", "policy_hash", "data", "split", "model", "metrics"
 def _last(records: list[Record], kind: str) -> Record | None:
     found = [r for r in records if r.kind == kind]
     return found[-1] if found else None
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {_scrub(k): _scrub(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    return value
 
 
 def _ref(record: Record | None) -> dict[str, Any] | None:
@@ -72,7 +86,7 @@ def statement(ledger: Ledger, run_id: str) -> dict[str, Any]:
         "_type": STATEMENT_TYPE,
         "subject": [{"name": name, "digest": {"sha256": digest}}],
         "predicateType": PREDICATE_TYPE,
-        "predicate": predicate,
+        "predicate": _scrub(predicate),
     }
 
 

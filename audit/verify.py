@@ -34,6 +34,7 @@ import time
 import urllib.parse
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+import re
 from pathlib import Path
 from typing import Any
 
@@ -79,15 +80,19 @@ def origin_of(ledger_id: str) -> str:
 
 
 def redact(url: str) -> str:
-    """A database URL without its password."""
-    try:
-        p = urllib.parse.urlsplit(url)
-    except ValueError:
+    """``url`` with its password shown as ``***``; any URLs inside a longer text (an error message) too."""
+    if "://" not in url and "=" not in url:
         return url
-    if p.password:
-        netloc = p.netloc.replace(f":{p.password}@", ":***@")
-        return urllib.parse.urlunsplit(p._replace(netloc=netloc))
-    return url
+# What a URL's secrets look like: the password of ``scheme://user:password@host`` (it runs to the '@'
+# before the host, so a raw '@' or '/' in it stays hidden) and a password given as a query parameter.
+SECRET_QUERY_KEYS = ("password", "passwd", "pwd", "sslpassword", "secret", "token", "access_token", "api_key")
+_USERINFO_SECRET = re.compile(
+    r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@'\"]*):[^\s'\"@]*(?:@[^\s'\"@/?#]*(?=@))*@"
+)
+_QUERY_SECRET = re.compile(r"(?P<head>[?&](?:" + "|".join(SECRET_QUERY_KEYS) + r")=)[^&#\s'\"]*", re.IGNORECASE)
+
+
+    return _QUERY_SECRET.sub(r"\g<head>***", _USERINFO_SECRET.sub(r"\g<head>:***@", url))
 
 
 def sqlite_path(url: str) -> str:

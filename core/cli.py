@@ -20,7 +20,7 @@ import click
 
 from assay import __version__
 from assay.errors import AssayError, BadInput
-from assay.settings import Settings
+from assay.settings import Settings, redact_url
 
 # name -> ("module:attribute", short help). Imported on first use only.
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
@@ -238,11 +238,12 @@ def models_list(state: CliState, as_json: bool) -> None:
 @click.pass_obj
 def models_show(state: CliState, ref: str, as_json: bool) -> None:
     """Show one model version (NAME@VERSION, NAME@latest, NAME@production)."""
+    from assay.signed import SignedLedger
     from assay.store import RunStore
 
-    store = RunStore(state)
-    version = store.resolve_model(ref)
-    row = store.get_run(version.run_id)
+    store, signed = RunStore(state), SignedLedger.open(state)
+    version = store.resolve_model(ref, signed=signed)
+    row = store.signed_run(version.run_id, signed)
     evidence = row.evidence or {}
     data = {**_version_json(version), "status": row.status, "metric": evidence.get("metric"),
             "metrics": evidence.get("metrics", {}), "baseline": evidence.get("baseline", {}),
@@ -295,7 +296,9 @@ def main(argv: list[str] | None = None) -> None:
         exc.show()
         sys.exit(2 if exc.exit_code in (1, 2) else exc.exit_code)
     except AssayError as exc:
-        click.echo(f"error: {exc.message}" if exc.exit_code != 1 else exc.message, err=True)
+        # Messages may quote a --db / ASSAY_DB_URL or data.source URL: never with its password.
+        message = redact_url(exc.message)
+        click.echo(f"error: {message}" if exc.exit_code != 1 else message, err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
@@ -303,6 +306,7 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:
         if os.environ.get("ASSAY_DEBUG"):
             raise
-        click.echo(f"internal error: {type(exc).__name__}: {exc} (set ASSAY_DEBUG=1 for the traceback)", err=True)
+        click.echo(f"internal error: {type(exc).__name__}: {redact_url(str(exc))} (set ASSAY_DEBUG=1 for the traceback)",
+                   err=True)
         sys.exit(3)
     sys.exit(code if isinstance(code, int) else 0)  # ctx.exit(N) returns N without standalone mode

@@ -129,13 +129,10 @@ class MonitorResult:
 
 
 def resolve_run(settings: Settings, ref: str) -> RunRow:
-    """A run by id (or unique prefix), or the run that trained ``NAME@VERSION``."""
+    """A run by id (or unique prefix), or the run that trained ``NAME@VERSION``, from its signed records."""
     from assay.store import RunStore
 
-    store = RunStore(settings)
-    if "@" in ref:
-        ref = store.resolve_model(ref).run_id
-    return store.get_run(ref)
+    return RunStore(settings).signed_run(ref)
 
 
 def training_evidence(row: RunRow) -> dict[str, Any]:
@@ -358,13 +355,13 @@ def _rule_threshold(verdict: Verdict, path: str) -> float | None:
 def run_monitor(pm: PluginManager, settings: Settings, run_ref: str, current_path: str, *, labels: bool = False,
                 policy_ref: str | None = None, today: date | None = None) -> MonitorResult:
     """Monitor one batch against a training run; see the module docstring for the steps."""
-    from assay.audit.ledger import Ledger
     from assay.dataset import fingerprint_frame
     from assay.ids import new_run_id
     from assay.plugins.monitoring import frame_from_parquet
     from assay.policies import load_policy
     from assay.policies.waivers import trusted_waivers
     from assay.runner import add_results
+    from assay.signed import SignedLedger
     from assay.spec import RunSpec
     from assay.store import ArtifactStore
 
@@ -424,11 +421,7 @@ def run_monitor(pm: PluginManager, settings: Settings, run_ref: str, current_pat
     evidence = to_jsonable(evidence)
     waivers: list[Any] = []
     if model.get("ref"):  # monitor-stage rules waived for this model version (`assay waive`)
-        ledger = Ledger.open(settings)
-        try:
-            waivers, ignored = trusted_waivers(settings.home, ledger, model["ref"])
-        finally:
-            ledger.close()
+        waivers, ignored = trusted_waivers(SignedLedger.open(settings), model["ref"], model.get("artifact"))
         warnings += ignored
     verdict = evaluate_monitor_rules(policy, evidence, today, waivers)
     result = MonitorResult(monitor_id, row.run_id, evidence, verdict, policy, warnings)

@@ -21,6 +21,7 @@ from typing import Any
 import click
 
 from assay.errors import BadInput
+from assay.settings import redact_url
 
 DEFAULT_TOLERANCE = 1e-6
 DATA_SUMMARY_KEYS = ("rows", "columns", "dtypes", "missing", "labels")
@@ -148,7 +149,7 @@ def replay_run(pm: Any, settings: Any, run_id: str, tolerance: float = DEFAULT_T
     from assay.types import Run
 
     store = RunStore(settings)
-    row = store.get_run(run_id)
+    row = store.signed_run(run_id)  # what the run signed, not what the table says
     recorded = row.evidence or {}
     if row.status == "running":
         raise BadInput(f"run {row.run_id} is still running (or was killed); replay a finished run")
@@ -156,7 +157,7 @@ def replay_run(pm: Any, settings: Any, run_id: str, tolerance: float = DEFAULT_T
         reason = f": {row.error}" if row.error else ""
         raise BadInput(f"run {row.run_id} ({row.status}{reason}) recorded no trained model, so it cannot be replayed")
     try:
-        spec = RunSpec.model_validate(row.spec)
+        spec = RunSpec.model_validate(_with_secrets(row))
     except ValueError as exc:
         raise BadInput(f"run {row.run_id}: its recorded spec is no longer valid: {exc}") from exc
     runner = Runner(pm, settings, spec, Path(row.spec_path))
@@ -169,7 +170,7 @@ def replay_run(pm: Any, settings: Any, run_id: str, tolerance: float = DEFAULT_T
                    f"{key}: " + ", ".join(f"{k} {_show(x)} → {_show(y)}" for k, (x, y) in list(v.items())[:8])
                    for key, v in data.items()]
         report.update(outcome="data_changed", reproduced=False, data=data,
-                      reasons=[f"data changed: {spec.data.source} no longer matches the recorded fingerprint "
+                      reasons=[f"data changed: {redact_url(spec.data.source)} no longer matches the recorded fingerprint "
                                f"(not retrained)", *details])
         original = Run(run_id=row.run_id, spec=spec, spec_path=row.spec_path, settings=settings)
         runner.record(original, "replay", _ledger_payload(report))
@@ -219,6 +220,53 @@ def replay_run(pm: Any, settings: Any, run_id: str, tolerance: float = DEFAULT_T
     report.update(reproduced=False, reasons=[head, *problems, *notes])
     runner.record(run, "replay", _ledger_payload(report))
     return report, 1
+
+
+def _redacted(value: Any, path: str = "") -> list[str]:
+    """Dotted keys of the URLs in a recorded spec whose password the record hides."""
+    if isinstance(value, Mapping):
+        return [p for k, v in value.items() for p in _redacted(v, f"{path}.{k}" if path else str(k))]
+    if isinstance(value, str) and "://" in value and ("***" in value or "%2A%2A%2A" in value):
+        return [path]
+    return []
+
+
+def _restore(recorded: Any, on_disk: Any) -> Any:
+    """``recorded`` with each redacted URL replaced by the spec file's, where that one redacts to it."""
+    if isinstance(recorded, Mapping):
+        disk = on_disk if isinstance(on_disk, Mapping) else {}
+        return {k: _restore(v, disk.get(k)) for k, v in recorded.items()}
+    if _redacted(recorded) and isinstance(on_disk, str) and redact_url(on_disk) == recorded:
+        return on_disk
+    return recorded
+
+
+def _with_secrets(row: Any) -> dict[str, Any]:
+    """The run's recorded spec, with the passwords it redacted read back from its spec file.
+
+    Records never hold a URL's password, so replaying a run whose data sits behind one needs the
+    spec file the run was started from (its path is recorded); the rest of the spec (``--set``
+    overrides included) is the recorded one.
+    """
+    from assay.spec import load_spec
+
+    recorded = row.spec
+    hidden = _redacted(recorded)
+    if not hidden:
+        return recorded
+    spec_path = Path(row.spec_path)
+    names = ", ".join(hidden)
+    if not spec_path.is_file():
+        raise BadInput(f"run {row.run_id} recorded {names} with its password redacted, and the spec file "
+                       f"{spec_path} that holds the real URL is gone; restore it to replay the run")
+    on_disk, _ = load_spec(spec_path)
+    restored = _restore(recorded, on_disk.model_dump(mode="json"))
+    changed_keys = _redacted(restored)
+    if changed_keys:
+        raise BadInput(f"{spec_path}: {', '.join(changed_keys)} is no longer the URL run {row.run_id} recorded "
+                       "(its password is redacted in the record, so replay takes it from this file); "
+                       "restore the URL to replay the run")
+    return dict(restored)
 
 
 def _ledger_payload(report: Mapping[str, Any]) -> dict[str, Any]:
@@ -325,10 +373,11 @@ def replay(state: Any, run_id: str, tolerance: float, as_json: bool, quiet: bool
 @click.pass_obj
 def diff(state: Any, run_a: str, run_b: str, tolerance: float, as_json: bool) -> None:
     """Show what changed from RUN_A to RUN_B: spec, data, environment, params, metrics."""
+    from assay.signed import SignedLedger
     from assay.store import RunStore
 
-    store = RunStore(state)
-    result = diff_runs(store.get_run(run_a), store.get_run(run_b), tolerance)
+    store, signed = RunStore(state), SignedLedger.open(state)
+    result = diff_runs(store.signed_run(run_a, signed), store.signed_run(run_b, signed), tolerance)
     if as_json:
         click.echo(json.dumps(result, sort_keys=True, default=str))
     else:

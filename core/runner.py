@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from assay.errors import AssayError, BadInput, InternalError
 from assay.ids import new_run_id
 from assay.manager import PluginManager
-from assay.settings import Settings
+from assay.settings import Settings, redact_secrets, redact_url
 from assay.spec import RunSpec
 from assay.types import (
     Check,
@@ -102,7 +102,7 @@ def check_columns(spec: RunSpec, spec_path: Path, columns: Sequence[str]) -> Non
         if col and col not in columns:
             near = difflib.get_close_matches(col, list(columns), n=1)
             hint = f"; did you mean {near[0]!r}?" if near else ""
-            raise BadInput(f"{spec_path}: {field_name}: column {col!r} is not in {d.source}{hint} "
+            raise BadInput(f"{spec_path}: {field_name}: column {col!r} is not in {redact_url(d.source)}{hint} "
                            f"(columns: {', '.join(columns)})")
 
 
@@ -197,7 +197,8 @@ class Runner:
 
     # ------------------------------------------------------------------ helpers
     def record(self, run: Run, kind: str, payload: Mapping[str, Any]) -> None:
-        self.pm.hook.record(run=run, event=Event(kind, to_jsonable(payload)))
+        # Every record passes here, whichever plugin built its payload: no URL password gets signed.
+        self.pm.hook.record(run=run, event=Event(kind, redact_secrets(to_jsonable(payload))))
 
     @contextmanager
     def stage(self, run: Run, name: str, summary: dict[str, Any]) -> Iterator[None]:
@@ -210,7 +211,7 @@ class Runner:
     def load_dataset(self, source: str) -> Dataset:
         dataset = self.pm.hook.load_data(spec=self.spec, source=source, base_dir=str(self.base_dir))
         if dataset is None:
-            raise BadInput(f"{self.spec_path}: data.source: no loader understands {source!r} "
+            raise BadInput(f"{self.spec_path}: data.source: no loader understands {redact_url(source)!r} "
                            "(use a .csv or .parquet path, or a SQLAlchemy URL with data.query)")
         return dataset
 
@@ -250,12 +251,14 @@ class Runner:
         store = RunStore(self.settings)
         environment = capture(self.base_dir)
         store.create_run(RunRow(run_id=run.run_id, project=self.spec.project.name, spec_path=str(self.spec_path),
-                                spec_json=self.spec.model_dump_json(), spec_hash=self.spec.hash))
+                                spec_json=recorded_spec.model_dump_json(), spec_hash=recorded_spec.hash))
         self.current_stage = "start"
         evidence: dict[str, Any] = {
+        # The spec as recorded and hashed: URL passwords redacted (replay reads them back from the spec file).
+        recorded_spec = RunSpec.model_validate(redact_secrets(self.spec.model_dump(mode="json")))
             "run_id": run.run_id,
             "project": self.spec.project.name,
-            "spec_hash": self.spec.hash,
+            "spec_hash": recorded_spec.hash,
             "policy_hash": policy.hash,
             "task": dataset.task,
             "metric": self.spec.metric,
@@ -266,8 +269,8 @@ class Runner:
         try:
             self.pm.hook.run_started(run=run)
             # The policy's parsed document rides along, so the ledger alone says what the run was held to.
-            self.record(run, "run_started", {"project": self.spec.project.name, "spec": self.spec.model_dump(mode="json"),
-                                             "spec_hash": self.spec.hash, "spec_path": str(self.spec_path),
+            self.record(run, "run_started", {"project": self.spec.project.name, "spec": recorded_spec.model_dump(mode="json"),
+                                             "spec_hash": recorded_spec.hash, "spec_path": str(self.spec_path),
                                              "environment": environment,
                                              "policy": {"name": policy.name, "hash": policy.hash,
                                                         "approvals": policy.approvals,
@@ -348,6 +351,8 @@ class Runner:
         binding = verdict_binding(run.run_id, evidence)  # before the gate: what the verdict judges
 
         summary = {}
+        # Redacted in place: the evidence recorded, digested by the verdict and stored is one document.
+        evidence.update(redact_secrets(to_jsonable(evidence)))
         with self.stage(run, "gate", summary):
             verdict = self.gate(run, evidence, policy)
             self.record(run, "verdict", {**verdict.to_json(), **binding})
@@ -369,7 +374,8 @@ class Runner:
             message, code = "interrupted", 3
         else:
             message, code = f"{type(exc).__name__} in stage {stage!r}: {exc}", 3
-        detail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-4000:]
+        message = redact_url(message)
+        detail = redact_url("".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-4000:])
         try:
             self.record(run, "run_failed", {"stage": stage, "error": message, "exit_code": code, "traceback": detail})
         finally:
@@ -391,7 +397,7 @@ def _all_checks(evidence: dict[str, Any]) -> Iterator[dict[str, Any]]:
 def _dumps(obj: Any) -> str:
     import json
 
-    return json.dumps(to_jsonable(obj), sort_keys=True)
+    return json.dumps(redact_secrets(to_jsonable(obj)), sort_keys=True)
 
 
 def _now() -> Any:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -104,7 +104,7 @@ class SignedLedger:
             return matches[0]
         if len(matches) > 1:
             raise BadInput(f"run id prefix {ref!r} is ambiguous: {', '.join(sorted(matches)[:5])}")
-        raise BadInput(f"no run {ref!r} in the ledger (see `assay audit runs`)")
+        raise BadInput(f"run {ref!r} not found in the ledger (see `assay audit runs`)")
 
     def evidence(self, run_id: str) -> tuple[dict[str, Any], Record]:
         """The run's signed evidence (the document the gate judges) and its record."""
@@ -139,6 +139,38 @@ class SignedLedger:
             more = f" (and {len(differences) - 5} more)" if len(differences) > 5 else ""
             raise Finding(f"runs table disagrees with the signed evidence of run {run_id}: {shown}{more}. "
                           "The table beside the ledger was altered; nothing was decided from it")
+
+    def run_row(self, ref: str, table_row: Any = None) -> Any:
+        """A ``runs``-table-shaped row built from the run's signed records (``assay.store.RunRow``).
+
+        ``table_row``, the index's row when there is one, is checked against the signed evidence
+        (Finding on a difference); only its ``running``/``killed`` status is taken, which the
+        ledger cannot know while a run is under way.
+        """
+        from assay.store import RunRow
+
+        run_id = self.resolve_run(ref)
+        started = self.started(run_id)
+        evidence_record = self.last(run_id, "evidence")
+        evidence = None
+        if evidence_record is not None:
+            evidence, _ = self.evidence(run_id)
+            self.check_run_row(run_id, table_row, evidence)
+        finished, failed = self.last(run_id, "run_finished"), self.last(run_id, "run_failed")
+        if finished is not None:
+            status = str(finished.payload.get("status", "passed"))
+        elif failed is not None:
+            status = "errored"
+        else:
+            status = table_row.status if table_row is not None and table_row.status in ("running", "killed") \
+                else "running"
+        verdict = self.last(run_id, "verdict")
+        return RunRow(run_id=run_id, project=str(started.get("project", "")), status=status,
+                      spec_path=str(started.get("spec_path", "")), spec_json=json.dumps(started.get("spec") or {}),
+                      spec_hash=str(started.get("spec_hash", "")),
+                      evidence_json=json.dumps(evidence) if evidence is not None else None,
+                      verdict_json=json.dumps(verdict.payload) if verdict is not None else None,
+                      error=str(failed.payload.get("error")) if failed is not None else None)
 
     # -------------------------------------------------------------------------- registry
     def models(self, name: str | None = None) -> list[ModelEntry]:
@@ -260,7 +292,3 @@ def _differences(a: Any, b: Any, path: str = "") -> list[tuple[str, Any, Any]]:
     if isinstance(a, bool) or isinstance(b, bool) or not isinstance(a, (int, float)) or not isinstance(b, (int, float)):
         return [] if a == b else [(path, a, b)]
     return [] if a == b or abs(a - b) <= 1e-12 * max(abs(a), abs(b)) else [(path, a, b)]
-
-
-def records_of_kind(records: Iterable[Record], kind: str) -> list[Record]:
-    return [r for r in records if r.kind == kind]

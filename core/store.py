@@ -20,10 +20,11 @@ from typing import Any
 
 from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
 from assay.errors import BadInput
-from assay.settings import Settings
+from assay.settings import Settings, redact_url
 
 
 def utcnow() -> datetime:
@@ -92,8 +93,14 @@ def engine_for(db_url: str) -> Engine:
         try:
             engine = create_engine(db_url, pool_pre_ping=True)
         except Exception as exc:  # an unparseable URL or a missing driver
-            raise BadInput(f"--db / ASSAY_DB_URL: cannot use database URL {db_url!r}: {exc}") from exc
-    SQLModel.metadata.create_all(engine, tables=[RunRow.__table__, ModelVersionRow.__table__])  # type: ignore[attr-defined]
+            raise BadInput(f"--db / ASSAY_DB_URL: cannot use database URL {redact_url(db_url)}: "
+                           f"{redact_url(str(exc))}") from None
+    try:
+        SQLModel.metadata.create_all(engine, tables=[RunRow.__table__, ModelVersionRow.__table__])  # type: ignore[attr-defined]
+    except DBAPIError as exc:  # unreachable server, refused login, no permission to create tables
+        engine.dispose()
+        reason = " ".join(str(exc.orig).split())
+        raise BadInput(f"--db / ASSAY_DB_URL: cannot use database {redact_url(db_url)}: {redact_url(reason)}") from None
     return engine
 
 
@@ -134,7 +141,7 @@ class RunStore:
                 if len(rows) == 1:
                     row = rows[0]
             if row is None:
-                raise BadInput(f"run {run_id!r} not found in {self.settings.db_url} (list runs with `assay audit log`)")
+                raise BadInput(f"run {run_id!r} not found in {self.settings.shown_db_url} (list runs with `assay audit log`)")
             return row
 
     def list_runs(self, project: str | None = None) -> list[RunRow]:
@@ -183,6 +190,22 @@ class RunStore:
             row = ModelVersionRow(name=entry.name, version=entry.version, run_id=entry.run_id, artifact=entry.artifact,
                                   family=entry.family, stage=entry.stage)
         return row
+
+    def signed_run(self, ref: str, signed: Any = None) -> RunRow:
+        """A run (id, unique prefix, or the run that trained ``NAME@VERSION``) as its signed records say.
+
+        What deciding commands read instead of this table; the table's row is cross-checked.
+        """
+        if signed is None:
+            from assay.signed import SignedLedger
+
+            signed = SignedLedger.open(self.settings)
+        if "@" in ref:
+            ref = self.resolve_model(ref, signed=signed).run_id
+        run_id = signed.resolve_run(ref)
+        with self.session() as s:
+            table_row = s.get(RunRow, run_id)
+        return signed.run_row(run_id, table_row)
 
     def set_stage(self, name: str, version: int, stage: str) -> ModelVersionRow:
         with self.session() as s:

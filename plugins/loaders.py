@@ -69,20 +69,23 @@ def read_table(source: str, base_dir: str, query: str = "", field: str = "data.s
         from sqlalchemy.engine import make_url
         from sqlalchemy.exc import ArgumentError
 
-        url = resolve_url(source, base_dir)
+        from assay.settings import redact_url
+
+        url = resolve_url(source, base_dir)  # the real URL connects; messages show redact_url's
         try:
-            shown = make_url(url).render_as_string(hide_password=True)
-        except ArgumentError as exc:
-            raise BadInput(f"{field}: {source!r} is not a SQLAlchemy URL: {exc}") from exc
+            make_url(url)
+        except (ArgumentError, ValueError) as exc:
+            raise BadInput(f"{field}: {redact_url(source)!r} is not a SQLAlchemy URL: {redact_url(str(exc))}") from None
+        shown = redact_url(url)
         try:
             engine = create_engine(url)
         except Exception as exc:  # unknown dialect / missing driver
-            raise BadInput(f"{field}: cannot open {shown}: {exc}") from exc
+            raise BadInput(f"{field}: cannot open {shown}: {redact_url(str(exc))}") from None
         try:
             with engine.connect() as conn:
                 return pd.read_sql(text(query), conn)
         except Exception as exc:
-            raise BadInput(f"{field}: data.query failed against {shown}: {exc}") from exc
+            raise BadInput(f"{field}: data.query failed against {shown}: {redact_url(str(exc))}") from None
         finally:
             engine.dispose()
     path = Path(base_dir) / source
@@ -214,8 +217,13 @@ def prepare_frame(frame: pd.DataFrame, spec: RunSpec, source: str, name: str = "
 
 
 def load_table(spec: RunSpec, source: str, base_dir: str, field: str = "data.source", name: str = "data") -> Dataset:
-    """Read and prepare ``source`` as the run's loader would (for a second table)."""
-    return prepare_frame(read_table(source, base_dir, spec.data.query, field), spec, source, name)
+    """Read and prepare ``source`` as the run's loader would (for a second table).
+
+    The dataset's ``source`` (what evidence and messages show) is the URL without its password.
+    """
+    from assay.settings import redact_url
+
+    return prepare_frame(read_table(source, base_dir, spec.data.query, field), spec, redact_url(source), name)
 
 
 @hookimpl

@@ -212,19 +212,34 @@ def test_an_expired_waiver_recorded_in_the_ledger_is_ignored(leaky: Stored) -> N
     assert leaky.assay("gate", leaky.run_id).returncode == 1
 
 
-def test_a_waiver_signed_by_a_key_this_home_does_not_trust_is_ignored(leaky: Stored, tmp_path: Path) -> None:
-    assert leaky.assay("gate", leaky.run_id).returncode == 1  # the operator's key is now in the trust list
-    outsider = Ledger.open(Settings(tmp_path / "outsider-home", leaky.settings.db_url))  # same database
-    record = outsider.append(leaky.run_id, "waiver", {"rule": "no-leakage", "model": leaky.model, "reason": "trust me",
-                                                      "approver": "mallory", "expires": "2999-12-31"})
+def test_a_waiver_from_a_key_this_home_does_not_trust_cannot_be_written_or_forged(leaky: Stored,
+                                                                                  tmp_path: Path) -> None:
+    from assay.errors import BadInput
+
+    assert leaky.assay("gate", leaky.run_id).returncode == 1
+    outsider = Ledger.open(Settings(tmp_path / "outsider-home", leaky.settings.db_url))  # same database, own key
+    with pytest.raises(BadInput, match="is not trusted in this home"):
+        outsider.append(leaky.run_id, "waiver", {"rule": "no-leakage", "model": leaky.model, "reason": "trust me",
+                                                 "approver": "mallory", "expires": "2999-12-31"})
+    # forged past the writer (its own key_added, then the waiver), the ledger no longer verifies
+    from assay.audit.canonical import canonical
+
+    with outsider._write() as cur:  # the writer's own checks bypassed, as a forger with the file would
+        key = outsider.signer()
+        outsider._write_records(cur, key, [(None, "key_added", canonical(outsider._key_added_payload(key, key))),
+                                           (leaky.run_id, "waiver", canonical({
+                                               "rule": "no-leakage", "model": leaky.model, "reason": "trust me",
+                                               "approver": "mallory", "expires": "2999-12-31",
+                                               "artifact": leaky.artifact}))])
     result = leaky.assay("gate", leaky.run_id)
     assert result.returncode == 1
-    assert f"waiver at ledger seq {record.seq} for {leaky.model} is ignored: signed by key" in result.stderr
+    assert "the ledger does not verify, so nothing is decided from it" in result.stderr
+    assert "not in the trust file" in result.stderr
 
 
 def test_verify_accepts_the_gated_artifact_and_rejects_changed_bytes(good: Stored) -> None:
     not_gated = good.assay("verify", str(good.model_file))
-    assert not_gated.returncode == 1 and "no verdict in the ledger for artifact" in not_gated.stderr
+    assert not_gated.returncode == 1 and "no verdict for artifact" in not_gated.stderr
     assert good.assay("gate", good.run_id).returncode == 0
     ok = good.assay("verify", str(good.model_file), "--require-verdict", "pass", "--json")
     assert ok.returncode == 0, ok.stderr
@@ -250,17 +265,17 @@ def test_verify_with_key_trusts_only_that_key(good: Stored, tmp_path: Path) -> N
     other = tmp_path / "other.pub"
     other.write_text("11" * 32)
     result = good.assay("verify", str(good.model_file), "--key", str(other))
-    assert result.returncode == 1 and "not trusted" in result.stderr
+    assert result.returncode == 1 and "the ledger does not verify" in result.stderr
 
 
 def test_promotion_to_production_needs_a_pass_and_the_policys_approvals(tmp_path: Path) -> None:
     stored = store_run(tmp_path, GOOD_EVIDENCE, policy="assay:strict")
     blocked_early = stored.assay("models", "promote", stored.model, "--to", "production")
-    assert blocked_early.returncode == 1 and "no verdict in the ledger" in blocked_early.stderr
+    assert blocked_early.returncode == 1 and "no verdict for artifact" in blocked_early.stderr
     assert stored.assay("gate", stored.run_id).returncode == 0
     refused = stored.assay("models", "promote", stored.model, "--to", "production")
     assert refused.returncode == 1
-    assert "its policy needs 2 approval(s) from distinct trusted keys, it has 0" in refused.stderr
+    assert "its policy assay:strict needs 2 approval(s) from distinct approvers, it has 0" in refused.stderr
     assert stored.assay("approve", stored.model).returncode == 0
     again = stored.assay("approve", stored.model)
     assert again.returncode == 0 and "already approved by key" in again.stdout
@@ -268,19 +283,40 @@ def test_promotion_to_production_needs_a_pass_and_the_policys_approvals(tmp_path
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    second = tmp_path / "reviewer.pem"
-    second.write_bytes(Ed25519PrivateKey.generate().private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    second.chmod(0o600)
-    approved = stored.assay("approve", stored.model, "--approver", "rev", env={"ASSAY_SIGNING_KEY": str(second)})
-    assert approved.returncode == 0 and "2 approval(s) by distinct trusted keys" in approved.stdout
+    def key(name: str) -> tuple[Path, Path]:
+        private = Ed25519PrivateKey.generate()
+        pem, pub = tmp_path / f"{name}.pem", tmp_path / f"{name}.pub"
+        pem.write_bytes(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                              serialization.NoEncryption()))
+        pem.chmod(0o600)
+        pub.write_text(private.public_key().public_bytes_raw().hex())
+        return pem, pub
+
+    # An untrusted key cannot approve at all; a signer-only key's approval does not count.
+    rev_pem, rev_pub = key("reviewer")
+    refused = stored.assay("approve", stored.model, "--approver", "rev", env={"ASSAY_SIGNING_KEY": str(rev_pem)})
+    assert refused.returncode == 2 and "is not trusted in this home" in refused.stderr
+    ci_pem, ci_pub = key("ci")
+    assert stored.assay("keys", "add", str(ci_pub), "--identity", "ci", "--role", "signer").returncode == 0
+    ci = stored.assay("approve", stored.model, env={"ASSAY_SIGNING_KEY": str(ci_pem)})
+    assert ci.returncode == 0 and "1 approval(s) by distinct approvers" in ci.stdout
+    # A second key for the same identity as the first approver is still one approver.
+    genesis = stored.ledger().records(kind="key_added")[0].payload["identity"]
+    twin_pem, twin_pub = key("twin")
+    assert stored.assay("keys", "add", str(twin_pub), "--identity", genesis, "--role", "approver").returncode == 0
+    twin = stored.assay("approve", stored.model, env={"ASSAY_SIGNING_KEY": str(twin_pem)})
+    assert twin.returncode == 0 and "1 approval(s) by distinct approvers" in twin.stdout
+    assert stored.assay("models", "promote", stored.model, "--to", "production").returncode == 1
+    assert stored.assay("keys", "add", str(rev_pub), "--identity", "rev", "--role", "approver").returncode == 0
+    approved = stored.assay("approve", stored.model, "--approver", "rev", env={"ASSAY_SIGNING_KEY": str(rev_pem)})
+    assert approved.returncode == 0 and "2 approval(s) by distinct approvers" in approved.stdout
     promoted = stored.assay("models", "promote", stored.model, "--to", "production")
     assert promoted.returncode == 0, promoted.stderr
     assert "none → production" in promoted.stdout
     assert RunStore(stored.settings).resolve_model("credit@production").ref == stored.model
     [record] = stored.ledger().records(kind="promotion")
     assert record.payload["to"] == "production" and record.payload["approvals_required"] == 2
-    assert {a["approver"] for a in record.payload["approvals"]} == {"rev", record.payload["approvals"][0]["approver"]}
+    assert {a["identity"] for a in record.payload["approvals"]} == {"rev", genesis}
 
 
 def test_promotion_to_staging_is_recorded_without_a_gate(good: Stored) -> None:

@@ -22,7 +22,7 @@ name = "permissive"
 id = "anything-goes"
 path = "metrics.test.roc_auc"
 op = ">="
-value = 0.0
+threshold = 0.0
 """
 
 
@@ -38,6 +38,7 @@ def _two_runs(tmp_path: Path) -> tuple[Stored, Stored]:
     bad = store_run(tmp_path, _leaky_evidence(), run_id="01JLEAKY001", model_bytes=b"leaky model")
     bad.model_file = bad.model_file.with_name("leaky.skops")
     bad.model_file.write_bytes(b"leaky model")
+    good.model_file.write_bytes(b"good model")  # both runs wrote deploy/model.skops
     assert good.assay("gate", good.run_id).returncode == 0
     assert bad.assay("gate", bad.run_id).returncode == 1
     return good, bad
@@ -84,7 +85,7 @@ def test_editing_the_registry_table_is_a_finding_naming_both(tmp_path: Path) -> 
 
 
 def test_a_stage_written_into_the_table_is_not_a_promotion(tmp_path: Path) -> None:
-    good, bad = _two_runs(tmp_path)
+    good, _ = _two_runs(tmp_path)
     _sql(good, "UPDATE model_versions SET stage = 'production' WHERE name = 'credit' AND version = 2")
     shown = good.assay("models", "show", "credit@production")
     assert shown.returncode == 2 and "no such version" in shown.stderr
