@@ -1,23 +1,29 @@
 """Standalone ledger verifier: checks an assay ledger offline using only the standard library and
 ``cryptography`` (PostgreSQL through ``psycopg``, imported only for postgres URLs).
 
-Run it as ``python -m assay.audit.verify DB_URL [--checkpoint F] [--trust F] [--full] [--json]``;
-exit 0 = intact, 1 = tampering found (the first bad sequence number and what is wrong), 2 = bad input.
+Run it as ``python -m assay.audit.verify DB_URL [--checkpoint F | --since-checkpoint F] [--home DIR]
+[--trust F] [--json]``; exit 0 = intact, 1 = tampering found (the first bad sequence number and what
+is wrong), 2 = bad input.
 
-What is checked for every record: it sits at the position its signed body claims (no gap, move or
-swap); its prev_hash links to the previous record; its bytes hash to its stored hash; the indexed
-columns match the signed body; its Ed25519 signature verifies; and its key was valid at that
+What is checked for every record, always: it sits at the position its signed body claims (no gap,
+move or swap); its prev_hash links to the previous record; its bytes hash to its stored hash; the
+indexed columns match the signed body; its Ed25519 signature verifies; and its key was valid at that
 position — known from the trust file or introduced by a trusted key through a key_added /
 key_rotated record, not yet rotated out, not revoked. Signature checks run in parallel over all
 cores (processes, chunks of 2,048 records); hashing, key windows and the Merkle root are computed
 alongside.
 
-With ``--checkpoint`` (a signed C2SP checkpoint of size m) the verifier checks the note's signature,
-then only the records after m, and proves with an RFC 9162 consistency proof, built from the stored
-Merkle nodes of the old part and the freshly verified new records, that the ledger extends the
-checkpoint: a truncated tail or a restored older copy is reported. The key records at or before m
-are fetched with inclusion proofs, and the checkpoint's ``assay-key-events`` line commits to them so
-none can be hidden. ``--full`` verifies everything and also compares the root at m.
+Checkpoints (signed C2SP checkpoint notes of size m) add a consistency check to that full pass: the
+note's signature, the Merkle root of the first m records recomputed from their bodies, and the
+``assay-key-events`` line committing to the key records up to m. A truncated tail or a restored
+older copy is reported. ``--checkpoint F`` names one; ``--home DIR`` (and ``assay audit verify``
+always) adds the newest one the home holds, so a cut tail needs no flag to be caught.
+
+``--since-checkpoint F`` is the one shortcut: signatures of records 1..m are taken on the
+checkpoint's word (and the output says so); everything else above is still recomputed from the
+bodies. ``verify_extension`` (used when assay writes its own checkpoints) additionally takes the
+stored Merkle tree of the first m records, proven equal to the checkpoint's root, instead of
+re-hashing them; it is never what a user's ``verify`` runs.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import re
 import sqlite3
 import sys
 import time
@@ -63,7 +70,7 @@ from assay.audit.merkle import (
     verify_consistency,
     verify_inclusion,
 )
-from assay.audit.note import NoteError, parse_checkpoint, parse_note, verify_note
+from assay.audit.note import Checkpoint, NoteError, parse_checkpoint, parse_note, verify_note
 from assay.audit.trust import ADMIN, SIGNER, TrustedKey, TrustError, load_trust, parse_roles, resolve_roles
 from assay.errors import BadInput
 
@@ -79,10 +86,6 @@ def origin_of(ledger_id: str) -> str:
     return f"assay.ledger/{ledger_id}"
 
 
-def redact(url: str) -> str:
-    """``url`` with its password shown as ``***``; any URLs inside a longer text (an error message) too."""
-    if "://" not in url and "=" not in url:
-        return url
 # What a URL's secrets look like: the password of ``scheme://user:password@host`` (it runs to the '@'
 # before the host, so a raw '@' or '/' in it stays hidden) and a password given as a query parameter.
 SECRET_QUERY_KEYS = ("password", "passwd", "pwd", "sslpassword", "secret", "token", "access_token", "api_key")
@@ -92,6 +95,10 @@ _USERINFO_SECRET = re.compile(
 _QUERY_SECRET = re.compile(r"(?P<head>[?&](?:" + "|".join(SECRET_QUERY_KEYS) + r")=)[^&#\s'\"]*", re.IGNORECASE)
 
 
+def redact(url: str) -> str:
+    """``url`` with its password shown as ``***``; any URLs inside a longer text (an error message) too."""
+    if "://" not in url and "=" not in url:
+        return url
     return _QUERY_SECRET.sub(r"\g<head>***", _USERINFO_SECRET.sub(r"\g<head>:***@", url))
 
 
@@ -471,8 +478,11 @@ class _Chunk:
 
 
 def _check_range(src: Source, first: int, last: int, start_seq: int, start_prev: bytes,
-                 pubkeys: dict[str, bytes]) -> _Chunk:
-    """Check records ``first..last``; the chain is anchored at the last stored record before ``first``."""
+                 pubkeys: dict[str, bytes], sig_after: int = 0) -> _Chunk:
+    """Check records ``first..last``; the chain is anchored at the last stored record before ``first``.
+
+    Signatures are checked only for records after ``sig_after`` (0: all of them).
+    """
     prev = start_prev
     if first > start_seq:
         before = src.query("SELECT hash FROM ledger_records WHERE seq < ? AND seq >= ? ORDER BY seq DESC LIMIT 1",
@@ -488,7 +498,7 @@ def _check_range(src: Source, first: int, last: int, start_seq: int, start_prev:
         if seq != expected:
             errors.append((expected, f"gap: record {expected} is missing (next stored is {seq})"))
         expected = seq + 1
-        reason = check_row(row, prev, pubkeys)
+        reason = check_row(row, prev, pubkeys if seq > sig_after else _NO_KEYS)
         if reason:
             errors.append((seq, reason))
         kid = row[3].hex()
@@ -507,6 +517,7 @@ def _check_range(src: Source, first: int, last: int, start_seq: int, start_prev:
     return _Chunk(errors, segments, b"".join(leaves), root_from_leaves(leaves) if len(leaves) == CHUNK else None)
 
 
+_NO_KEYS: dict[str, bytes] = {}
 _WORKER_SOURCE: list[Source] = []
 
 
@@ -515,7 +526,7 @@ def _init_worker(url: str) -> None:
     _WORKER_SOURCE[:] = [Source(url)]
 
 
-def _worker_range(task: tuple[int, int, int, bytes, dict[str, bytes]]) -> _Chunk:
+def _worker_range(task: tuple[int, int, int, bytes, dict[str, bytes], int]) -> _Chunk:
     return _check_range(_WORKER_SOURCE[0], *task)
 
 
@@ -554,11 +565,17 @@ class VerifyReport:
     origin: str | None = None
     elapsed_s: float = 0.0
     key_events_line: str | None = None
+    checkpoints: list[str] = field(default_factory=list)  # the checkpoint files the ledger was proven to extend
+    checkpoint_sizes: list[int] = field(default_factory=list)
+    trusted: str | None = None  # what was taken on a checkpoint's word instead of re-checked (None: nothing)
     signers: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def summary(self) -> str:
         if self.ok:
-            extra = f", consistent with checkpoint at size {self.checkpoint_size}" if self.checkpoint_size else ""
+            sizes = sorted(set(self.checkpoint_sizes))
+            extra = ""
+            if sizes:
+                extra = f", consistent with checkpoint{'s' if len(sizes) > 1 else ''} at size {', '.join(map(str, sizes))}"
             return f"ledger intact: {self.checked} record(s) verified of {self.size}{extra}"
         where = f"record {self.first_bad_seq}" if self.first_bad_seq is not None else "ledger"
         return f"tampering found at {where}: {self.reason}"
@@ -577,6 +594,8 @@ class VerifyReport:
             "trust": self.trust,
             "origin": self.origin,
             "elapsed_s": round(self.elapsed_s, 4),
+            "checkpoints": list(self.checkpoints),
+            "trusted": self.trusted,
             "signers": self.signers,
         }
 
@@ -655,25 +674,28 @@ def _scan(
     col: _Collector,
     frontier: Frontier,
     leaves_out: list[bytes] | None,
-    capture_at: int | None,
+    capture_at: Sequence[int],
     workers: int,
-) -> tuple[int, bytes | None]:
-    """Check every record from ``start_seq`` on; returns (records checked, root captured at capture_at).
+    sig_after: int = 0,
+) -> tuple[int, dict[int, bytes]]:
+    """Check every record from ``start_seq`` on; returns (records checked, {size: root} at capture_at).
 
     The records are checked in ranges of CHUNK sequence numbers aligned to the Merkle tree; with
     several workers each process reads and checks its own ranges, and this one only replays key
-    validity and folds the ranges' leaves or subtree roots into the frontier, in order.
+    validity and folds the ranges' leaves or subtree roots into the frontier, in order. Signatures
+    of records up to ``sig_after`` are not checked (everything else is).
     """
     n = src.max_seq()
     pubkeys = _signing_keys(src, keys, n)
-    captured: list[bytes] = []
+    wanted = set(capture_at)
+    captured: dict[int, bytes] = {}
     count = 0
 
-    def ranges() -> Iterator[tuple[int, int, int, bytes, dict[str, bytes]]]:
+    def ranges() -> Iterator[tuple[int, int, int, bytes, dict[str, bytes], int]]:
         first = start_seq
         while first <= n:
             last = min(n, ((first - 1) // CHUNK + 1) * CHUNK)
-            yield first, last, start_seq, start_prev, pubkeys
+            yield first, last, start_seq, start_prev, pubkeys, sig_after
             first = last + 1
 
     def handle(chunk: _Chunk) -> None:
@@ -683,19 +705,19 @@ def _scan(
             col.add(seq, reason)
         size = len(chunk.leaves) // 32
         count += size
-        crosses = capture_at is not None and frontier.size < capture_at < frontier.size + size
+        crosses = any(frontier.size < c < frontier.size + size for c in wanted)
         if chunk.root is not None and frontier.size % CHUNK == 0 and leaves_out is None and not crosses:
             frontier.append_subtree(CHUNK.bit_length() - 1, chunk.root)
-            if frontier.size == capture_at:
-                captured.append(frontier.root())
+            if frontier.size in wanted:
+                captured[frontier.size] = frontier.root()
             return
         for i in range(0, len(chunk.leaves), 32):
             leaf = chunk.leaves[i : i + 32]
             frontier.append(leaf)
             if leaves_out is not None:
                 leaves_out.append(leaf)
-            if frontier.size == capture_at:
-                captured.append(frontier.root())
+            if frontier.size in wanted:
+                captured[frontier.size] = frontier.root()
 
     if workers > 1 and n - start_seq + 1 >= PARALLEL_MIN:
         methods = multiprocessing.get_all_start_methods()
@@ -706,7 +728,7 @@ def _scan(
     else:
         for task in ranges():
             handle(_check_range(src, *task))
-    return count, (captured[0] if captured else None)
+    return count, captured
 
 
 # ---------------------------------------------------------------------------------------------
@@ -725,41 +747,132 @@ def _load_trust_arg(trust: Path | str | list[TrustedKey] | None) -> tuple[list[T
         raise BadInput(str(exc)) from None
 
 
-def _read_checkpoint(checkpoint: Path | str | None, note_text: str | None) -> str | None:
-    if note_text is not None:
-        return note_text
-    if checkpoint is None:
-        return None
+@dataclass
+class _Given:
+    """A checkpoint the ledger must extend: where it came from, its note text and its parsed body."""
+
+    label: str
+    text: str
+    cp: Checkpoint
+
+
+def _load_checkpoint(
+    path: Path | str | None, text: str | None = None, fix: str = "pass a file written by `assay audit checkpoint`"
+) -> _Given | None:
+    if text is None:
+        if path is None:
+            return None
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise BadInput(f"checkpoint file {path} does not exist") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BadInput(f"cannot read checkpoint file {path}: {exc}") from None
+    label = str(path) if path is not None else "(given checkpoint text)"
     try:
-        return Path(checkpoint).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise BadInput(f"checkpoint file {checkpoint} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInput(f"cannot read checkpoint file {checkpoint}: {exc}") from None
+        body, _sigs = parse_note(text)
+        cp = parse_checkpoint(body)
+    except NoteError as exc:
+        raise BadInput(f"checkpoint {label} is not a valid signed checkpoint note: {exc} ({fix})") from None
+    return _Given(label, text, cp)
+
+
+def newest_home_checkpoint(home: Path, ledger_id: str) -> Path | None:
+    """The checkpoint of ledger ``ledger_id`` with the largest tree size that ``home`` holds, or None.
+
+    Looks at ``{home}/checkpoints/{ledger_id}.note`` (the one assay keeps current) and
+    ``{ledger_id}.*.note`` (copies kept beside it). One that cannot be read or parsed is returned
+    at once, so that verifying reports it rather than quietly falling back to an older one.
+    """
+    folder = Path(home) / "checkpoints"
+    if not ledger_id or not folder.is_dir():
+        return None
+    best: Path | None = None
+    best_size = -1
+    for path in [folder / f"{ledger_id}.note", *sorted(folder.glob(f"{ledger_id}.*.note"))]:
+        if not path.is_file():
+            continue
+        try:
+            size = parse_checkpoint(parse_note(path.read_text(encoding="utf-8"))[0]).size
+        except (OSError, UnicodeDecodeError, NoteError):
+            return path
+        if size > best_size:
+            best, best_size = path, size
+    return best
+
+
+_HOME_FIX = "it is this home's record of the ledger's size; restore it from a copy, or remove it if you know why it is damaged"
+
+
+def _same_file(a: Path, b: Path | str | None) -> bool:
+    try:
+        return b is not None and a.resolve() == Path(b).resolve()
+    except OSError:
+        return False
 
 
 def verify_ledger(
     url: str,
     checkpoint: Path | str | None = None,
     trust: Path | str | list[TrustedKey] | None = None,
-    full: bool = False,
+    full: bool = True,
+    workers: int | None = None,
+    checkpoint_text: str | None = None,
+    *,
+    since_checkpoint: Path | str | None = None,
+    home: Path | str | None = None,
+) -> VerifyReport:
+    """Verify every record of the ledger at ``url`` (see the module docstring); BadInput for unusable input.
+
+    :param checkpoint: a checkpoint file (or its ``checkpoint_text``) the ledger must extend.
+    :param since_checkpoint: a checkpoint whose signatures of records 1..m are taken on its word.
+    :param home: an assay home: its newest checkpoint of this ledger is checked too.
+    :param full: accepted for older callers; verification is always full.
+    """
+    del full
+    t0 = time.perf_counter()
+    trusted, trust_src = _load_trust_arg(trust)
+    given = [g for g in (_load_checkpoint(checkpoint, checkpoint_text),) if g is not None]
+    since = _load_checkpoint(since_checkpoint)
+    src = Source(url)
+    try:
+        if home is not None:
+            found = newest_home_checkpoint(Path(home), src.meta("ledger_id") or "")
+            if found is not None and not _same_file(found, checkpoint) and not _same_file(found, since_checkpoint):
+                loaded = _load_checkpoint(found, fix=_HOME_FIX)
+                assert loaded is not None
+                given.append(loaded)
+        report = _verify(src, trusted, trust_src, given, since, _workers(workers))
+    finally:
+        src.close()
+    report.elapsed_s = time.perf_counter() - t0
+    return report
+
+
+def verify_extension(
+    url: str,
+    checkpoint: Path | str | None,
+    trust: Path | str | list[TrustedKey] | None = None,
     workers: int | None = None,
     checkpoint_text: str | None = None,
 ) -> VerifyReport:
-    """Verify the ledger at ``url``; see the module docstring. Raises BadInput for unusable input."""
+    """Prove the ledger at ``url`` extends ``checkpoint``, re-checking only the records after it.
+
+    The records after the checkpoint's size m are checked in full (bodies, chain, signatures, key
+    windows). The first m are covered by the stored Merkle tree, proven equal to the checkpoint's
+    root, and by inclusion proofs of their key records and of record m, which anchors the chain.
+    This is what assay runs before signing its own next checkpoint, cheap after a few appends: the
+    new checkpoint then commits to the same first m record hashes as the old one. It is never what
+    ``verify`` runs for a user: an edited body before m is for the full verification to find.
+    """
     t0 = time.perf_counter()
     trusted, trust_src = _load_trust_arg(trust)
-    note_text = _read_checkpoint(checkpoint, checkpoint_text)
-    cp = None
-    if note_text is not None:
-        try:
-            body, _sigs = parse_note(note_text)
-            cp = parse_checkpoint(body)
-        except NoteError as exc:
-            raise BadInput(f"checkpoint is not a valid signed checkpoint note: {exc}") from None
+    given = _load_checkpoint(checkpoint, checkpoint_text)
+    if given is None:
+        raise BadInput("verify_extension needs a checkpoint")
     src = Source(url)
     try:
-        report = _verify(src, trusted, trust_src, note_text, cp, full, _workers(workers))
+        report = _extend(src, trusted, trust_src, given, _workers(workers))
     finally:
         src.close()
     report.elapsed_s = time.perf_counter() - t0
@@ -770,9 +883,8 @@ def _verify(
     src: Source,
     trusted: list[TrustedKey] | None,
     trust_src: str | None,
-    note_text: str | None,
-    cp: Any,
-    full: bool,
+    given: list[_Given],
+    since: _Given | None,
     workers: int,
 ) -> VerifyReport:
     keys = KeyState(trusted)
@@ -780,47 +892,91 @@ def _verify(
     ledger_id = src.meta("ledger_id")
     origin = origin_of(ledger_id) if ledger_id else None
     n = src.max_seq()
-    base: dict[str, Any] = {"trust": keys.describe(trust_src), "origin": origin}
-    if cp is not None:
-        base["checkpoint_size"] = cp.size
-        if cp.origin != origin:
-            col.add(None, f"checkpoint is for {cp.origin}, but this database is {origin}: wrong checkpoint or replaced database")
-            return col.report(size=n, mode="checkpoint", **base)
-    incremental = cp is not None and not full and cp.size > 0 and n >= cp.size
+    cps = ([since] if since is not None else []) + given
+    base: dict[str, Any] = {
+        "trust": keys.describe(trust_src),
+        "origin": origin,
+        "mode": "since-checkpoint" if since is not None else "full+checkpoint" if cps else "full",
+        "checkpoints": [g.label for g in cps],
+        "checkpoint_sizes": [g.cp.size for g in cps],
+    }
+    if cps:
+        base["checkpoint_size"] = max(g.cp.size for g in cps)
+    foreign = [g for g in cps if g.cp.origin != origin]
+    for g in foreign:
+        col.add(None, f"checkpoint is for {g.cp.origin}, but this database is {origin} ({g.label}): "
+                      "wrong checkpoint or replaced database")
+    if foreign:
+        return col.report(size=n, **base)
+    for g in cps:
+        if n < g.cp.size:
+            # Truncated or rolled back: records the checkpoint commits to are gone.
+            col.add(n + 1, f"ledger has {n} record(s) but the checkpoint commits to {g.cp.size} ({g.label}): "
+                           "tail deleted or older copy restored")
 
-    if cp is not None and n < cp.size:
-        # Truncated or rolled back: the records the checkpoint commits to are gone.
-        col.add(n + 1, f"ledger has {n} record(s) but the checkpoint commits to {cp.size}: tail deleted or older copy restored")
+    sig_after = since.cp.size if since is not None else 0
+    frontier = Frontier()
+    checked, roots = _scan(src, 1, GENESIS_PREV, keys, col, frontier, None, [g.cp.size for g in cps], workers, sig_after)
+    signed_by: dict[int, list[str]] = {}
+    for i, g in enumerate(cps):
+        signed_by[i] = _check_note(g.text, g.cp, keys, col, g.label)
+        m = g.cp.size
+        if n >= m:
+            at = EMPTY_ROOT if m == 0 else roots.get(m)
+            if at is None:
+                col.add(None, f"the first {m} records cannot be hashed into the checkpoint's tree ({g.label}): records missing")
+            elif at != g.cp.root:
+                col.add(None, f"ledger does not extend the checkpoint ({g.label}): its first {m} records hash to a "
+                              "different root (history rewritten or forked)")
+        _check_key_events(g.cp, keys.events, col, g.label)
+    trusted_what = None
+    if since is not None:
+        if since.cp.size == 0:
+            trusted_what = "nothing (the checkpoint is empty)"
+        else:
+            who = ", ".join(k[:16] + "…" for k in signed_by[0]) or "no trusted key"
+            trusted_what = f"signatures of records 1..{since.cp.size} (checkpoint {since.label} signed by {who})"
+    report = col.report(size=frontier.size, checked=checked, root=frontier.root().hex(), trusted=trusted_what, **base)
+    report.key_events_line = key_events_line(keys.events)
+    return report
 
-    if not incremental:
-        frontier = Frontier()
-        checked, root_at_cp = _scan(
-            src, 1, GENESIS_PREV, keys, col, frontier, None, cp.size if cp is not None else None, workers
-        )
-        root = frontier.root()
-        if cp is not None:
-            _check_note(note_text or "", cp, keys, col)
-            if cp.size == 0:
-                root_at_cp = EMPTY_ROOT
-            if n >= cp.size and root_at_cp is not None and root_at_cp != cp.root:
-                col.add(None, "ledger does not extend the checkpoint: its first records hash to a different root (history rewritten or forked)")
-            _check_key_events(cp, keys.events, col)
-        report = col.report(size=frontier.size, checked=checked, root=root.hex(), mode="full", **base)
-        report.key_events_line = key_events_line(keys.events)
-        return report
 
+def _extend(src: Source, trusted: list[TrustedKey] | None, trust_src: str | None, g: _Given, workers: int) -> VerifyReport:
+    cp = g.cp
+    if cp.size == 0:
+        return _verify(src, trusted, trust_src, [g], None, workers)
+    keys = KeyState(trusted)
+    col = _Collector(keys)
+    ledger_id = src.meta("ledger_id")
+    origin = origin_of(ledger_id) if ledger_id else None
+    n = src.max_seq()
     m = cp.size
-    assert note_text is not None
+    base: dict[str, Any] = {
+        "trust": keys.describe(trust_src),
+        "origin": origin,
+        "mode": "extend",
+        "checkpoints": [g.label],
+        "checkpoint_sizes": [m],
+        "checkpoint_size": m,
+        "trusted": f"records 1..{m} through the stored Merkle tree, proven equal to the root of {g.label}",
+    }
+    if cp.origin != origin:
+        col.add(None, f"checkpoint is for {cp.origin}, but this database is {origin} ({g.label}): "
+                      "wrong checkpoint or replaced database")
+        return col.report(size=n, **base)
+    if n < m:
+        col.add(n + 1, f"ledger has {n} record(s) but the checkpoint commits to {m} ({g.label}): "
+                       "tail deleted or older copy restored")
+        return col.report(size=n, **base)
     # 1. The stored tree of the first m records must be the checkpoint's tree.
     try:
         if subtree_hash(0, m, src.stored_node) != cp.root:
             raise ProofError("the first records hash to a different root")
     except ProofError as exc:
         col.add(None, f"ledger is not a consistent extension of the checkpoint ({exc}): history rewritten or forked")
-        return col.report(size=n, mode="checkpoint", **base)
+        return col.report(size=n, **base)
     # 2. Key records up to m, each proven included in the checkpoint's tree.
-    old_key_rows = src.key_rows(m)
-    for row in old_key_rows:
+    for row in src.key_rows(m):
         seq = row[0]
         reason = None
         try:
@@ -842,21 +998,21 @@ def _verify(
         if reason:
             col.add(seq, reason)
         keys.events.append((seq, row[5]))
-    _check_key_events(cp, keys.events, col)
-    _check_note(note_text, cp, keys, col)
+    _check_key_events(cp, keys.events, col, g.label)
+    _check_note(g.text, cp, keys, col, g.label)
     # 3. The last checkpointed record anchors the chain of the new ones.
     last = src.row(m)
     if last is None:
         col.add(m, f"record {m} (the checkpoint's last) is missing")
-        return col.report(size=n, mode="checkpoint", **base)
+        return col.report(size=n, **base)
     try:
         verify_inclusion(m - 1, m, leaf_hash(last[5]), inclusion_proof(m - 1, m, src.stored_node), cp.root)
     except ProofError as exc:
         col.add(m, f"record {m} is not the checkpoint's last record ({exc})")
-        return col.report(size=n, mode="checkpoint", **base)
+        return col.report(size=n, **base)
     # 4. Everything new, fully.
     new_leaves: list[bytes] = []
-    checked, _ = _scan(src, m + 1, last[5], keys, col, _Sink(m), new_leaves, None, workers)
+    checked, _ = _scan(src, m + 1, last[5], keys, col, _Sink(m), new_leaves, (), workers)
     size = m + len(new_leaves)
     # 5. Consistency proof from the checkpoint to the current tree.
     node = _hybrid(src, m, new_leaves)
@@ -869,8 +1025,8 @@ def _verify(
             verify_consistency(m, size, consistency_proof(m, size, node), cp.root, new_root)
     except ProofError as exc:
         col.add(None, f"ledger is not a consistent extension of the checkpoint ({exc}): history rewritten or forked")
-        return col.report(size=size, checked=checked, mode="checkpoint", **base)
-    report = col.report(size=size, checked=checked, root=new_root.hex(), mode="checkpoint", **base)
+        return col.report(size=size, checked=checked, **base)
+    report = col.report(size=size, checked=checked, root=new_root.hex(), **base)
     report.key_events_line = key_events_line(keys.events)
     return report
 
@@ -910,21 +1066,26 @@ def _hybrid(src: Source, m: int, new_leaves: list[bytes]) -> Any:
     return node
 
 
-def _check_note(note_text: str, cp: Any, keys: KeyState, col: _Collector) -> None:
+def _check_note(note_text: str, cp: Any, keys: KeyState, col: _Collector, label: str = "") -> list[str]:
+    """Check a checkpoint note's signature; returns the key ids that signed it."""
     pubs = keys.note_keys(cp.size)
     try:
-        verify_note(note_text, [(cp.origin, p) for p in pubs])
+        _body, verified = verify_note(note_text, [(cp.origin, p) for p in pubs])
     except NoteError as exc:
-        col.add(None, f"checkpoint signature: {exc}")
+        col.add(None, f"checkpoint signature ({label}): {exc}" if label else f"checkpoint signature: {exc}")
+        return []
+    return [key_id_of(pub) for _name, pub in verified]
 
 
-def _check_key_events(cp: Any, events: list[tuple[int, bytes]], col: _Collector) -> None:
+def _check_key_events(cp: Any, events: list[tuple[int, bytes]], col: _Collector, label: str = "") -> None:
     line = next((e for e in cp.extensions if e.startswith(KEY_EVENTS_EXT + " ")), None)
     if line is None:
         return
     upto = [(s, h) for s, h in events if s <= cp.size]
     if key_events_line(upto) != line:
-        col.add(None, "the key records up to the checkpoint differ from those it commits to (a key record was hidden or altered)")
+        where = f" ({label})" if label else ""
+        col.add(None, f"the key records up to the checkpoint differ from those it commits to{where} "
+                      "(a key record was hidden or altered)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -935,17 +1096,28 @@ def _check_key_events(cp: Any, events: list[tuple[int, bytes]], col: _Collector)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m assay.audit.verify",
-        description="Verify an assay audit ledger offline. Exit 0 intact, 1 tampering found, 2 bad input.",
+        description="Verify an assay audit ledger offline: every record, always. "
+        "Exit 0 intact, 1 tampering found, 2 bad input.",
     )
     parser.add_argument("db_url", help="sqlite:///PATH, a SQLite file path, or postgresql+psycopg://…")
-    parser.add_argument("--checkpoint", type=Path, help="a signed checkpoint note to prove the ledger extends")
+    given = parser.add_mutually_exclusive_group()
+    given.add_argument("--checkpoint", type=Path, help="a signed checkpoint note the ledger must extend")
+    given.add_argument(
+        "--since-checkpoint", type=Path,
+        help="like --checkpoint, but take the signatures of the records it covers on its word "
+        "(their bodies, chain and tree are still recomputed)",
+    )
+    parser.add_argument("--home", type=Path, help="an assay home: also check the newest checkpoint it holds")
     parser.add_argument("--trust", type=Path, help="trust file of public keys (default: trust the genesis key)")
-    parser.add_argument("--full", action="store_true", help="with --checkpoint, re-verify every record too")
+    parser.add_argument("--full", action="store_true", help="accepted for older scripts; verification is always full")
     parser.add_argument("--workers", type=int, default=None, help="processes for signature checks (default: all cores)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     try:
-        report = verify_ledger(args.db_url, checkpoint=args.checkpoint, trust=args.trust, full=args.full, workers=args.workers)
+        report = verify_ledger(
+            args.db_url, checkpoint=args.checkpoint, trust=args.trust, workers=args.workers,
+            since_checkpoint=args.since_checkpoint, home=args.home,
+        )
     except BadInput as exc:
         if args.json:
             print(json.dumps({"ok": False, "error": exc.message}))
@@ -958,6 +1130,10 @@ def main(argv: list[str] | None = None) -> int:
         print(report.summary())
         if report.ok and report.root:
             print(f"size {report.size}, root {report.root}, trust: {report.trust}")
+        for path in report.checkpoints:
+            print(f"checkpoint: {path}")
+        if report.trusted:
+            print(f"trusted without re-checking: {report.trusted}")
         for e in report.errors[1:10]:
             print(f"  also: record {e['seq']}: {e['reason']}")
     return 0 if report.ok else 1

@@ -250,12 +250,12 @@ class Runner:
         run, dataset, policy = prepared or self.prepare()
         store = RunStore(self.settings)
         environment = capture(self.base_dir)
+        # The spec as recorded and hashed: URL passwords redacted (replay reads them back from the spec file).
+        recorded_spec = RunSpec.model_validate(redact_secrets(self.spec.model_dump(mode="json")))
         store.create_run(RunRow(run_id=run.run_id, project=self.spec.project.name, spec_path=str(self.spec_path),
                                 spec_json=recorded_spec.model_dump_json(), spec_hash=recorded_spec.hash))
         self.current_stage = "start"
         evidence: dict[str, Any] = {
-        # The spec as recorded and hashed: URL passwords redacted (replay reads them back from the spec file).
-        recorded_spec = RunSpec.model_validate(redact_secrets(self.spec.model_dump(mode="json")))
             "run_id": run.run_id,
             "project": self.spec.project.name,
             "spec_hash": recorded_spec.hash,
@@ -347,12 +347,12 @@ class Runner:
         evidence["cost"] = self.meter.summary()
         evidence["plugins"] = {i.name: i.version for i in self.pm.infos if i.status == "loaded"}
         evidence["facts"] = to_jsonable(run.facts)
+        # Redacted in place: the evidence recorded, digested by the verdict and stored is one document.
+        evidence.update(redact_secrets(to_jsonable(evidence)))
         self.record(run, "evidence", evidence)
         binding = verdict_binding(run.run_id, evidence)  # before the gate: what the verdict judges
 
         summary = {}
-        # Redacted in place: the evidence recorded, digested by the verdict and stored is one document.
-        evidence.update(redact_secrets(to_jsonable(evidence)))
         with self.stage(run, "gate", summary):
             verdict = self.gate(run, evidence, policy)
             self.record(run, "verdict", {**verdict.to_json(), **binding})
