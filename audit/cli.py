@@ -62,22 +62,32 @@ def audit() -> None:
 
 
 @audit.command("verify")
-@click.option("--checkpoint", type=click.Path(dir_okay=False), help="Signed checkpoint the ledger must extend.")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), help="Signed checkpoint the ledger must extend (checked on top of the full verification).")
+@click.option(
+    "--since-checkpoint", type=click.Path(dir_okay=False),
+    help="Like --checkpoint, but take the signatures of the records it covers on its word "
+    "(their bodies, chain and Merkle tree are still recomputed); the output says what was trusted.",
+)
 @click.option("--trust", type=click.Path(dir_okay=False), help="Trust file (default: the home's keys/trust.json).")
-@click.option("--full", is_flag=True, help="With --checkpoint: re-verify every record, not only the new ones.")
+@click.option("--full", is_flag=True, help="Accepted for older scripts; verification is always full.")
 @click.option("--witness-key", "witness_keys", multiple=True, metavar="VKEY|FILE",
               help="A witness's cosignature key, or a file of them (repeatable): the checkpoint must be cosigned.")
 @click.option("--quorum", type=click.IntRange(min=1), help="Witnesses of --witness-key that must have cosigned (default: all).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
-def verify_cmd(ctx: click.Context, witness_keys: tuple[str, ...], quorum: int | None, checkpoint: str | None, trust: str | None, full: bool, as_json: bool) -> None:
-    """Check every record's hash, chain link, signature and key; exit 1 naming the first bad record."""
+def verify_cmd(
+    ctx: click.Context, witness_keys: tuple[str, ...], quorum: int | None, checkpoint: str | None, since_checkpoint: str | None, trust: str | None, full: bool, as_json: bool
+) -> None:
+    """Re-check every record (hash from its body, chain link, signature, key window) and that the ledger
+    extends the home's newest checkpoint; exit 1 naming the first bad record."""
     from assay.audit.keys import KeyStore
     from assay.audit.verify import verify_ledger
     from assay.audit.witness_cli import finish_witness_check, with_witness
 
     settings = _settings(ctx)
     _require_db(settings)
+    if checkpoint and since_checkpoint:
+        raise BadInput("give --checkpoint or --since-checkpoint, not both")
     trust_path: Path | None = Path(trust) if trust else KeyStore(settings.home).trust_path
     if trust is None and trust_path is not None and not trust_path.exists():
         trust_path = None
@@ -85,18 +95,25 @@ def verify_cmd(ctx: click.Context, witness_keys: tuple[str, ...], quorum: int | 
     if witness_keys:
         from assay.audit.witness import verify_witnessed
 
-        witnessed, witness_check = verify_witnessed(settings.home, settings.db_url, checkpoint,
+        witnessed, witness_check = verify_witnessed(settings.home, settings.db_url, checkpoint or since_checkpoint,
                                                     witness_keys, quorum)
-        checkpoint = witnessed
+        if not since_checkpoint:
+            checkpoint = witnessed
     elif quorum is not None:
         raise BadInput("--quorum counts witnesses: give --witness-key VKEY|FILE too")
-    report = verify_ledger(settings.db_url, checkpoint=checkpoint, trust=trust_path, full=full)
+    report = verify_ledger(
+        settings.db_url, checkpoint=checkpoint, trust=trust_path, since_checkpoint=since_checkpoint, home=settings.home
+    )
     if as_json:
         _echo_json(with_witness(report.to_json(), witness_check))
     elif report.ok:
         click.echo(report.summary())
         click.echo(f"size {report.size}, root {report.root}")
         click.echo(f"trust: {report.trust}")
+        for path in report.checkpoints:
+            click.echo(f"checkpoint: {path}")
+        if report.trusted:
+            click.echo(f"trusted without re-checking: {report.trusted}")
     else:
         for e in report.errors[1:10]:
             where = f"record {e['seq']}" if e["seq"] is not None else "ledger"
@@ -162,16 +179,18 @@ def runs_cmd(ctx: click.Context, as_json: bool) -> None:
 
 @audit.command("checkpoint")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="File to write (default: stdout).")
-@click.option("--no-verify", is_flag=True, help="Sign the stored tree head without verifying the ledger first.")
 @click.option("--witness", "witness_urls", multiple=True, metavar="URL",
               help="Have this witness cosign the checkpoint (repeatable); the cosigned note is stored as "
               "checkpoints/<ledger id>.witnessed.note and written instead.")
 @click.pass_context
-def checkpoint_cmd(ctx: click.Context, witness_urls: tuple[str, ...], output: str | None, no_verify: bool) -> None:
-    """Write a signed C2SP checkpoint (tree size and Merkle root) that auditors keep."""
+def checkpoint_cmd(ctx: click.Context, witness_urls: tuple[str, ...], output: str | None) -> None:
+    """Write a signed C2SP checkpoint (tree size and Merkle root) that auditors keep.
+
+    The ledger is verified in full first; over a ledger that does not verify nothing is signed (exit 1).
+    The checkpoint also becomes the home's newest, which every later `assay audit verify` checks."""
     settings = _settings(ctx)
     _require_db(settings)
-    note = _open(settings).checkpoint(verify_first=not no_verify)
+    note = _open(settings).checkpoint()
     if witness_urls:
         from assay.audit.witness import witness_ledger_checkpoint
 

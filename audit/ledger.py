@@ -18,10 +18,13 @@ ALWAYS`` triggers) — a guard against accidents only: ``verify`` never relies o
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime as _dt
 import functools
 import json
+import os
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -50,7 +53,7 @@ from assay.audit.keys import KeyStore, SigningKey, actor, default_identity
 from assay.audit.merkle import Frontier, leaf_hash
 from assay.audit.note import Checkpoint, sign_checkpoint
 from assay.audit.trust import ADMIN, SIGNER, TrustError, parse_roles
-from assay.errors import BadInput, Finding, InternalError
+from assay.errors import AssayError, BadInput, Finding, InternalError
 from assay.settings import Settings
 
 _ledger_registry = _registry()
@@ -155,6 +158,8 @@ class Ledger:
         self._kind_cache: dict[str, bytes] = {}
         self.ledger_id = ""
         self._post: list[Callable[[], None]] = []
+        self._owes_checkpoint = False  # appended since the home's checkpoint was last written
+        self._pid = os.getpid()
 
     # -- opening ---------------------------------------------------------------------------------
     @classmethod
@@ -198,6 +203,8 @@ class Ledger:
         return ledger
 
     def close(self) -> None:
+        """Write the checkpoint this ledger owes the home (if it appended), then release its connections."""
+        self.flush_checkpoint()
         self.engine.dispose()
 
     @contextlib.contextmanager
@@ -397,7 +404,14 @@ class Ledger:
         self._frontier = (fr.size, prev, fr)
         for seq_k, kind, payload in key_rows:
             self._post.append(functools.partial(self._trust_key_event, seq_k, kind, payload))
+        self._post.append(self._owe_checkpoint)
         return out, key_rows
+
+    def _owe_checkpoint(self) -> None:
+        # Runs after the commit: one flag per ledger, so the checkpoint is written once per command.
+        self._owes_checkpoint = True
+        with _PENDING_LOCK:
+            _PENDING[id(self)] = self
 
     def _index_key_event(self, cur: Any, seq: int, kind: str, payload: dict[str, Any], signer_id: str) -> None:
         ph = self._ph
@@ -658,43 +672,147 @@ class Ledger:
         self,
         checkpoint: Path | str | None = None,
         trusted_keys: Path | list[Any] | None = None,
-        full: bool = False,
+        full: bool = True,
+        *,
+        since_checkpoint: Path | str | None = None,
+        home_checkpoint: bool = True,
+        workers: int | None = None,
     ) -> _verify.VerifyReport:
-        """Verify the ledger (see ``assay.audit.verify.verify_ledger``); default trust is the home's trust file."""
+        """Verify every record of the ledger to its head (``assay.audit.verify.verify_ledger``).
+
+        The ledger must also extend ``checkpoint`` and, unless ``home_checkpoint`` is false, the
+        newest checkpoint the home holds. Default trust is the home's trust file. ``full`` is
+        accepted for older callers: verification is always full (``since_checkpoint`` is the one
+        shortcut, and the report's ``trusted`` says what it took on the checkpoint's word).
+        """
+        del full
         trust = trusted_keys if trusted_keys is not None else self.trust_path()
-        return _verify.verify_ledger(self.settings.db_url, checkpoint=checkpoint, trust=trust, full=full)
+        return _verify.verify_ledger(
+            self.settings.db_url,
+            checkpoint=checkpoint,
+            trust=trust,
+            workers=workers,
+            since_checkpoint=since_checkpoint,
+            home=self.settings.home if home_checkpoint else None,
+        )
 
     def latest_checkpoint_path(self) -> Path:
         return self.settings.home / "checkpoints" / f"{self.ledger_id}.note"
 
-    def checkpoint(self, verify_first: bool = True) -> str:
-        """A signed C2SP checkpoint note of the current ledger.
+    def checkpoint(self) -> str:
+        """Sign a C2SP checkpoint note of the current ledger, store it as the home's newest, return it.
 
-        With ``verify_first`` (the default) the ledger is verified first — incrementally from this
-        home's previous checkpoint when there is one — and the root comes from that verification,
-        so a tampered ledger is never checkpointed (Finding, exit 1).
+        The ledger is verified in full first — every record, and that it extends the home's previous
+        checkpoint — and the size and root come from that verification, so a ledger that does not
+        verify is never checkpointed (Finding, exit 1).
         """
-        key, _ = self.register_key()
-        if verify_first:
-            prev = self.latest_checkpoint_path()
-            report = self.verify(checkpoint=prev if prev.exists() else None)
-            if not report.ok:
-                raise Finding(f"refusing to checkpoint a ledger that does not verify: {report.summary()}")
-            size, root = report.size, bytes.fromhex(report.root or "")
-            ext = report.key_events_line
+        self.register_key()
+        self._owes_checkpoint = False  # this checkpoint covers what this process appended so far
+        report = self.verify()
+        if not report.ok:
+            raise Finding(f"refusing to checkpoint a ledger that does not verify: {report.summary()}")
+        return self._store_checkpoint(report)
+
+    def flush_checkpoint(self) -> str | None:
+        """Write the home's checkpoint if this ledger appended since it was last written; never raises.
+
+        Before signing, the records after the home's previous checkpoint are verified in full and the
+        stored tree of the ones before is proven to be that checkpoint's (``verify_extension``); the
+        first checkpoint of a ledger verifies everything. On any problem nothing is written and a
+        warning goes to stderr: the command that appended has done its work and is not failed for it.
+        Returns the note written, or None.
+        """
+        with self._lock:
+            if not self._owes_checkpoint or os.getpid() != self._pid:
+                return None
+            self._owes_checkpoint = False
+            with _PENDING_LOCK:
+                _PENDING.pop(id(self), None)
+        try:
+            return self._auto_checkpoint()
+        except Exception as exc:  # a checkpoint that cannot be written must not fail the command
+            message = exc.message if isinstance(exc, AssayError) else f"{type(exc).__name__}: {exc}"
+            _warn(f"no checkpoint written for ledger {self.ledger_id}: {_verify.redact(message)}")
+            return None
+
+    def _auto_checkpoint(self) -> str | None:
+        if self.settings.is_sqlite and not Path(_verify.sqlite_path(self.settings.db_url)).is_file():
+            return None  # the database is gone (a removed temporary home): nothing to vouch for
+        previous = _verify.newest_home_checkpoint(self.settings.home, self.ledger_id)
+        trust = self.trust_path()
+        if previous is None:
+            report = _verify.verify_ledger(self.settings.db_url, trust=trust)
         else:
-            with self._conn() as conn:
-                cur = conn.cursor()
-                size, _ = self._tail(cur)
-                root = Frontier(size, [self._node(cur, lv, ix) for lv, ix in Frontier.positions(size)]).root()
-                ext = _verify.key_events_extension(self.settings.db_url, size)
-        note = sign_checkpoint(Checkpoint(self.origin, size, root, (ext,) if ext else ()), self.origin, key.private)
+            report = _verify.verify_extension(self.settings.db_url, previous, trust=trust)
+        if not report.ok:
+            _warn(
+                f"no checkpoint written for ledger {self.ledger_id}: it does not verify "
+                f"({report.summary()}); run: assay audit verify"
+            )
+            return None
+        return self._store_checkpoint(report)
+
+    def _store_checkpoint(self, report: _verify.VerifyReport) -> str:
+        """Sign the verified tree head of ``report`` and make it the home's newest checkpoint."""
+        key = self.signer()
+        ext = report.key_events_line
+        cp = Checkpoint(self.origin, report.size, bytes.fromhex(report.root or ""), (ext,) if ext else ())
+        note = sign_checkpoint(cp, self.origin, key.private)
         path = self.latest_checkpoint_path()
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(note, encoding="utf-8")
-        tmp.replace(path)
+        with _locked(path.with_suffix(".lock")):
+            # Two commands finishing together: the one that saw the longer ledger keeps its checkpoint.
+            if _note_size(path) <= report.size:
+                tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+                tmp.write_text(note, encoding="utf-8")
+                tmp.replace(path)
         return note
+
+
+_PENDING: dict[int, Ledger] = {}  # ledgers that appended and owe their home a checkpoint
+_PENDING_LOCK = threading.Lock()
+
+
+def _flush_pending() -> None:
+    with _PENDING_LOCK:
+        pending = list(_PENDING.values())
+        _PENDING.clear()
+    for ledger in pending:
+        ledger.flush_checkpoint()
+
+
+atexit.register(_flush_pending)
+
+
+def _warn(message: str) -> None:
+    with contextlib.suppress(OSError, ValueError):  # stderr may be closed at exit
+        print(f"assay: warning: {message}", file=sys.stderr, flush=True)
+
+
+def _note_size(path: Path) -> int:
+    """The tree size of the checkpoint at ``path``; -1 when there is none (or it is unreadable)."""
+    from assay.audit.note import NoteError, parse_checkpoint, parse_note
+
+    try:
+        return parse_checkpoint(parse_note(path.read_text(encoding="utf-8"))[0]).size
+    except (OSError, UnicodeDecodeError, NoteError):
+        return -1
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``path`` across processes (a no-op where fcntl is missing)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    with open(path, "a+b") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 class _SignerChanged(Exception):

@@ -1,11 +1,13 @@
 """The tamper suite, on a real SQLite file and a real PostgreSQL schema: every case exits 1 naming
 the first bad record; intact ledgers exit 0. Verification goes through the standalone verifier's
-command line (``python -m assay.audit.verify``) in-process, plus the ``assay audit verify`` CLI."""
+command line (``python -m assay.audit.verify``) in-process, plus the ``assay audit verify`` CLI.
+(tests/audit/test_checkpoints.py covers attacks against checkpoints.)"""
 
 from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +36,20 @@ def verify_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
     return str(request.param)
 
 
+_OPENED: list[Ledger] = []
+
+
+@pytest.fixture(autouse=True)
+def close_ledgers(settings: Settings) -> Iterator[None]:
+    """Close what a case built (settling the checkpoint it owes) while its database still exists."""
+    yield
+    while _OPENED:
+        _OPENED.pop().close()
+
+
 def build(settings: Settings, n: int = N) -> Ledger:
     led = Ledger.open(settings)
+    _OPENED.append(led)
     led.append("r1", "run_started", {"note": "hello"})
     led.append_many([("r1", "data", {"i": i, "note": "hello"}) for i in range(3, n)])
     led.append("r1", "run_finished", {"note": "hello"})
@@ -70,9 +84,12 @@ def test_intact_ledger_verifies(settings: Settings, capsys: pytest.CaptureFixtur
     cp.write_text(led.checkpoint())
     led.append_many([("r2", "data", {"i": i}) for i in range(7)])
     code, out = verify_cli(capsys, settings.db_url, settings.home, "--checkpoint", str(cp))
-    assert code == 0 and out["mode"] == "checkpoint" and out["checked"] == 7 and out["size"] == N + 7, out
-    code, full = verify_cli(capsys, settings.db_url, settings.home, "--checkpoint", str(cp), "--full")
-    assert code == 0 and full["root"] == out["root"], full
+    assert code == 0 and out["mode"] == "full+checkpoint" and out["checked"] == N + 7 and out["size"] == N + 7, out
+    code, full = verify_cli(capsys, settings.db_url, settings.home, "--checkpoint", str(cp), "--full")  # a no-op now
+    assert code == 0 and full["root"] == out["root"] and full["mode"] == "full+checkpoint", full
+    code, since = verify_cli(capsys, settings.db_url, settings.home, "--since-checkpoint", str(cp))
+    assert code == 0 and since["mode"] == "since-checkpoint" and since["checked"] == N + 7, since
+    assert since["root"] == out["root"] and since["trusted"].startswith(f"signatures of records 1..{N} "), since
 
 
 def test_edit_payload_byte(settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
@@ -123,7 +140,9 @@ def test_delete_tail_detected_with_checkpoint(settings: Settings, capsys: pytest
     code, _ = verify_cli(capsys, settings.db_url, settings.home)
     assert code == 0  # a bare hash chain cannot notice a shorter tail …
     expect_bad(capsys, settings.db_url, settings.home, 26, "checkpoint commits to 30", "--checkpoint", str(cp))
-    expect_bad(capsys, settings.db_url, settings.home, 26, "checkpoint commits to 30", "--checkpoint", str(cp), "--full")
+    expect_bad(capsys, settings.db_url, settings.home, 26, "checkpoint commits to 30", "--since-checkpoint", str(cp))
+    # … and the home's own checkpoint (written by led.checkpoint()) catches it with no file given.
+    expect_bad(capsys, settings.db_url, settings.home, 26, "checkpoint commits to 30", "--home", str(settings.home))
 
 
 def test_insert_forged_record(settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
@@ -234,10 +253,12 @@ def test_restore_older_copy_detected_with_checkpoint(settings: Settings, capsys:
     code, _ = verify_cli(capsys, settings.db_url, settings.home)
     assert code == 0  # the old copy is internally consistent …
     expect_bad(capsys, settings.db_url, settings.home, 21, "older copy restored", "--checkpoint", str(cp))
+    expect_bad(capsys, settings.db_url, settings.home, 21, "older copy restored", "--home", str(settings.home))
     # … and writing on top of the restored copy forks history: still caught.
     led.append_many([("r3", "data", {"i": i}) for i in range(15)])
-    expect_bad(capsys, settings.db_url, settings.home, None, "consistent extension", "--checkpoint", str(cp))
-    expect_bad(capsys, settings.db_url, settings.home, None, "different root", "--checkpoint", str(cp), "--full")
+    expect_bad(capsys, settings.db_url, settings.home, None, "different root", "--checkpoint", str(cp))
+    expect_bad(capsys, settings.db_url, settings.home, None, "different root", "--since-checkpoint", str(cp))
+    expect_bad(capsys, settings.db_url, settings.home, None, "different root", "--home", str(settings.home))
 
 
 def test_assay_audit_verify_cli_names_first_bad_record(settings: Settings) -> None:
