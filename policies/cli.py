@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from assay.errors import AssayError, BadInput, Finding, InternalError
-from assay.policies.render import FORMATS
+from assay.policies.render import FORMATS, ONLY
 
 # --------------------------------------------------------------------------- helpers
 
@@ -61,9 +61,20 @@ def _echo_json(data: dict[str, Any]) -> None:
 
 
 def _stdout_console() -> Any:
-    from rich.console import Console
+    from assay.terminal import make_console
 
-    return Console()
+    return make_console()
+
+
+def write_report(output: str, text: str) -> None:
+    """Write ``--output``; a missing folder or a path that cannot be written is bad input (exit 2)."""
+    path = Path(output)
+    if not path.parent.is_dir():
+        raise BadInput(f"--output {output}: folder {path.parent} does not exist (create it, or pick another path)")
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise BadInput(f"--output {output}: cannot write the report: {exc.strerror or exc}") from None
 
 
 def _err(message: str) -> None:
@@ -103,8 +114,11 @@ def _run_row(state: Any, run_id: str) -> Any:
               help="Output format.")
 @click.option("--output", type=click.Path(dir_okay=False, writable=True),
               help="Write the report to this file instead of stdout.")
+@click.option("--only", type=click.Choice(ONLY), default=None,
+              help="Rules to list: failing (block, error), attention (and warn, waived) or all "
+                   "[default: attention for text, all for json/junit/markdown/sarif].")
 @click.pass_obj
-def gate(state: Any, run_id: str, policy_ref: str | None, fmt: str, output: str | None) -> None:
+def gate(state: Any, run_id: str, policy_ref: str | None, fmt: str, output: str | None, only: str | None) -> None:
     """Evaluate a policy on RUN_ID's recorded evidence and record a signed verdict.
 
     Waivers recorded with `assay waive` for the run's model apply until they expire.
@@ -131,9 +145,10 @@ def gate(state: Any, run_id: str, policy_ref: str | None, fmt: str, output: str 
                             "no verdict was recorded (fail closed)") from exc
     recorded = _open_ledger(state).records(run_id=run_id, kind="verdict")
     report = GateReport(run_id=run_id, verdict=verdict, model=model_ev.get("ref"), artifact=model_ev.get("artifact"),
-                        policy=policy, ledger_seq=recorded[-1].seq if recorded else None)
+                        policy=policy, ledger_seq=recorded[-1].seq if recorded else None,
+                        only=only or ("attention" if fmt == "text" else "all"))
     if output:
-        Path(output).write_text(render(report, fmt), encoding="utf-8")
+        write_report(output, render(report, fmt))
         _err(f"{verdict.decision.upper()}: run {run_id}, policy {verdict.policy}; {fmt} report written to {output}")
     elif fmt == "text" and sys.stdout.isatty():
         console = _stdout_console()
@@ -287,10 +302,16 @@ def waive(state: Any, rule_id: str, model_ref: str, reason: str, approver: str, 
 @click.option("--trust", "trust_path", type=click.Path(dir_okay=False),
               help="Trust file replacing the home's (e.g. from `assay keys export`).")
 @click.option("--checkpoint", type=click.Path(dir_okay=False), help="A checkpoint the ledger must extend.")
+@click.option("--witness-key", "witness_keys", multiple=True, metavar="VKEY|FILE",
+              help="A witness's cosignature key, or a file of them (repeatable): a checkpoint covering the verdict "
+                   "must be cosigned.")
+@click.option("--quorum", type=click.IntRange(min=1),
+              help="Witnesses of --witness-key that must have cosigned (default: all).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 @click.pass_obj
 def verify(state: Any, artifact: str, require: str, policy_ref: str | None, key_path: str | None,
-           trust_path: str | None, checkpoint: str | None, as_json: bool) -> None:
+           trust_path: str | None, checkpoint: str | None, witness_keys: tuple[str, ...], quorum: int | None,
+           as_json: bool) -> None:
     """Check ARTIFACT may be deployed: its bytes have a passing verdict under the pinned policy.
 
     Verifies the whole ledger to its head (and against the home's newest checkpoint and
@@ -307,9 +328,27 @@ def verify(state: Any, artifact: str, require: str, policy_ref: str | None, key_
         from assay.audit.keys import read_public_key
 
         trust = trust_for_key(read_public_key(Path(key_path)))
+    witnessed = None
+    if witness_keys:  # the ledger must extend a checkpoint enough independent witnesses cosigned
+        from assay.audit.witness import verify_witnessed
+
+        checkpoint, witnessed = verify_witnessed(state.home, state.db_url, checkpoint, witness_keys, quorum)
+    elif quorum is not None:
+        raise BadInput("--quorum counts witnesses: give --witness-key VKEY|FILE too")
     signed = _signed(state, trust, checkpoint)
     pinned = _load_policy_ref(state, policy_ref).hash if policy_ref else None
     result = verify_artifact(signed, digest, require=require, policy_hash=pinned)
+    if witnessed is not None and result.ok:
+        problems = list(witnessed.problems)
+        if witnessed.size is not None and result.verdict_seq is not None and witnessed.size < result.verdict_seq:
+            problems.append(f"the witnessed checkpoint covers records 1..{witnessed.size}, not the verdict at seq "
+                            f"{result.verdict_seq}: checkpoint again with `assay audit checkpoint --witness URL`")
+        if problems:
+            result.ok = False
+            result.reason = "; ".join(problems)
+        else:
+            result.reason += (f"; checkpoint of size {witnessed.size} cosigned by {len(witnessed.cosigned_by)} of "
+                              f"{witnessed.witnesses} witness(es)")
     if as_json:
         _echo_json(result.to_json())
     elif result.ok:

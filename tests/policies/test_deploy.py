@@ -171,3 +171,26 @@ def test_a_deleted_later_block_verdict_is_noticed(tmp_path: Path) -> None:
     refused = good.assay("verify", str(good.model_file))
     assert refused.returncode == 1 and "REJECTED" not in refused.stdout
     assert "does not verify" in refused.stderr
+
+
+def test_deploy_verify_needs_a_witnessed_checkpoint_covering_the_verdict(tmp_path: Path) -> None:
+    from tests.audit.test_witness import start_server, stop_server
+
+    good, _ = _two_runs(tmp_path)
+    witness = start_server(tmp_path / "witness-home", name="witness.test/deploy")
+    try:
+        witness.add_log(good.assay("keys", "vkey").stdout.strip())
+        unwitnessed = good.assay("verify", str(good.model_file), "--witness-key", witness.vkey)
+        assert unwitnessed.returncode == 1 and "no witnessed checkpoint" in unwitnessed.stderr
+        assert good.assay("audit", "checkpoint", "--witness", witness.url).returncode == 0
+        ok = good.assay("verify", str(good.model_file), "--witness-key", witness.vkey, "--json")
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+        assert "cosigned by 1 of 1 witness(es)" in json.loads(ok.stdout)["reason"]
+        newer = _append_verdict(good, "pass")  # governs now, but no witness has seen it yet
+        stale = good.assay("verify", str(good.model_file), "--witness-key", witness.vkey)
+        assert stale.returncode == 1 and f"not the verdict at seq {newer}" in stale.stderr
+        assert good.assay("audit", "checkpoint", "--witness", witness.url).returncode == 0
+        assert good.assay("verify", str(good.model_file), "--witness-key", witness.vkey).returncode == 0
+        assert good.assay("verify", str(good.model_file), "--quorum", "1").returncode == 2
+    finally:
+        stop_server(witness.proc)
