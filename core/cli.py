@@ -120,14 +120,13 @@ def cli(ctx: click.Context, home: str | None, db_url: str | None, plugin_options
 @click.pass_obj
 def run(state: CliState, spec: str, overrides: tuple[str, ...], as_json: bool, quiet: bool) -> None:
     """Train, evaluate and gate the model described by SPEC (default ./assay.toml)."""
-    from rich.console import Console
-
     from assay.runner import Runner
     from assay.spec import load_spec
+    from assay.terminal import make_console
 
     run_spec, base_dir = load_spec(spec, list(overrides))
     spec_path = base_dir / Path(spec).name if not Path(spec).is_dir() else base_dir / "assay.toml"
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     extra: tuple[tuple[str, object], ...] = ()
     if not quiet and (not as_json or sys.stderr.isatty()):
         from assay.terminal import TerminalReporter
@@ -143,22 +142,16 @@ def run(state: CliState, spec: str, overrides: tuple[str, ...], as_json: bool, q
 
 
 def _print_result(result: Any) -> None:
-    from rich.console import Console
+    from rich.markup import escape
 
-    from assay.terminal import summary_table, verdict_table
+    from assay.terminal import make_console, print_result
 
-    out = Console()
     if result.status == "errored":
-        Console(stderr=True).print(f"[red]error:[/] {result.error}")
-        Console(stderr=True).print(f"run {result.run_id} recorded as errored; the gate fails closed")
+        err = make_console(stderr=True)
+        err.print(f"[red]error:[/] {escape(result.error)}", soft_wrap=True)
+        err.print(f"run {result.run_id} recorded as errored; the gate fails closed", soft_wrap=True)
         return
-    out.print(summary_table(result))
-    if result.verdict is not None:
-        out.print(verdict_table(result.verdict))
-    cost = result.evidence.get("cost", {})
-    color = "green" if result.status == "passed" else "red"
-    out.print(f"[{color}]{result.status.upper()}[/]  model {result.model.get('ref')}  "
-              f"{result.model.get('artifact', '')[:19]}…  {cost.get('wall_s', 0):.1f}s")
+    print_result(make_console(), result)
 
 
 # --------------------------------------------------------------------------- init
@@ -221,15 +214,18 @@ def models_list(state: CliState, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"models": [_version_json(r) for r in rows]}, sort_keys=True))
         return
-    from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
+
+    from assay.terminal import make_console
 
     table = Table(show_edge=False)
     for col in ("model", "stage", "family", "run", "artifact", "created"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")  # ids are copied from here: wrap them, never cut them
     for r in rows:
-        table.add_row(r.ref, r.stage, r.family, r.run_id, r.artifact[:19] + "…", f"{r.created_at:%Y-%m-%d %H:%M}")
-    Console().print(table)
+        table.add_row(*(Text(c) for c in (r.ref, r.stage, r.family, r.run_id, r.artifact,
+                                          f"{r.created_at:%Y-%m-%d %H:%M}")))
+    make_console().print(table)
 
 
 @models.command("show")

@@ -72,6 +72,21 @@ def stage_finished(run: Run, stage: str, summary: dict[str, Any]) -> None:
 
 
 @hookspec
+def stage_progress(run: Run, stage: str, done: int, total: int, label: str) -> None:
+    """Report how far a long stage has come (training: CV fits of every candidate family).
+
+    :param run: the run context.
+    :param stage: the stage name.
+    :param done: units of work finished so far (for training: candidate × fold fits, and refits).
+    :param total: units expected in the whole stage (an estimate; it may grow, never below ``done``).
+    :param label: what is being worked on now, e.g. ``hist_gradient_boosting: iteration 2 of 3``.
+
+    Plugins do not call this hook: they call ``run.progress(stage, done, total, label)``,
+    which the runner relays here. For progress displays. All implementations are called.
+    """
+
+
+@hookspec
 def run_finished(run: Run, verdict: Verdict, evidence: dict[str, Any]) -> None:
     """Announce that a run completed and was gated.
 

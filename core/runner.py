@@ -208,6 +208,9 @@ class Runner:
             yield
         self.pm.hook.stage_finished(run=run, stage=name, summary=summary)
 
+    def _relay_progress(self, run: Run, stage: str, done: int, total: int, label: str) -> None:
+        self.pm.hook.stage_progress(run=run, stage=stage, done=done, total=total, label=label)
+
     def load_dataset(self, source: str) -> Dataset:
         dataset = self.pm.hook.load_data(spec=self.spec, source=source, base_dir=str(self.base_dir))
         if dataset is None:
@@ -232,6 +235,7 @@ class Runner:
 
     def _prepare(self) -> tuple[Run, Dataset, Any]:
         run = Run(run_id=new_run_id(), spec=self.spec, spec_path=str(self.spec_path), settings=self.settings)
+        run.on_progress = self._relay_progress
         run.trainers = self.collect_trainers()
         run.tuners = self.collect_tuners()
         policy = self.load_policy()

@@ -285,10 +285,20 @@ class Run:
     trainers: dict[str, Trainer] = field(default_factory=dict)
     tuners: dict[str, Tuner] = field(default_factory=dict)
     facts: dict[str, Any] = field(default_factory=dict)
+    #: set by the runner to relay :meth:`progress` to the ``stage_progress`` hook
+    on_progress: Callable[[Run, str, int, int, str], None] | None = field(default=None, repr=False, compare=False)
 
     @property
     def seed(self) -> int:
         return self.spec.split.seed
+
+    def progress(self, stage: str, done: int, total: int, label: str = "") -> None:
+        """Report how far a long stage has come: ``done`` of ``total`` units, working on ``label``.
+
+        Plugins call this (they never call hooks); outside a run it does nothing.
+        """
+        if self.on_progress is not None:
+            self.on_progress(self, stage, done, total, label)
 
 
 def sha256_hex(data: bytes) -> str:

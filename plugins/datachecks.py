@@ -34,6 +34,7 @@ blocks, naming it) instead of silently disappearing.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from assay.hookspecs import hookimpl
@@ -68,9 +69,24 @@ def guarded(group: str, name: str, check: Callable[[], Iterable[Check | Evidence
                       message=f"the {group}.{name} check could not run: {type(exc).__name__}: {exc}")]
 
 
+def with_fix(check: Check, fix: str) -> Check:
+    """``check`` with what to do about it in ``detail.fix`` (the spec key or command), when it warns or fails.
+
+    The gate puts the fix in the reason of every rule the check breaks, beside ``message``.
+    """
+    if check.status in ("pass", "skip") or not fix:
+        return check
+    return replace(check, detail={**check.detail, "fix": fix})
+
+
 def worst(statuses: Iterable[str]) -> str:
     order = {"skip": 0, "pass": 1, "warn": 2, "fail": 3, "error": 4}
     return max(statuses, key=lambda s: order[s], default="pass")
+
+
+def dataset_drop(dataset: Dataset) -> list[str]:
+    """The columns the spec already drops (so a suggested ``data.drop`` keeps them)."""
+    return [str(c) for c, role in dataset.roles.items() if role == "drop"]
 
 
 def _share(n: float, total: float) -> float:
@@ -121,8 +137,11 @@ def schema_check(run: Run, dataset: Dataset) -> Check:
     detail = {"problems": hard + soft, "high_severity": hard, "mixed_type_columns": mixed,
               "roles": {str(c): r for c, r in roles.items()}, "task": dataset.task,
               "features": list(dataset.features)}
-    return Check(GROUP, "schema", status, len(hard) + len(soft), detail,
-                 message="; ".join(hard + soft) if hard or soft else "")
+    fix = ("correct data.task / data.target, list used sensitive columns in data.features (or leave them out), "
+           "or give the column its role with data.roles" if hard
+           else "clean the column in the source, or declare it with data.roles = {col = \"categorical\"}")
+    return with_fix(Check(GROUP, "schema", status, len(hard) + len(soft), detail,
+                          message="; ".join(hard + soft) if hard or soft else ""), fix)
 
 
 def missing_check(dataset: Dataset) -> Check:
@@ -143,9 +162,12 @@ def missing_check(dataset: Dataset) -> Check:
         message = f"feature(s) with no values at all: {', '.join(empty)}"
     elif high:
         message = "columns with more than 20% missing: " + ", ".join(f"{c} ({shares[c]:.1%})" for c in high)
-    return Check(GROUP, "missing_values", status, round(value, 6),
-                 {"by_column": missing, "over_threshold": high, "all_missing": empty,
-                  "thresholds": {"warn_share": MISSING_WARN}}, message=message)
+    fix = (f"remove the rows without a {dataset.target!r} value from the source" if target_gaps
+           else f"leave the empty column(s) out: data.drop = {sorted({*dataset_drop(dataset), *empty})}" if empty
+           else "check how the data was extracted; columns mostly missing may be better dropped (data.drop)")
+    return with_fix(Check(GROUP, "missing_values", status, round(value, 6),
+                          {"by_column": missing, "over_threshold": high, "all_missing": empty,
+                           "thresholds": {"warn_share": MISSING_WARN}}, message=message), fix)
 
 
 def constant_check(dataset: Dataset) -> Check:
@@ -157,8 +179,10 @@ def constant_check(dataset: Dataset) -> Check:
     message = ""
     if constant or sensitive_constant:
         message = "constant column(s): " + ", ".join(constant + sensitive_constant)
-    return Check(GROUP, "constant_columns", status, len(constant),
-                 {"columns": constant, "sensitive": sensitive_constant}, message=message)
+    fix = (f"leave the constant column(s) out: data.drop = {sorted({*dataset_drop(dataset), *constant})}" if constant
+           else f"a constant sensitive column cannot be judged: check data.sensitive ({sensitive_constant})")
+    return with_fix(Check(GROUP, "constant_columns", status, len(constant),
+                          {"columns": constant, "sensitive": sensitive_constant}, message=message), fix)
 
 
 def balance_check(run: Run, dataset: Dataset) -> Check:
@@ -175,9 +199,12 @@ def balance_check(run: Run, dataset: Dataset) -> Check:
     if status != "pass":
         message = (f"class {minority!r} is {share:.2%} of the rows ({int(counts.min())} rows"
                    + (f"; fewer than 2 × cv_folds = {2 * run.spec.split.cv_folds}" if too_few else "") + ")")
-    return Check(GROUP, "label_balance", status, round(share, 6),
-                 {"minority_class": minority, "counts": {str(k): int(v) for k, v in counts.items()},
-                  "thresholds": {"warn_below": MINORITY_WARN, "fail_below": MINORITY_FAIL}}, message=message)
+    fix = (f"lower split.cv_folds (now {run.spec.split.cv_folds}) or collect more rows of class {minority!r}"
+           if too_few else f"collect more rows of class {minority!r}, or merge rare classes in the source")
+    return with_fix(Check(GROUP, "label_balance", status, round(share, 6),
+                          {"minority_class": minority, "counts": {str(k): int(v) for k, v in counts.items()},
+                           "thresholds": {"warn_below": MINORITY_WARN, "fail_below": MINORITY_FAIL}},
+                          message=message), fix)
 
 
 @hookimpl
@@ -222,9 +249,11 @@ def unseen_check(splits: Splits) -> Check:
     flagged = [c for c, v in sorted(shares.items(), key=lambda kv: -kv[1]) if v > UNSEEN_WARN]
     message = ("test rows with categories never seen in training: "
                + ", ".join(f"{c} ({shares[c]:.1%})" for c in flagged)) if flagged else ""
-    return Check(GROUP, "unseen_categories", status, round(value, 6),
-                 {"columns": per_column, "over_threshold": flagged,
-                  "thresholds": {"warn_share": UNSEEN_WARN, "fail_share": UNSEEN_FAIL}}, message=message)
+    fix = ("use split.strategy = \"stratified\" or a larger training part (a smaller split.test_size), "
+           "or merge rare categories in the source")
+    return with_fix(Check(GROUP, "unseen_categories", status, round(value, 6),
+                          {"columns": per_column, "over_threshold": flagged,
+                           "thresholds": {"warn_share": UNSEEN_WARN, "fail_share": UNSEEN_FAIL}}, message=message), fix)
 
 
 def label_shift_check(splits: Splits) -> Check:
@@ -241,10 +270,11 @@ def label_shift_check(splits: Splits) -> Check:
     message = (f"test classes never seen in training: {absent}" if absent
                else f"label shares differ between train and test (total variation {tv:.3f})" if status == "warn"
                else "")
-    return Check(GROUP, "test_labels", status, round(tv, 6),
-                 {"train": {c: round(float(v), 6) for c, v in p_tr.items()},
-                  "test": {c: round(float(v), 6) for c, v in p_te.items()}, "absent_in_train": absent,
-                  "thresholds": {"warn_total_variation": LABEL_SHIFT_WARN}}, message=message)
+    fix = "split with split.strategy = \"stratified\" so train and test hold the classes in the same shares"
+    return with_fix(Check(GROUP, "test_labels", status, round(tv, 6),
+                          {"train": {c: round(float(v), 6) for c, v in p_tr.items()},
+                           "test": {c: round(float(v), 6) for c, v in p_te.items()}, "absent_in_train": absent,
+                           "thresholds": {"warn_total_variation": LABEL_SHIFT_WARN}}, message=message), fix)
 
 
 @hookimpl

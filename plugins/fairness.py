@@ -56,7 +56,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from assay.hookspecs import hookimpl
-from assay.plugins.datachecks import guarded
+from assay.plugins.datachecks import guarded, with_fix
 from assay.types import Check, Evidence
 
 if TYPE_CHECKING:
@@ -446,7 +446,20 @@ def ranking_fairness(query: np.ndarray, score: np.ndarray, relevance: np.ndarray
 # --------------------------------------------------------------------------- checks
 
 
-def checks_for(key: str, ev: dict[str, Any], task: str) -> list[Check]:
+def _group_size_fix(key: str, ev: dict[str, Any], test_size: float | None) -> str:
+    counts = ", ".join(f"{g} {v.get('count')}" for g, v in (ev.get("by_group") or {}).items() if isinstance(v, dict))
+    now = f" (now {test_size:g})" if test_size is not None else ""
+    return (f"give every group of {key} at least {ev.get('min_group_size')} holdout rows: raise split.test_size{now}, "
+            f"lower evaluate.min_group_size (now {ev.get('min_group_size')}), or merge rare groups in the source; "
+            f"holdout rows per group: {counts}")
+
+
+def _disparity_fix(key: str) -> str:
+    return (f"the model treats groups of {key} differently: check the training labels for bias against a group and "
+            f"the features that stand in for {key}; an accepted exception is recorded with assay waive")
+
+
+def checks_for(key: str, ev: dict[str, Any], task: str, test_size: float | None = None) -> list[Check]:
     out: list[Check] = []
     small = ev.get("small_groups", [])
     sizes = {g: ev["by_group"][g]["count"] for g in small}
@@ -463,7 +476,9 @@ def checks_for(key: str, ev: dict[str, Any], task: str) -> list[Check]:
         else:
             rates = {g: v.get("selection_rate") for g, v in ev["by_group"].items() if not v.get("small")}
             status = "fail" if ratio < FOUR_FIFTHS else "warn" if ci is not None and ci[0] < FOUR_FIFTHS else "pass"
-            message = {"fail": f"{key}: selection rate ratio {ratio:.3f} is below the four-fifths rule",
+            shown = ", ".join(f"{g} {r:.3f}" for g, r in rates.items() if isinstance(r, float))
+            message = {"fail": f"{key}: selection rate ratio {ratio:.3f} is below the four-fifths rule "
+                               f"(selection rates: {shown})",
                        "warn": f"{key}: selection rate ratio {ratio:.3f}, but its interval reaches {ci[0]:.3f}"
                                if ci else "", "pass": ""}[status]
             out.append(Check(GROUP, check_name("selection_rate_ratio", key), status, ratio,
@@ -495,7 +510,9 @@ def checks_for(key: str, ev: dict[str, Any], task: str) -> list[Check]:
                           "thresholds": {"warn_below": EXPOSURE_WARN, "fail_below": EXPOSURE_FAIL}},
                          message=(f"{key}: exposure ratio {ratio:.3f}" if ratio is not None
                                   else f"{key}: {ev.get('reason', '')}") if status != "pass" else ""))
-    return out
+    size_fix = _group_size_fix(key, ev, test_size)
+    return [with_fix(c, size_fix if c.name.startswith("small_groups@") or c.value is None else _disparity_fix(key))
+            for c in out]
 
 
 def fairness_results(run: Run, model: FittedModel, splits: Splits) -> list[Check | Evidence]:
@@ -533,7 +550,7 @@ def fairness_results(run: Run, model: FittedModel, splits: Splits) -> list[Check
             ev = classification_fairness(y, pred, proba, classes, labels, positive, name, min_size, resamples, rng)
         ev["features"] = list(cols)
         evidence[key] = ev
-        out += checks_for(key, ev, dataset.task)
+        out += checks_for(key, ev, dataset.task, run.spec.split.test_size)
     # data.sensitive switches the gate's fairness rules on; said here too, so they apply even
     # when the data checks plugin is blocked
     return [Evidence("data", {"sensitive": sensitive}), Evidence("fairness", evidence), *out]

@@ -44,7 +44,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
 from assay.hookspecs import hookimpl
-from assay.plugins.datachecks import guarded
+from assay.plugins.datachecks import guarded, with_fix
 from assay.types import Check, Evidence
 
 if TYPE_CHECKING:
@@ -310,7 +310,10 @@ def _gap_check(name: str, train: float | None, test: float | None, cv: dict[str,
         detail["cv_train_minus_cv"] = cv_train - cv_mean
     message = (f"{name}: train {train:.4f} vs holdout {test:.4f} ({kind} overfitting {over:.3f})"
                if status != "pass" else "")
-    return Check(GROUP, "gap", status, over, detail, message=message)
+    return with_fix(Check(GROUP, "gap", status, over, detail, message=message),
+                    "the model fits its training rows far better than new ones: try a simpler family "
+                    "(train.candidates), more training rows (a smaller split.test_size), or look for features "
+                    "that identify training rows")
 
 
 def _spread_check(name: str, cv: dict[str, Any], greater: bool, folds: int) -> Check:
@@ -319,11 +322,13 @@ def _spread_check(name: str, cv: dict[str, Any], greater: bool, folds: int) -> C
         return Check(GROUP, "cv_spread", "skip", None, {"reason": "no CV scores recorded", "metric": name})
     spread = std if bounded(name) else (std / abs(mean) if mean else float("inf"))
     status = "fail" if spread >= SPREAD_FAIL else "warn" if spread >= SPREAD_WARN else "pass"
-    return Check(GROUP, "cv_spread", status, spread,
+    spread_check = Check(GROUP, "cv_spread", status, spread,
                  {"metric": name, "cv_mean": mean, "cv_std": std, "folds": folds,
                   "kind": "absolute" if bounded(name) else "relative to the mean",
                   "thresholds": {"warn": SPREAD_WARN, "fail": SPREAD_FAIL}},
                  message=f"{name} varies across CV folds (std {std:.4f})" if status != "pass" else "")
+    return with_fix(spread_check, f"scores differ a lot between folds ({folds}): more rows, or more folds "
+                                  "(split.cv_folds) for a steadier estimate; check for a few groups that dominate")
 
 
 def _cv_holdout_check(name: str, cv: dict[str, Any], test: float | None, greater: bool) -> Check:
@@ -334,12 +339,14 @@ def _cv_holdout_check(name: str, cv: dict[str, Any], test: float | None, greater
     scale = 1.0 if bounded(name) else max(abs(mean), 1e-12)
     allowed = max(CV_HOLDOUT_SIGMAS * std, CV_HOLDOUT_MIN * scale)
     status = "warn" if abs(worse) > allowed else "pass"
-    return Check(GROUP, "cv_holdout", status, worse,
+    found = Check(GROUP, "cv_holdout", status, worse,
                  {"metric": name, "cv_mean": mean, "cv_std": std, "holdout": test, "allowed": allowed,
                   "rule": f"|cv − holdout| ≤ max({CV_HOLDOUT_SIGMAS:g}·std, {CV_HOLDOUT_MIN:g})"},
                  message=(f"holdout {name} {test:.4f} is outside the CV range {mean:.4f} ± {allowed:.4f} "
                           "(distribution shift between training and holdout, or an optimistic CV)")
                  if status != "pass" else "")
+    return with_fix(found, "compare train and test (split.strategy, split.seed); a time or group structure the "
+                           "random split ignores is a common cause (data.time_column, data.group_column)")
 
 
 def _baseline_check(name: str, improvement: float | None, ci: list[float] | None, baseline: str,
@@ -357,9 +364,11 @@ def _baseline_check(name: str, improvement: float | None, ci: list[float] | None
     message = {"fail": f"the model does not beat the baseline {baseline} on {name} ({improvement:+.4f})",
                "warn": f"the improvement over {baseline} on {name} ({improvement:+.4f}) is within noise "
                        f"(95% interval {ci[0]:+.4f} … {ci[1]:+.4f})", "pass": ""}[status]
-    return Check(GROUP, "beats_baseline", status, lower,
-                 {"metric": name, "baseline": baseline, "improvement": improvement, "improvement_ci": ci,
-                  "value_is": "lower bound of the improvement's 95% interval"}, message=message)
+    return with_fix(Check(GROUP, "beats_baseline", status, lower,
+                          {"metric": name, "baseline": baseline, "improvement": improvement, "improvement_ci": ci,
+                           "value_is": "lower bound of the improvement's 95% interval"}, message=message),
+                    "check data.target and the features the model gets (data.drop, data.features); with few "
+                    "holdout rows the interval is wide: a larger split.test_size narrows it")
 
 
 def generalization_results(run: Run, model: FittedModel, splits: Splits) -> list[Check | Evidence]:

@@ -48,10 +48,11 @@ Without the columns a check needs (no ``time_column``, no text column, ...) it r
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 from assay.hookspecs import hookimpl
-from assay.plugins.datachecks import guarded
+from assay.plugins.datachecks import dataset_drop, guarded, with_fix
 from assay.types import Check, Evidence
 
 if TYPE_CHECKING:
@@ -187,8 +188,10 @@ def duplicate_checks(splits: Splits) -> list[Check | Evidence]:
          "note": "same_model_inputs_share counts test rows whose features and label equal a training row's; "
                  "on low-cardinality data distinct records collide naturally, so only whole-record copies count",
          "thresholds": thresholds},
-        message=(f"{int(in_train.sum())} of {len(test_pos)} test rows ({share:.2%}) are copies of training rows "
-                 f"(e.g. rows {', '.join(str(int(r)) for r in copied_rows[:5])})") if in_train.any() else "")
+        message=(f"{int(in_train.sum())} of {len(test_pos)} test rows ({share:.2%}) are copies of training rows, "
+                 f"e.g. row {examples[0]['test_row']} repeats row {examples[0]['train_row']} "
+                 "(rows count from 0, in data order)") if in_train.any() else "")
+    holdout = with_fix(holdout, _dedupe_fix(dataset.source))
     fold_shares, fold_detail = [], []
     train_hashes = hashes[train_pos]
     for i, (tr, va) in enumerate(splits.folds):
@@ -203,7 +206,13 @@ def duplicate_checks(splits: Splits) -> list[Check | Evidence]:
                   {"folds": fold_detail, "thresholds": thresholds} if fold_shares else {"reason": "no CV folds"},
                   message=(f"up to {worst:.2%} of a CV fold's validation rows are copies of its training rows"
                            if worst > 0 else ""))
-    return [holdout, folds]
+    return [holdout, with_fix(folds, _dedupe_fix(dataset.source))]
+
+
+def _dedupe_fix(source: str) -> str:
+    return (f"remove the repeated rows from {source} (e.g. pandas drop_duplicates()) and run again; if the repeats "
+            "are real (one entity recorded twice), name it with data.id_column and use split.strategy = \"group\" "
+            "so its rows stay on one side")
 
 
 # --------------------------------------------------------------------------- text
@@ -254,11 +263,14 @@ def text_checks(splits: Splits) -> list[Check | Evidence]:
                           "cosine": round(float(best[i]), 4)} for i in np.flatnonzero(near)[:EXAMPLES]]}
     status = _status(worst, DUPLICATE_WARN, DUPLICATE_FAIL)
     flagged = [c for c, d in per_column.items() if d.get("share", 0) >= DUPLICATE_WARN]
-    return [Check(GROUP, "near_duplicate_texts", status, round(worst, 6),
+    found: list[Check | Evidence] = [Check(GROUP, "near_duplicate_texts", status, round(worst, 6),
                   {"columns": per_column, "cosine_threshold": TEXT_COSINE,
                    "thresholds": {"warn_share": DUPLICATE_WARN, "fail_share": DUPLICATE_FAIL}},
                   message=(f"near-duplicate texts across the split in {', '.join(flagged)} "
                            f"({worst:.2%} of sampled test rows)") if flagged else "")]
+    return [with_fix(c, "remove near-duplicate documents from the source, or keep each family of them on one side: "
+                        "data.group_column and split.strategy = \"group\"") if isinstance(c, Check) else c
+            for c in found]
 
 
 # --------------------------------------------------------------------------- entities and time
@@ -302,7 +314,9 @@ def entity_checks(run: Run, splits: Splits) -> list[Check | Evidence]:
         fold_info[key] = per_fold
     thresholds = {"warn_above": 0.0, "fail_share": OVERLAP_FAIL}
     flagged = [k for k, v in holdout.items() if v["share"] > 0]
-    return [
+    fix = (f"split by entity so each one stays on one side: split.strategy = \"group\" (it groups by "
+           f"data.group_column, else data.id_column; now {' / '.join(repr(k) for k in keys)})")
+    found: list[Check] = [
         Check(GROUP, "entity_overlap", _status(worst_holdout, 1.0, OVERLAP_FAIL, warn_above_zero=True),
               round(worst_holdout, 6), {"columns": holdout, "thresholds": thresholds},
               message="; ".join(f"{holdout[k]['shared_entities']} {k} value(s) occur in both train and test "
@@ -314,6 +328,7 @@ def entity_checks(run: Run, splits: Splits) -> list[Check | Evidence]:
               message=(f"CV folds share entities (up to {worst_fold:.2%} of a fold's validation rows)"
                        if worst_fold > 0 else "")),
     ]
+    return [with_fix(c, fix) for c in found]
 
 
 def temporal_checks(run: Run, splits: Splits) -> list[Check | Evidence]:
@@ -338,7 +353,9 @@ def temporal_checks(run: Run, splits: Splits) -> list[Check | Evidence]:
          "test_rows_not_after_train": int(early.sum()), "split_strategy": splits.strategy,
          "examples": [int(r) for r in test_pos[early][:EXAMPLES]], "thresholds": thresholds},
         message=(f"{share:.1%} of test rows are not after the last training time {last_train} "
-                 f"(split strategy {splits.strategy!r}; use split.strategy = 'time')") if early.any() else "")]
+                 f"(split strategy {splits.strategy!r})") if early.any() else "")]
+    time_fix = f"split in time order: split.strategy = \"time\" (on data.time_column = {col!r})"
+    out = [with_fix(c, time_fix) if isinstance(c, Check) else c for c in out]
     per_fold, worst = [], 0.0
     for i, (tr, va) in enumerate(splits.folds):
         fold_last = tr_t[tr].max()
@@ -351,6 +368,7 @@ def temporal_checks(run: Run, splits: Splits) -> list[Check | Evidence]:
                      round(worst, 6) if splits.folds else None, {"folds": per_fold, "thresholds": thresholds},
                      message=(f"CV folds validate on rows not after their training rows (up to {worst:.1%})"
                               if worst > 0 else "")))
+    out[-1] = with_fix(out[-1], time_fix) if isinstance(out[-1], Check) else out[-1]
     others = [c for c in splits.dataset.columns_with("datetime") if c != col]
     if not others:
         out.append(Check(GROUP, "future_features", "skip", None,
@@ -366,10 +384,11 @@ def temporal_checks(run: Run, splits: Splits) -> list[Check | Evidence]:
         per_col[str(other)] = {"share": round(col_share, 6), "rows": int(later.sum()),
                                "examples": [int(r) for r in np.flatnonzero(later)[:EXAMPLES]]}
     flagged = [c for c, v in per_col.items() if v["share"] > 0]
-    out.append(Check(GROUP, "future_features", _status(worst, 1.0, OVERLAP_FAIL, warn_above_zero=True),
-                     round(worst, 6), {"time_column": col, "columns": per_col, "thresholds": thresholds},
-                     message=(f"date/time feature(s) later than the prediction time {col!r}: {', '.join(flagged)}"
-                              if flagged else "")))
+    out.append(with_fix(Check(GROUP, "future_features", _status(worst, 1.0, OVERLAP_FAIL, warn_above_zero=True),
+                              round(worst, 6), {"time_column": col, "columns": per_col, "thresholds": thresholds},
+                              message=(f"date/time feature(s) later than the prediction time {col!r}: "
+                                       f"{', '.join(flagged)}" if flagged else "")),
+                        _drop_fix(splits.dataset, flagged, "known only after the prediction time")))
     return out
 
 
@@ -492,8 +511,9 @@ def target_checks(splits: Splits) -> list[Check | Evidence]:
                         "scores": {c: round(v, 6) for c, v in ranked[:15]}, "model": model,
                         "skipped_text_columns": [c for c in dataset.features if dataset.roles.get(c) == "text"],
                         "thresholds": {"warn": warn, "fail": fail}},
-                       message=(f"feature(s) alone predict the label near perfectly ({kind}): "
-                                + ", ".join(f"{c} ({known[c]:.3f})" for c in leaking)) if leaking else "")
+                       message="; ".join(f"{c} alone predicts the label ({_SCORE_NAME.get(kind, kind)} {known[c]:.3f})"
+                                         for c in leaking))
+        target = with_fix(target, _drop_fix(dataset, failing or leaking, "recorded from the outcome"))
     iwarn, ifail = (ID_R2_WARN, ID_R2_FAIL) if kind == "r2" else (ID_AUC_WARN, ID_AUC_FAIL)
     id_scores = {c: v["score"] for c, v in id_like.items() if v["score"] is not None}
     id_best = max(id_scores.values(), default=None)
@@ -506,7 +526,21 @@ def target_checks(splits: Splits) -> list[Check | Evidence]:
                                        "unique_share_integer": ID_UNIQUE_SHARE_INT}},
                        message=("identifier-like feature(s) related to the label: "
                                 + ", ".join(f"{c} ({id_scores[c]:.3f})" for c in flagged)) if flagged else "")
+    identifier = with_fix(identifier, _drop_fix(dataset, flagged, "a key, not a property of the case")
+                          + "; or give it the role \"id\" with data.roles")
     return [target, identifier]
+
+
+_SCORE_NAME = {"roc_auc": "AUC", "roc_auc_ovr": "one-vs-rest AUC", "r2": "R²"}
+
+
+def _drop_fix(dataset: Dataset, columns: list[str], why: str) -> str:
+    """Drop ``columns`` (keeping what the spec drops already), as a spec key and as a command."""
+    drop = sorted({*dataset_drop(dataset), *map(str, columns)})
+    listed = ", ".join(repr(c) for c in columns)
+    return (f"if {listed} is {why}, leave it out: data.drop = {json.dumps(drop)} "
+            f"(assay run --set 'data.drop={json.dumps(drop)}'); if it is a genuine predictor, "
+            "waive the rule for this model with assay waive")
 
 
 # --------------------------------------------------------------------------- hooks
@@ -533,18 +567,23 @@ def conduct_checks(facts: dict[str, Any]) -> list[Check | Evidence]:
                          {"reason": "the training plugin did not record run.facts['preprocessing_inside_cv']"},
                          message="not recorded whether preprocessing was fit inside the CV folds"))
     else:
-        out.append(Check(GROUP, "preprocessing_inside_cv", "pass" if inside else "fail", int(bool(inside)),
-                         {"fact": bool(inside), "tuner": facts.get("tuner")},
-                         message="" if inside else "preprocessing was fit outside the CV folds (on all training rows)"))
+        out.append(with_fix(Check(GROUP, "preprocessing_inside_cv", "pass" if inside else "fail", int(bool(inside)),
+                                  {"fact": bool(inside), "tuner": facts.get("tuner")},
+                                  message="" if inside else
+                                  "preprocessing was fit outside the CV folds (on all training rows)"),
+                            "fit preprocessing inside the model pipeline, per CV fold (the bundled fit_model does; "
+                            "a custom training plugin must too)"))
     saw = facts.get("holdout_used_in_tuning")
     if saw is None:
         out.append(Check(GROUP, "holdout_used_in_tuning", "error", None,
                          {"reason": "the training plugin did not record run.facts['holdout_used_in_tuning']"},
                          message="not recorded whether the search saw the holdout"))
     else:
-        out.append(Check(GROUP, "holdout_used_in_tuning", "fail" if saw else "pass", int(bool(saw)),
-                         {"fact": bool(saw), "tuner": facts.get("tuner")},
-                         message="the hyper-parameter search saw the holdout" if saw else ""))
+        out.append(with_fix(Check(GROUP, "holdout_used_in_tuning", "fail" if saw else "pass", int(bool(saw)),
+                                  {"fact": bool(saw), "tuner": facts.get("tuner")},
+                                  message="the hyper-parameter search saw the holdout" if saw else ""),
+                            "tune on the training part's CV folds only (the bundled fit_model does); the holdout "
+                            "must stay unseen until evaluation"))
     return out
 
 

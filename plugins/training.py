@@ -226,6 +226,7 @@ def fit_model(run: Run, splits: Splits, trainers: Sequence[Trainer], tuner: Tune
 
     from assay.plugins.metrics import known_metrics, metric, search_scorer
     from assay.plugins.ranking import query_fit_params
+    from assay.plugins.search_progress import TrainProgress
 
     spec = run.spec.train
     primary = run.spec.metric
@@ -255,10 +256,12 @@ def fit_model(run: Run, splits: Splits, trainers: Sequence[Trainer], tuner: Tune
     modules = sorted({__name__, *(type(s).__module__ for _, s in searches),
                       *(type(s.estimator.named_steps["model"]).__module__ for _, s in searches
                         if hasattr(getattr(s, "estimator", None), "named_steps"))})
+    progress = TrainProgress(run, [(t.name, s) for t, s in searches], len(splits.folds))
     with executor(spec.executor, modules):
         for trainer, search in searches:
             started = time.perf_counter()
-            search.fit(X, y, **fit_params)
+            with progress.family(trainer.name, search):
+                search.fit(X, y, **fit_params)
             entry = _describe_search(trainer, search, sign, started)
             candidates.append(entry)
             if best is None or entry["cv_mean"] * sign > best[0] * sign:

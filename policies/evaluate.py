@@ -3,13 +3,19 @@
 Pure and deterministic: the inputs are the evidence dict, the policy, the waivers and the
 date. Fail closed: evidence that is missing, null or of the wrong type makes the rule an
 ``error`` outcome (which blocks the verdict) whatever its severity; only a ``when``
-condition that is explicitly false makes a rule not applicable.
+condition that is explicitly false makes a rule not applicable (outcome ``n/a``), as does a
+check the rule reads that was skipped (status ``skip``) when the rule accepts that.
+
+A rule that fails on a check's result carries the check's own message (what was found, in
+words) and its ``detail.fix`` (the spec key or command that addresses it) in its reason.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import date
 from typing import Any
 
@@ -19,6 +25,9 @@ from assay.policies.waivers import Waiver, active_waivers, utc_today
 from assay.types import RuleOutcome
 
 NOT_APPLICABLE = "not applicable"
+#: the outcome of a rule that does not apply to the run (it neither passes nor blocks)
+NA = "n/a"
+_TEMPLATE = re.compile(r"\$\{(\w+)\}")
 
 
 def show(value: Any) -> str:
@@ -84,15 +93,29 @@ def _outcome(rule: Rule, outcome_id: str, outcome: str, path: str, measured: Any
                        reason=reason)
 
 
+def expand_templates(text: str, evidence: Mapping[str, Any]) -> str:
+    """``${metric}`` → the evidence's top-level string ``metric`` (left as is when there is none)."""
+    def fill(match: re.Match[str]) -> str:
+        value = evidence.get(match.group(1))
+        return value if isinstance(value, str) and value else match.group(0)
+
+    return _TEMPLATE.sub(fill, text) if "${" in text else text
+
+
 def evaluate_rule(rule: Rule, evidence: Mapping[str, Any]) -> list[RuleOutcome]:
     """Evaluate one rule (before waivers): one outcome, or one per wildcard match."""
+    return [replace(o, path=expand_templates(o.path, evidence), reason=expand_templates(o.reason, evidence))
+            for o in _evaluate_rule(rule, evidence)]
+
+
+def _evaluate_rule(rule: Rule, evidence: Mapping[str, Any]) -> list[RuleOutcome]:
     try:
         applies, why_not = _conditions_hold(rule, evidence)
     except (ex.Unresolved, ex.EvalError) as exc:
         return [_outcome(rule, rule.id, "error", str(rule.path), None, None,
                          f"cannot decide whether the rule applies (when = {', '.join(map(str, rule.when))}): {exc}")]
     if not applies:
-        return [_outcome(rule, rule.id, "pass", str(rule.path), None, None, why_not)]
+        return [_outcome(rule, rule.id, NA, str(rule.path), None, None, why_not)]
     try:
         matches = ex.expand(evidence, rule.path)
     except ex.Unresolved as exc:
@@ -135,8 +158,8 @@ def _evaluate_match(rule: Rule, evidence: Mapping[str, Any], concrete: ex.Path, 
         value = measured
     if value is None:
         detail = _null_detail(evidence, concrete)
-        return _outcome(rule, outcome_id, "error", where, None, None,
-                        f"{where} is null (could not be computed){': ' + detail if detail else ''}")
+        reason = f"{where} is null (could not be computed){': ' + detail if detail else ''}"
+        return _outcome(rule, outcome_id, "error", where, None, None, with_fix(related_check(evidence, concrete), reason))
     ctx = ex.Context(evidence, rule.baseline_path(concrete))
     try:
         threshold = ex.evaluate(rule.threshold, ctx)
@@ -153,11 +176,64 @@ def _evaluate_match(rule: Rule, evidence: Mapping[str, Any], concrete: ex.Path, 
                         f"cannot compare {where} = {show(measured)} {rule.op} {show(threshold)}: {exc}")
     derived = "" if isinstance(rule.threshold, ex.Literal) else f" ({rule.threshold_text})"
     statement = f"{where} = {show(measured)}"
+    check = related_check(evidence, concrete)
     if holds:
+        if check is not None and measured == "skip" and concrete.segments[-1] == "status":
+            why = _text((check.get("detail") or {}).get("reason")) or _text(check.get("message"))
+            return _outcome(rule, outcome_id, NA, where, measured, threshold,
+                            f"{NOT_APPLICABLE}: the check was skipped{f' ({why})' if why else ''}")
         return _outcome(rule, outcome_id, "pass", where, measured, threshold,
                         f"{statement} meets {rule.op} {show(threshold)}{derived}")
     return _outcome(rule, outcome_id, rule.severity, where, measured, threshold,
-                    f"{statement}, needs {rule.op} {show(threshold)}{derived}")
+                    explain(check, f"{statement}, needs {rule.op} {show(threshold)}{derived}"))
+
+
+def _text(value: Any) -> str:
+    return value.strip() if isinstance(value, str) else ""
+
+
+def related_check(evidence: Mapping[str, Any], concrete: ex.Path) -> Mapping[str, Any] | None:
+    """The check result that explains the value at ``concrete``, if there is one.
+
+    ``checks.G.N.<field>`` is check ``G.N`` itself; a measurement ``S.K.M`` (e.g.
+    ``fairness.sex.selection_rate_ratio``) is explained by check ``checks.S["M@K"]``, the
+    name the bundled checks give a measurement per key; ``gap.M`` by the generalization
+    check ``gap`` when that measured metric ``M``.
+    """
+    segs = [str(s) for s in concrete.segments]
+    checks = evidence.get("checks")
+    if not isinstance(checks, Mapping):
+        return None
+    found: Any = None
+    if len(segs) >= 4 and segs[0] == "checks":
+        group = checks.get(segs[1])
+        found = group.get(segs[2]) if isinstance(group, Mapping) else None
+    elif len(segs) == 3 and isinstance(checks.get(segs[0]), Mapping):
+        found = checks[segs[0]].get(f"{segs[2]}@{re.sub(r'[^A-Za-z0-9_&-]', '_', segs[1])}")
+    elif len(segs) == 2 and segs[0] == "gap" and isinstance(checks.get("generalization"), Mapping):
+        found = checks["generalization"].get("gap")
+        detail = found.get("detail") if isinstance(found, Mapping) else None
+        found = found if isinstance(detail, Mapping) and detail.get("metric") == segs[1] else None
+    return found if isinstance(found, Mapping) else None
+
+
+def _detail(check: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    detail = check.get("detail") if check is not None else None
+    return detail if isinstance(detail, Mapping) else {}
+
+
+def explain(check: Mapping[str, Any] | None, statement: str) -> str:
+    """A failing rule's reason: the check's message first, the measured statement, then the fix."""
+    if check is None:
+        return statement
+    message = _text(check.get("message")) or _text(_detail(check).get("error"))
+    return with_fix(check, f"{message.rstrip('.')} — {statement}" if message else statement)
+
+
+def with_fix(check: Mapping[str, Any] | None, reason: str) -> str:
+    """``reason``, then what to do about it when the check says (its ``detail.fix``)."""
+    fix = _text(_detail(check).get("fix"))
+    return f"{reason}. Fix: {fix}" if fix else reason
 
 
 def apply_waivers(outcomes: Iterable[RuleOutcome], rule_of: Mapping[str, str],

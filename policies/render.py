@@ -1,31 +1,40 @@
 """Verdict output for people and CI: text (rich table), json, junit, markdown and sarif.
 
 Every renderer takes the same :class:`GateReport` and returns a string, so ``assay gate``
-can print it or write it to ``--output``. JSON carries ``{"run_id", "verdict"}`` (the
-contract of DESIGN.md) plus model, artifact and policy details; JUnit has one testcase
-per rule outcome (block and error are failures, waived and not-applicable are skipped);
-Markdown suits a CI step summary; SARIF 2.1.0 lists each outcome as a result, with
-waivers as suppressions and, for policy files, the rule's line as the location.
+can print it or write it to ``--output``. Rules are listed by what needs attention: blocks
+and errors first, then warnings, waivers, passes and rules that do not apply (``n/a``);
+``GateReport.only`` (``--only failing|attention|all``) leaves out the rest, and the counts
+always cover every rule. JSON carries ``{"run_id", "verdict"}`` (the contract of DESIGN.md;
+its verdict is always complete) plus model, artifact and policy details; JUnit has one
+testcase per rule outcome (block and error are failures, waived and not-applicable are
+skipped); Markdown (CommonMark with GitHub tables) suits a CI step summary; SARIF 2.1.0
+lists each outcome as a result, with waivers as suppressions and, for policy files, the
+rule's line as the location.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
-from assay.policies.evaluate import NOT_APPLICABLE, show
+from assay.policies.evaluate import NA, NOT_APPLICABLE, show
 from assay.policies.language import Policy
 from assay.types import RuleOutcome, Verdict
 
 FORMATS = ("text", "json", "junit", "markdown", "sarif")
+#: ``--only``: which rules a report lists (the counts always cover all of them)
+ONLY = ("failing", "attention", "all")
+_SHOWN = {"failing": ("block", "error"), "attention": ("block", "error", "warn", "waived")}
+_RANK = {"block": 0, "error": 0, "warn": 1, "waived": 2, "pass": 3, NA: 4}
 SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
-_ICON = {"pass": "✅", "warn": "⚠️", "block": "❌", "error": "❌", "waived": "🟡"}
-_STYLE = {"pass": "green", "warn": "yellow", "block": "red", "error": "red", "waived": "cyan"}
+_ICON = {"pass": "✅", "warn": "⚠️", "block": "❌", "error": "❌", "waived": "🟡", NA: "➖"}
+_STYLE = {"pass": "green", "warn": "yellow", "block": "red", "error": "red", "waived": "cyan", NA: "dim"}
 
 
 @dataclass(frozen=True)
@@ -39,6 +48,17 @@ class GateReport:
     policy: Policy | None = None
     ledger_seq: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    only: str = "all"  # one of ONLY
+
+    def shown(self) -> list[RuleOutcome]:
+        """The rules to list, most pressing first (block/error, warn, waived, pass, n/a)."""
+        return shown_rules(self.verdict.rules, self.only)
+
+
+def shown_rules(rules: Any, only: str = "all") -> list[RuleOutcome]:
+    ordered = sorted(rules, key=lambda o: _RANK.get(outcome_of(o), 1))
+    keep = _SHOWN.get(only)
+    return ordered if keep is None else [o for o in ordered if o.outcome in keep]
 
 
 def base_rule_id(outcome_id: str) -> str:
@@ -47,7 +67,12 @@ def base_rule_id(outcome_id: str) -> str:
 
 
 def is_not_applicable(outcome: RuleOutcome) -> bool:
-    return outcome.outcome == "pass" and outcome.reason.startswith(NOT_APPLICABLE)
+    """``n/a``, or a verdict recorded before that outcome existed (a pass that did not apply)."""
+    return outcome.outcome == NA or (outcome.outcome == "pass" and outcome.reason.startswith(NOT_APPLICABLE))
+
+
+def outcome_of(outcome: RuleOutcome) -> str:
+    return NA if is_not_applicable(outcome) else outcome.outcome
 
 
 def _threshold_text(o: RuleOutcome) -> str:
@@ -61,18 +86,34 @@ def _measured_text(o: RuleOutcome) -> str:
 
 
 def _counts(verdict: Verdict) -> dict[str, int]:
-    counts = {k: 0 for k in ("pass", "warn", "block", "error", "waived")}
+    """Outcomes by kind, most pressing first."""
+    counts = {k: 0 for k in ("block", "error", "warn", "waived", "pass", NA)}
     for o in verdict.rules:
-        counts[o.outcome] = counts.get(o.outcome, 0) + 1
+        counts[outcome_of(o)] = counts.get(outcome_of(o), 0) + 1
     return counts
+
+
+def counts_text(report: GateReport, how_to_list: str = "--only all lists every rule") -> str:
+    """``2 block, 1 warn, 65 pass, 4 n/a`` and, when rules are left out, which and how to list them."""
+    counts = _counts(report.verdict)
+    text = ", ".join(f"{n} {k}" for k, n in counts.items() if n) or "no rules"
+    left_out = _left_out(report)
+    return f"{text} ({left_out} not listed; {how_to_list})" if left_out else text
+
+
+def _left_out(report: GateReport) -> str:
+    """``65 pass, 4 n/a``: the rules ``only`` leaves out, by kind ('' when none is)."""
+    listed = {id(o) for o in report.shown()}
+    v = report.verdict
+    hidden = _counts(Verdict(v.decision, [o for o in v.rules if id(o) not in listed], v.policy, v.policy_hash))
+    return ", ".join(f"{n} {k}" for k, n in hidden.items() if n)
 
 
 # --------------------------------------------------------------------------- text
 
 
-def text_renderables(report: GateReport) -> list[Any]:
-    """Rich renderables: a headline and the rule table."""
-    from rich.table import Table
+def text_renderables(report: GateReport, how_to_list: str = "--only all lists every rule") -> list[Any]:
+    """Rich renderables: a headline, the rules ``report.only`` lists, the counts of every outcome."""
     from rich.text import Text
 
     v = report.verdict
@@ -82,22 +123,36 @@ def text_renderables(report: GateReport) -> list[Any]:
     head.append(f"  run {report.run_id}")
     if report.model:
         head.append(f"  model {report.model}")
-    head.append(f"  policy {v.policy} ({v.policy_hash[:19]}…)")
+    head.append(f"  policy {v.policy} ({v.policy_hash})")
+    rules = report.shown()
+    out: list[Any] = [head]
+    if rules:
+        out.append(rules_table(rules))
+    out.append(Text(counts_text(report, how_to_list)))
+    return out
+
+
+def rules_table(rules: list[RuleOutcome]) -> Any:
+    """Rule outcomes in a table that wraps long cells and never cuts a rule id."""
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(show_edge=False, expand=False)
-    table.add_column("rule", no_wrap=True)
-    for col in ("outcome", "measured", "op", "threshold", "reason"):
+    # ids wrap only when even a wide console cannot hold them: never cut with an ellipsis
+    table.add_column("rule", overflow="fold", min_width=min(max((len(o.id) for o in rules), default=4), 60))
+    table.add_column("outcome", no_wrap=True)
+    for col in ("measured", "op", "threshold"):
         table.add_column(col, overflow="fold")
-    for o in v.rules:
-        outcome = "n/a" if is_not_applicable(o) else o.outcome
+    table.add_column("reason", overflow="fold", ratio=1, min_width=30)
+    for o in rules:
+        outcome = outcome_of(o)
         # Text cells, not markup strings: ids like "no-leakage[duplicates]" would read as rich markup.
-        table.add_row(Text(o.id), Text(outcome, style=_STYLE.get(o.outcome, "")), Text(_measured_text(o)),
+        table.add_row(Text(o.id), Text(outcome, style=_STYLE.get(outcome, "")), Text(_measured_text(o)),
                       Text(o.op), Text(_threshold_text(o)), Text(o.reason))
-    counts = _counts(v)
-    tail = Text(", ".join(f"{n} {k}" for k, n in counts.items() if n) or "no rules")
-    return [head, table, tail]
+    return table
 
 
-def render_text(report: GateReport, width: int = 160) -> str:
+def render_text(report: GateReport, width: int = 200) -> str:
     """Plain text (no colour) of the rich table, for files and logs."""
     from rich.console import Console
 
@@ -136,11 +191,12 @@ def render_json(report: GateReport) -> str:
 def render_junit(report: GateReport) -> str:
     """JUnit XML: one testsuite for the gate, one testcase per rule outcome."""
     v = report.verdict
-    failures = sum(o.outcome in ("block", "error") for o in v.rules)
-    skipped = sum(o.outcome == "waived" or is_not_applicable(o) for o in v.rules)
-    suites = ET.Element("testsuites", name="assay gate", tests=str(len(v.rules)), failures=str(failures),
+    listed = report.shown()
+    failures = sum(o.outcome in ("block", "error") for o in listed)
+    skipped = sum(o.outcome == "waived" or is_not_applicable(o) for o in listed)
+    suites = ET.Element("testsuites", name="assay gate", tests=str(len(listed)), failures=str(failures),
                         errors="0", skipped=str(skipped))
-    suite = ET.SubElement(suites, "testsuite", name=f"assay gate: {v.policy}", tests=str(len(v.rules)),
+    suite = ET.SubElement(suites, "testsuite", name=f"assay gate: {v.policy}", tests=str(len(listed)),
                           failures=str(failures), errors="0", skipped=str(skipped), time="0")
     props = ET.SubElement(suite, "properties")
     for name, value in (("run_id", report.run_id), ("model", report.model), ("artifact", report.artifact),
@@ -148,7 +204,7 @@ def render_junit(report: GateReport) -> str:
         if value:
             ET.SubElement(props, "property", name=name, value=str(value))
     classname = f"assay.gate.{v.policy}"
-    for o in v.rules:
+    for o in report.shown():
         case = ET.SubElement(suite, "testcase", classname=classname, name=o.id, time="0")
         detail = (f"{o.description}\npath: {o.path}\nmeasured: {_measured_text(o)}\n"
                   f"threshold: {o.op} {_threshold_text(o)}\nseverity: {o.severity}\n{o.reason}").strip()
@@ -168,33 +224,49 @@ def render_junit(report: GateReport) -> str:
 
 
 def _md(text: Any) -> str:
-    """Escape a table cell: HTML specials, pipes and newlines."""
+    """A table cell's text: HTML specials as entities, pipes escaped, newlines as <br>."""
     escaped = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return escaped.replace("|", "\\|").replace("\n", "<br>")
 
 
+def _code(text: Any) -> str:
+    """A code span: literal inside (no entities), fenced by more backticks than it holds, pipes escaped."""
+    body = str(text).replace("\n", " ")
+    longest = max((len(run) for run in re.findall(r"`+", body)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if body.startswith("`") or body.endswith("`") else ""
+    return f"{fence}{pad}{body}{pad}{fence}".replace("|", "\\|")
+
+
 def render_markdown(report: GateReport) -> str:
-    """A CI step summary: headline, failing reasons, then every rule in a table."""
+    """A CI step summary: headline, counts, the blocking reasons, then the rules by urgency."""
     v = report.verdict
     icon = "✅" if v.decision == "pass" else "❌"
     lines = [f"### {icon} assay gate: **{v.decision.upper()}**", ""]
-    facts = [f"run `{report.run_id}`"]
+    facts = [f"run {_code(report.run_id)}"]
     if report.model:
-        facts.append(f"model `{report.model}`")
-    facts.append(f"policy `{v.policy}` (`{v.policy_hash[:19]}…`)")
+        facts.append(f"model {_code(report.model)}")
+    facts.append(f"policy {_code(v.policy)} ({_code(v.policy_hash)})")
     lines += [" · ".join(facts), ""]
-    if v.reasons:
-        lines.append("**Blocked by:**")
-        lines += [f"- {_md(reason)}" for reason in v.reasons]
-        lines.append("")
     counts = _counts(v)
-    lines.append(" · ".join(f"{_ICON[k]} {n} {k}" for k, n in counts.items() if n) or "no rules")
-    lines += ["", "| Rule | Outcome | Measured | Op | Threshold | Reason |", "|---|---|---|---|---|---|"]
-    for o in v.rules:
-        outcome = "➖ n/a" if is_not_applicable(o) else f"{_ICON.get(o.outcome, '')} {o.outcome}"
-        lines.append(f"| `{_md(o.id)}` | {outcome} | {_md(_measured_text(o))} | {_md(o.op)} | "
-                     f"{_md(_threshold_text(o))} | {_md(o.reason)} |")
-    return "\n".join(lines) + "\n"
+    lines += [" · ".join(f"{_ICON[k]} {n} {k}" for k, n in counts.items() if n) or "no rules", ""]
+    blocking = [o for o in v.rules if o.outcome in ("block", "error")]
+    if blocking:
+        lines.append("**Blocked by:**")
+        lines += [f"- {_code(o.id)}: {_md(o.reason or o.outcome)}" for o in blocking]
+        lines.append("")
+    rules = report.shown()
+    if rules:
+        lines += ["| Rule | Outcome | Measured | Op | Threshold | Reason |", "|---|---|---|---|---|---|"]
+        for o in rules:
+            outcome = outcome_of(o)
+            lines.append(f"| {_code(o.id)} | {_ICON.get(outcome, '')} {outcome} | {_md(_measured_text(o))} | "
+                         f"{_md(o.op)} | {_md(_threshold_text(o))} | {_md(o.reason)} |")
+        lines.append("")
+    left_out = _left_out(report)
+    if left_out:
+        lines.append(f"_Not listed: {_md(left_out)}; `--only all` lists every rule._")
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 # --------------------------------------------------------------------------- sarif
@@ -243,7 +315,7 @@ def render_sarif(report: GateReport) -> str:
         rules.append(entry)
     index = {rid: i for i, rid in enumerate(rule_ids)}
     results = []
-    for o in v.rules:
+    for o in report.shown():
         base = base_rule_id(o.id)
         if is_not_applicable(o):
             kind, level = "notApplicable", "none"
