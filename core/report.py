@@ -13,13 +13,16 @@ from typing import Any
 
 import click
 
+from assay.errors import BadInput
+
 CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#1d2330;padding:0 1rem}
 h1{font-size:1.5rem;margin-bottom:.2rem} h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #dde}
 table{border-collapse:collapse;margin:.5rem 0;font-size:13px} td,th{padding:.25rem .6rem;border-bottom:1px solid #eef;text-align:left}
 th{background:#f5f6fa} td.num{text-align:right;font-variant-numeric:tabular-nums}
 .pass,.passed{color:#137333;font-weight:600} .block,.blocked,.fail,.error,.errored{color:#b3261e;font-weight:600}
-.warn,.waived{color:#a15c00;font-weight:600} code{font-size:12px;background:#f5f6fa;padding:0 .2rem}
+.warn,.waived{color:#a15c00;font-weight:600} code{font-size:12px;background:#f5f6fa;padding:0 .2rem;word-break:break-all}
+.na{color:#667} .fix{display:block;margin-top:.2rem;color:#1d2330} .fix b{color:#a15c00}
 .muted{color:#667} .badge{display:inline-block;padding:.15rem .6rem;border-radius:1rem;background:#f5f6fa}
 """
 
@@ -43,7 +46,26 @@ def _table(headers: list[str], rows: list[list[Any]], raw: bool = False) -> str:
 
 
 def _status(value: str) -> str:
-    return f'<span class="{escape(value)}">{escape(value)}</span>'
+    css = "na" if value == "n/a" else value
+    return f'<span class="{escape(css)}">{escape(value)}</span>'
+
+
+def _reason(text: str) -> str:
+    """A rule's reason, with its "Fix: ..." part set apart."""
+    what, sep, fix = text.partition(". Fix: ")
+    out = escape(what)
+    return out + (f'<span class="fix"><b>Fix:</b> {escape(fix)}</span>' if sep else "")
+
+
+_URGENCY = {"block": 0, "error": 0, "fail": 0, "warn": 1, "waived": 2, "pass": 3, "n/a": 4, "skip": 4}
+
+
+def _finding(check: dict[str, Any]) -> str:
+    """What a check that did not pass found, in words, and what to do about it."""
+    detail = check.get("detail") if isinstance(check.get("detail"), dict) else {}
+    message = str(check.get("message") or detail.get("error") or detail.get("reason") or "")
+    fix = detail.get("fix") if check.get("status") not in ("pass", "skip") else None
+    return escape(message) + (f'<span class="fix"><b>Fix:</b> {escape(str(fix))}</span>' if fix else "")
 
 
 def render(run: Any, evidence: dict[str, Any], verdict: dict[str, Any] | None, records: list[Any],
@@ -58,12 +80,23 @@ def render(run: Any, evidence: dict[str, Any], verdict: dict[str, Any] | None, r
         parts.append(f'<p class="error">error: {escape(run.error)}</p>')
 
     if verdict:
+        from assay.policies.evaluate import NOT_APPLICABLE
+
+        def outcome(r: dict[str, Any]) -> str:  # verdicts recorded before n/a existed said pass
+            not_applicable = r.get("outcome") == "pass" and str(r.get("reason", "")).startswith(NOT_APPLICABLE)
+            return "n/a" if not_applicable else str(r.get("outcome"))
+
+        rules = sorted(verdict.get("rules", []), key=lambda r: _URGENCY.get(outcome(r), 1))
+        counts: dict[str, int] = {}
+        for r in rules:
+            counts[outcome(r)] = counts.get(outcome(r), 0) + 1
         parts.append(f"<h2>Gate: {_status(verdict['decision'])} under {escape(verdict['policy'])}</h2>")
-        parts.append(f"<p class=muted>policy {escape(verdict.get('policy_hash', ''))}</p>")
+        parts.append(f"<p class=muted>policy {escape(verdict.get('policy_hash', ''))} — "
+                     + escape(", ".join(f"{n} {k}" for k, n in counts.items())) + "</p>")
         parts.append(_table(["rule", "outcome", "measured", "threshold", "reason"],
-                            [[escape(r["id"]), _status(r["outcome"]), _v(r.get("measured")),
-                              escape(f"{r.get('op', '')} ") + _v(r.get("threshold")), escape(r.get("reason", ""))]
-                             for r in verdict.get("rules", [])], raw=True))
+                            [[f"<code>{escape(r['id'])}</code>", _status(outcome(r)), _v(r.get("measured")),
+                              escape(f"{r.get('op', '')} ") + _v(r.get("threshold")), _reason(str(r.get("reason", "")))]
+                             for r in rules], raw=True))
 
     metrics = ev.get("metrics", {})
     test, cv = metrics.get("test", {}), metrics.get("cv", {})
@@ -87,10 +120,12 @@ def render(run: Any, evidence: dict[str, Any], verdict: dict[str, Any] | None, r
 
     checks = ev.get("checks", {})
     if checks:
+        found = sorted(((g, n, c) for g, group in checks.items() for n, c in group.items()),
+                       key=lambda item: _URGENCY.get(str(item[2].get("status")), 1))
         parts.append("<h2>Checks</h2>")
-        parts.append(_table(["group", "check", "status", "value", "detail"],
-                            [[escape(g), escape(n), _status(str(c.get("status"))), _v(c.get("value")), _v(c.get("detail"))]
-                             for g, group in checks.items() for n, c in group.items()], raw=True))
+        parts.append(_table(["group", "check", "status", "value", "finding", "detail"],
+                            [[escape(g), escape(n), _status(str(c.get("status"))), _v(c.get("value")),
+                              _finding(c), _v(c.get("detail"))] for g, n, c in found], raw=True))
 
     for feature, info in ev.get("fairness", {}).items():
         parts.append(f"<h2>Fairness: {escape(feature)}</h2>")
@@ -120,7 +155,8 @@ def render(run: Any, evidence: dict[str, Any], verdict: dict[str, Any] | None, r
     parts.append(f"<h2>Ledger records ({len(records)}) — ledger {'verified' if integrity.get('ok') else 'NOT verified'}</h2>")
     parts.append(f"<p class=muted>{escape(str(integrity.get('summary', '')))}</p>")
     parts.append(_table(["seq", "kind", "time", "hash", "signing key"],
-                        [[r.seq, r.kind, r.time, r.hash[:16] + "…", r.key_id[:16] + "…"] for r in records]))
+                        [[r.seq, escape(r.kind), escape(str(r.time)), f"<code>{escape(r.hash)}</code>",
+                          f"<code>{escape(r.key_id)}</code>"] for r in records], raw=True))
     title = f"assay report {escape(run.run_id)}"
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{CSS}</style></head>"
             f"<body>{''.join(parts)}</body></html>")
@@ -135,10 +171,16 @@ def report(state: Any, run_id: str, output: str) -> None:
     from assay.audit.ledger import Ledger
     from assay.store import RunStore
 
+    target = Path(output)
+    if not target.parent.is_dir():  # said before the ledger is read and verified, which takes a while
+        raise BadInput(f"--output {output}: folder {target.parent} does not exist (create it, or pick another path)")
     row = RunStore(state).get_run(run_id)
     ledger = Ledger.open(state)
     verification = ledger.verify()
     integrity = {"ok": verification.ok, "summary": verification.summary()}
     html = render(row, row.evidence or {}, row.verdict, ledger.records(run_id=row.run_id), integrity)
-    Path(output).write_text(html, encoding="utf-8")
+    try:
+        target.write_text(html, encoding="utf-8")
+    except OSError as exc:
+        raise BadInput(f"--output {output}: cannot write the report: {exc.strerror or exc}") from None
     click.echo(f"wrote {output} (run {row.run_id}, {row.status}; ledger {'intact' if verification.ok else 'NOT intact'})")

@@ -76,18 +76,21 @@ class TerminalReporter:
             TimeElapsedColumn,
             TimeRemainingColumn,
         )
+        from rich.table import Column
 
         self.progress = Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.fields[count]}"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            TextColumn("[dim]{task.fields[label]}"),
+            SpinnerColumn(table_column=Column(no_wrap=True)),
+            TextColumn("{task.description}", table_column=Column(no_wrap=True)),
+            BarColumn(bar_width=12, table_column=Column(no_wrap=True)),
+            TextColumn("{task.fields[count]}", table_column=Column(no_wrap=True)),
+            TimeElapsedColumn(table_column=Column(no_wrap=True)),
+            TextColumn("ETA", table_column=Column(no_wrap=True)),
+            TimeRemainingColumn(table_column=Column(no_wrap=True)),
+            # the label gives way on a narrow terminal; the counts and times do not
+            TextColumn("[dim]{task.fields[label]}", table_column=Column(ratio=1, no_wrap=True, overflow="ellipsis")),
             console=self.console,
             transient=True,
+            expand=True,
         )
         self.progress.start()
 
@@ -107,7 +110,8 @@ class TerminalReporter:
     def stage_started(self, run: Any, stage: str) -> None:
         self.started[stage] = time.perf_counter()
         if self.progress is not None:
-            self.task = self.progress.add_task(f"{STAGE_LABELS.get(stage, stage)}…", total=None, count="", label="")
+            self.task = self.progress.add_task(f"{stage:<8}", total=None, count="",
+                                               label=f"{STAGE_LABELS.get(stage, stage)}…")
 
     @hookimpl
     def stage_progress(self, run: Any, stage: str, done: int, total: int, label: str) -> None:
@@ -116,6 +120,8 @@ class TerminalReporter:
             unit = " fits" if stage == "train" else ""
             self.progress.update(self.task, total=max(total, done, 1), completed=done,
                                  count=f"{done}/{total}{unit}", label=label)
+            # drawn now: the refresh thread starves while a fit holds the GIL in compiled code
+            self.progress.refresh()
 
     @hookimpl
     def stage_finished(self, run: Any, stage: str, summary: dict[str, Any]) -> None:
@@ -128,8 +134,8 @@ class TerminalReporter:
             done, total = self.work[stage]
             facts.append(f"{'fits' if stage == 'train' else 'steps'}={done}/{total}")
         line = Text.assemble(("✓", "green"), f" {stage:<9} {took:6.1f}s  ", ("  ".join(facts), "dim"))
-        # soft_wrap: a long fingerprint stays on its line in a log instead of being folded
-        self.console.print(line, soft_wrap=not self.live, highlight=False)
+        # soft_wrap: a long fingerprint stays whole on its line (the terminal wraps it, a log keeps it)
+        self.console.print(line, soft_wrap=True, highlight=False)
 
     @hookimpl
     def run_finished(self, run: Any, verdict: Any, evidence: dict[str, Any]) -> None:
