@@ -736,8 +736,8 @@ class Ledger:
             return None
 
     def _auto_checkpoint(self) -> str | None:
-        if self.settings.is_sqlite and not Path(_verify.sqlite_path(self.settings.db_url)).is_file():
-            return None  # the database is gone (a removed temporary home): nothing to vouch for
+        if not self._still_there():
+            return None  # the database is gone (a removed temporary home or schema): nothing to vouch for
         previous = _verify.newest_home_checkpoint(self.settings.home, self.ledger_id)
         trust = self.trust_path()
         if previous is None:
@@ -751,6 +751,22 @@ class Ledger:
             )
             return None
         return self._store_checkpoint(report)
+
+    def _still_there(self) -> bool:
+        if self.settings.is_sqlite:
+            return Path(_verify.sqlite_path(self.settings.db_url)).is_file()
+        try:
+            with self._conn() as conn:
+                cur = conn.cursor()
+                try:
+                    cur.execute("SELECT seq FROM ledger_records WHERE seq = 0")
+                    cur.fetchall()
+                finally:
+                    cur.close()
+                    conn.rollback()
+        except Exception:
+            return False
+        return True
 
     def _store_checkpoint(self, report: _verify.VerifyReport) -> str:
         """Sign the verified tree head of ``report`` and make it the home's newest checkpoint."""
