@@ -161,7 +161,12 @@ def _section_model(loc: tuple[Any, ...]) -> type[BaseModel]:
     return model
 
 
-def _describe(err: dict[str, Any]) -> str:
+def _as_list(given: str) -> list[str]:
+    """``"sex"`` → ``["sex"]``; ``"sex, race"`` → ``["sex", "race"]`` (what a list value was probably meant to be)."""
+    return [part.strip() for part in given.split(",") if part.strip()] or [given]
+
+
+def _describe(err: dict[str, Any], overridden: frozenset[str] = frozenset()) -> str:
     loc = tuple(err["loc"])
     dotted = ".".join(str(p) for p in loc)
     kind = err["type"]
@@ -177,7 +182,14 @@ def _describe(err: dict[str, Any]) -> str:
     msg = err["msg"].removeprefix("Value error, ")
     given = err.get("input")
     shown = "" if isinstance(given, dict) else f" (got {given!r})"
-    return f"{dotted or 'spec'}: {msg}{shown}"
+    hint = ""
+    if kind == "list_type" and isinstance(given, str):
+        import json
+
+        wanted = json.dumps(_as_list(given))
+        hint = (f"; write it as a list: --set '{dotted}={wanted}'" if dotted in overridden
+                else f"; write it as a list: {loc[-1]} = {wanted}")
+    return f"{dotted or 'spec'}: {msg}{shown}{hint}"
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
@@ -219,12 +231,15 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> tuple[Run
     except (OSError, UnicodeDecodeError) as exc:
         raise BadInput(f"{spec_path}: cannot read spec file: {exc}") from exc
     raw = apply_overrides(raw, overrides or [])
+    overridden = frozenset(".".join(parse_override(item)[0]) for item in overrides or [])
     try:
         spec = RunSpec.model_validate(raw)
     except ValidationError as exc:
         # an unknown key usually explains a "missing" one (a typo), so report it first
         errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
-        first = _describe(dict(errors[0]))
-        more = f" (and {len(errors) - 1} more problem{'s' * (len(errors) > 2)})" if len(errors) > 1 else ""
-        raise BadInput(f"{spec_path}: {first}{more}") from None
+        problems = list(dict.fromkeys(_describe(dict(e), overridden) for e in errors))
+        if len(problems) == 1:
+            raise BadInput(f"{spec_path}: {problems[0]}") from None
+        listed = "".join(f"\n  - {p}" for p in problems)
+        raise BadInput(f"{spec_path}: {len(problems)} problems:{listed}") from None
     return spec, spec_path.resolve().parent
