@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from assay.errors import BadInput
 from assay.settings import Settings
 
 SENSITIVE_HINTS = re.compile(r"^(sex|gender|race|ethnicity|age_group|religion|nationality|native_country|marital_status)$",
                              re.IGNORECASE)
+# names a label column often has; any of them beats "the last column" as a guess
+TARGET_HINTS = re.compile(r"^(target|label|labels|class|y|outcome|response|churn(ed)?|default(ed)?|survived|fraud|"
+                          r"income|diagnosis|is_.+|has_.+)$", re.IGNORECASE)
+# bookkeeping columns that often come last and are never the label
+NOT_TARGETS = re.compile(r"^(split|fold|set|subset|partition|id|index|row|weight|sample_weight|date|time|timestamp|"
+                         r".+_id)$", re.IGNORECASE)
+SEPARATORS = {";": "semicolons", "\t": "tabs", "|": "pipes"}
 POLICY_TEMPLATE = """\
 # The gate for {name}. Start from the bundled standard pack and tighten as you learn.
 # Each rule: id, description, evidence path, comparison, threshold, severity.
@@ -22,6 +31,52 @@ def _toml_list(items: list[str]) -> str:
     return "[" + ", ".join(f'"{i}"' for i in items) + "]"
 
 
+def _check_separator(data: Path, columns: list[str]) -> None:
+    """A table read as one column whose name holds another separator was not written with commas."""
+    if len(columns) != 1:
+        return
+    found = next((sep for sep in SEPARATORS if sep in columns[0]), None)
+    if found is not None:
+        raise BadInput(f"--data {data}: it reads as a single column {columns[0][:80]!r}...: the file looks separated "
+                       f"by {SEPARATORS[found]}, and assay reads comma-separated CSV; save it with commas (pandas: "
+                       f"pd.read_csv(path, sep={found!r}).to_csv(path, index=False)) or as Parquet")
+
+
+def _poor_target(y: Any) -> str:
+    """Why ``y`` (the last column) is unlikely to be the label, or '' when it is a fair guess."""
+    import pandas as pd
+
+    n = int(y.nunique(dropna=True))
+    if n <= 2:
+        return ""
+    if n == len(y.dropna()) and not pd.api.types.is_float_dtype(y.dtype):
+        return f"its {n} values are all different, like an id"
+    if pd.api.types.is_integer_dtype(y.dtype) and n <= 50 and int(y.min()) >= 0:
+        return f"it holds small whole numbers ({int(y.min())} to {int(y.max())}), like a count"
+    return ""
+
+
+def _guess_target(frame: Any, columns: list[str], data: Path) -> str:
+    """The last column, unless that is a poor guess: then ask on a terminal, else say to pass --target."""
+    import click
+
+    last = columns[-1]
+    named = [c for c in columns[:-1] if TARGET_HINTS.match(c)]
+    why = ""
+    if not TARGET_HINTS.match(last):
+        why = ("it is named like a bookkeeping column" if NOT_TARGETS.match(last)
+               else _poor_target(frame[frame.columns[-1]]) or
+               (f"{named[0]!r} is named like a label" if named else ""))
+    if not why:
+        return last
+    suggestion = f"; {named[0]!r} looks like a label" if named and named[0] not in why else ""
+    if sys.stdin.isatty():
+        return str(click.prompt(f"The last column {last!r} may not be the label ({why}){suggestion}. Target column",
+                                type=click.Choice(columns), default=named[0] if named else last))
+    raise BadInput(f"--target: the last column of {data}, {last!r}, may not be the label: {why}{suggestion}; "
+                   f"name the label with --target COLUMN (columns: {', '.join(columns)})")
+
+
 def scaffold(settings: Settings, directory: Path, data_path: str | None, target: str | None,
              force: bool) -> Iterator[str]:
     """Write ``assay.toml`` (and ``policy.toml``) into ``directory``; yield what was done."""
@@ -30,7 +85,11 @@ def scaffold(settings: Settings, directory: Path, data_path: str | None, target:
     directory.mkdir(parents=True, exist_ok=True)
     spec_file = directory / "assay.toml"
     if spec_file.exists() and not force:
-        raise BadInput(f"{spec_file} already exists (use --force to overwrite)")
+        if target:
+            raise BadInput(f"{spec_file} already exists: to train on {target!r} set data.target = {target!r} in it "
+                           f"(or try it first: assay run {spec_file} --set data.target={target}); "
+                           "--force writes a new assay.toml and policy.toml over the old ones")
+        raise BadInput(f"{spec_file} already exists (edit it, or use --force to write a new one over it)")
     if data_path is None:
         found = sorted(p for p in directory.rglob("*") if p.suffix in (".csv", ".parquet") and ".assay" not in p.parts)
         if not found:
@@ -40,7 +99,8 @@ def scaffold(settings: Settings, directory: Path, data_path: str | None, target:
         data = Path(data_path)
     frame = read_table(str(data.resolve()), str(directory), field="--data")
     columns = [str(c).strip() for c in frame.columns]
-    target = target or columns[-1]
+    _check_separator(data, columns)
+    target = target or _guess_target(frame, columns, data)
     if target not in columns:
         raise BadInput(f"--target: column {target!r} is not in {data} (columns: {', '.join(columns)})")
     y = frame[target]
