@@ -52,11 +52,13 @@ class Stored:
     def ledger(self) -> Ledger:
         return Ledger.open(self.settings)
 
-    def assay(self, *args: str, **kw: Any) -> Any:
-        return run_assay(*args, home=self.home, cwd=self.project, **kw)
+    def assay(self, *args: str, env: dict[str, str] | None = None, **kw: Any) -> Any:
+        env = {"ASSAY_DB_URL": self.settings.db_url, **(env or {})}
+        return run_assay(*args, home=self.home, cwd=self.project, env=env, **kw)
 
 
 def store_run(tmp_path: Path, evidence: dict[str, Any], policy: str = "assay:standard", run_id: str = "01JRUN0001",
+              db: str | None = None,
               model_bytes: bytes = b"model bytes v1") -> Stored:
     home, project = tmp_path / "home", tmp_path / "project"
     project.mkdir(exist_ok=True)
@@ -65,7 +67,7 @@ def store_run(tmp_path: Path, evidence: dict[str, Any], policy: str = "assay:sta
     import tomllib
 
     spec = RunSpec.model_validate(tomllib.loads(spec_path.read_text()))
-    settings = Settings.resolve(home)
+    settings = Settings.resolve(home, db)
     store = RunStore(settings)
     store.create_run(RunRow(run_id=run_id, project="credit", status="passed", spec_path=str(spec_path),
                             spec_json=spec.model_dump_json(), spec_hash=spec.hash))

@@ -12,7 +12,10 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from assay.signed import digest_of
+from tests.audit.conftest import pg_url  # noqa: F401 - the PostgreSQL schema fixture
 from tests.policies.conftest import GOOD_EVIDENCE
 from tests.policies.test_cli import Stored, store_run
 
@@ -32,10 +35,10 @@ def _leaky_evidence() -> dict[str, Any]:
     return evidence
 
 
-def _two_runs(tmp_path: Path) -> tuple[Stored, Stored]:
+def _two_runs(tmp_path: Path, db: str | None = None) -> tuple[Stored, Stored]:
     """A passing model (credit@1) and a blocked one (credit@2) in one home, both gated."""
-    good = store_run(tmp_path, GOOD_EVIDENCE, run_id="01JGOOD0001", model_bytes=b"good model")
-    bad = store_run(tmp_path, _leaky_evidence(), run_id="01JLEAKY001", model_bytes=b"leaky model")
+    good = store_run(tmp_path, GOOD_EVIDENCE, run_id="01JGOOD0001", model_bytes=b"good model", db=db)
+    bad = store_run(tmp_path, _leaky_evidence(), run_id="01JLEAKY001", model_bytes=b"leaky model", db=db)
     bad.model_file = bad.model_file.with_name("leaky.skops")
     bad.model_file.write_bytes(b"leaky model")
     good.model_file.write_bytes(b"good model")  # both runs wrote deploy/model.skops
@@ -45,23 +48,40 @@ def _two_runs(tmp_path: Path) -> tuple[Stored, Stored]:
 
 
 def _sql(stored: Stored, statement: str, *args: Any) -> None:
-    conn = sqlite3.connect(stored.home / "assay.db")
-    conn.execute(statement, args)
-    conn.commit()
-    conn.close()
+    """Run SQL on the home's database directly, as someone with the file (or a database login) can."""
+    url = stored.settings.db_url
+    if url.startswith("sqlite"):
+        conn = sqlite3.connect(stored.home / "assay.db")
+        conn.execute(statement, args)
+        conn.commit()
+        conn.close()
+        return
+    import psycopg
+
+    base, _, query = url.partition("?")
+    schema = query.split("search_path%3D", 1)[1]
+    with psycopg.connect("postgresql://" + base.split("://", 1)[1], autocommit=True) as conn:
+        conn.execute(f"SET search_path TO {schema}")
+        conn.execute(statement.replace("?", "%s"), args)
+
+
+def _evidence_json(stored: Stored, run_id: str) -> dict[str, Any]:
+    from assay.store import RunStore
+
+    return json.loads(RunStore(stored.settings).get_run(run_id).evidence_json or "{}")
 
 
 def _verdicts(stored: Stored) -> list[Any]:
     return stored.ledger().records(kind="verdict")
 
 
-def test_editing_the_runs_table_cannot_move_a_pass_to_a_blocked_model(tmp_path: Path) -> None:
-    good, bad = _two_runs(tmp_path)
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_editing_the_runs_table_cannot_move_a_pass_to_a_blocked_model(tmp_path: Path, backend: str,
+                                                                        request: pytest.FixtureRequest) -> None:
+    good, bad = _two_runs(tmp_path, request.getfixturevalue("pg_url") if backend == "postgres" else None)
     before = len(_verdicts(good))
-    row = sqlite3.connect(good.home / "assay.db").execute(
-        "SELECT evidence_json FROM runs WHERE run_id = ?", (good.run_id,)).fetchone()
-    evidence = json.loads(row[0])
-    evidence["model"]["artifact"] = bad.artifact  # no key needed: just the database file
+    evidence = _evidence_json(good, good.run_id)
+    evidence["model"]["artifact"] = bad.artifact  # no key needed: just the database
     _sql(good, "UPDATE runs SET evidence_json = ? WHERE run_id = ?", json.dumps(evidence), good.run_id)
 
     regate = good.assay("gate", good.run_id)
@@ -72,6 +92,10 @@ def test_editing_the_runs_table_cannot_move_a_pass_to_a_blocked_model(tmp_path: 
     refused = bad.assay("verify", str(bad.model_file))
     assert refused.returncode == 1 and "REJECTED" in refused.stderr
     assert good.assay("verify", str(good.model_file)).returncode == 0
+    # the registry table edited the same way is a finding too
+    _sql(good, "UPDATE model_versions SET artifact = ? WHERE name = 'credit' AND version = 1", bad.artifact)
+    promote = good.assay("models", "promote", good.model, "--to", "staging")
+    assert promote.returncode == 1 and "model registry disagrees with the ledger for credit@1" in promote.stderr
 
 
 def test_editing_the_registry_table_is_a_finding_naming_both(tmp_path: Path) -> None:
