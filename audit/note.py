@@ -133,7 +133,7 @@ def parse_checkpoint(body: str) -> Checkpoint:
     origin, size_s, root_s, *ext = lines[:-1]
     if not origin:
         raise NoteError("checkpoint origin is empty")
-    if not size_s.isdigit() or (len(size_s) > 1 and size_s[0] == "0"):
+    if not (size_s.isascii() and size_s.isdigit()) or (len(size_s) > 1 and size_s[0] == "0"):
         raise NoteError(f"checkpoint size {size_s!r} is not a decimal number")
     try:
         root = base64.b64decode(root_s, validate=True)

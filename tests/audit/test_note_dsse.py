@@ -94,3 +94,11 @@ def test_dsse_sign_matches_vector_keys(vectors: Path) -> None:
     env = dsse.sign_envelope(payload, first["envelope"]["payloadType"], priv, "A")
     assert env["signatures"][0]["sig"] == first["envelope"]["signatures"][0]["sig"]  # Ed25519 is deterministic
     assert dsse.pae(env["payloadType"], payload).hex() == first["pae"]
+
+
+def test_checkpoint_sizes_are_ascii_decimal() -> None:
+    root = "A" * 43 + "="
+    assert note.parse_checkpoint(f"o\n12\n{root}\n").size == 12
+    for size in ("\u0661\u0662", "012", "1_0", "+1", "", "٣"):
+        with pytest.raises(note.NoteError):
+            note.parse_checkpoint(f"o\n{size}\n{root}\n")
