@@ -21,6 +21,7 @@ from typing import Any
 import click
 
 from assay.errors import BadInput
+from assay.runner import Runner
 from assay.settings import redact_url
 
 DEFAULT_TOLERANCE = 1e-6
@@ -115,17 +116,55 @@ def _describe_environment(changes: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def environment_summary(changes: Mapping[str, Any], shown: int = 3) -> str:
+    """The environment's differences on one line: how many, the first few, and how to see them all."""
+    lines = _describe_environment(changes)
+    more = f"; {len(lines) - shown} more (-v lists them)" if len(lines) > shown else ""
+    return f"{len(lines)} difference{'s' * (len(lines) != 1)}: " + "; ".join(lines[:shown]) + more
+
+
 def _show(value: Any) -> str:
     if value is None:
         return "(absent)"
     if isinstance(value, float):
         return f"{value:.6g}"
-    if isinstance(value, str) and value.startswith("sha256:"):
-        return value[:19] + "…"
     return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
 
 
 # --------------------------------------------------------------------------- replay
+
+
+class _SameVersion:
+    """The run store, except that a replay's model is the version it reproduces, not a new one."""
+
+    def __init__(self, store: Any, version: Any) -> None:
+        self._store, self._version = store, version
+
+    def add_model_version(self, name: str, run_id: str, artifact: str, family: str) -> Any:
+        return self._version
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+class ReplayRunner(Runner):
+    """The normal runner, but registering no model version: a replay retrains one, it does not add one."""
+
+    def __init__(self, pm: Any, settings: Any, spec: Any, spec_path: Path, version: Any) -> None:
+        super().__init__(pm, settings, spec, spec_path)
+        self.version = version
+
+    def _stages(self, run: Any, dataset: Any, policy: Any, evidence: dict[str, Any], store: Any) -> Any:
+        return super()._stages(run, dataset, policy, evidence, _SameVersion(store, self.version))
+
+
+def _replayed_version(row: Any, model: Mapping[str, Any]) -> Any:
+    """The registry entry of the version ``row`` trained, from its signed evidence (not the index table)."""
+    from assay.store import ModelVersionRow
+
+    version = model.get("version")
+    return ModelVersionRow(name=str(model.get("name") or row.project), version=version if isinstance(version, int) else 0,
+                           run_id=row.run_id, artifact=str(model.get("artifact", "")), family=str(model.get("family", "")))
 
 
 def data_changes(recorded: Mapping[str, Any], dataset: Any) -> dict[str, Any]:
@@ -142,8 +181,11 @@ def data_changes(recorded: Mapping[str, Any], dataset: Any) -> dict[str, Any]:
 
 
 def replay_run(pm: Any, settings: Any, run_id: str, tolerance: float = DEFAULT_TOLERANCE) -> tuple[dict[str, Any], int]:
-    """Retrain ``run_id`` from its recorded spec and data; return ``(report, exit code)``."""
-    from assay.runner import Runner
+    """Retrain ``run_id`` from its recorded spec and data; return ``(report, exit code)``.
+
+    The replay is a run of its own (recorded, gated) whose model is the version it reproduces:
+    it registers no new version.
+    """
     from assay.spec import RunSpec
     from assay.store import RunStore
     from assay.types import Run
@@ -177,7 +219,9 @@ def replay_run(pm: Any, settings: Any, run_id: str, tolerance: float = DEFAULT_T
         return report, 1
 
     run.facts["replay_of"] = row.run_id
-    result = runner.execute(prepared=(run, dataset, policy))
+    replayed = _replayed_version(row, recorded["model"])
+    replaying = ReplayRunner(pm, settings, spec, Path(row.spec_path), replayed)
+    result = replaying.execute(prepared=(run, dataset, policy))
     report["replay_run_id"] = result.run_id
     report["status"] = {"recorded": row.status, "replay": result.status}
     if result.status == "errored":
@@ -206,12 +250,13 @@ def replay_run(pm: Any, settings: Any, run_id: str, tolerance: float = DEFAULT_T
                  for key, c in metrics.items()]
     problems += [f"model.{key}: {_show(a)} → {_show(b)}" for key, (a, b) in model.items()]
     if not problems:
-        notes += [f"note: environment differs ({line}) but results match" for line in _describe_environment(environment)]
+        if environment:
+            notes.append(f"note: the environment differs ({environment_summary(environment)}) but results match")
         report.update(outcome="reproduced", reproduced=True, reasons=notes)
         runner.record(run, "replay", _ledger_payload(report))
         return report, 0
     if environment:
-        head = "environment changed: " + "; ".join(_describe_environment(environment)[:12])
+        head = f"environment changed ({environment_summary(environment)})"
         report["outcome"] = "environment_changed"
     else:
         head = ("nondeterminism: same data and environment, different results "
@@ -342,16 +387,18 @@ def render_diff(result: Mapping[str, Any]) -> list[str]:
               help="Largest absolute difference allowed in a metric.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress display.")
+@click.option("-v", "--verbose", is_flag=True, help="List every environment difference, not a summary line.")
 @click.pass_obj
-def replay(state: Any, run_id: str, tolerance: float, as_json: bool, quiet: bool) -> None:
-    """Retrain RUN_ID from its recorded spec and data, and compare (exit 0 reproduced, 1 not)."""
+def replay(state: Any, run_id: str, tolerance: float, as_json: bool, quiet: bool, verbose: bool) -> None:
+    """Retrain RUN_ID from its recorded spec and data, and compare (exit 0 reproduced, 1 not).
+
+    The replay is recorded as a run of its own; it registers no new model version.
+    """
     extra: tuple[tuple[str, object], ...] = ()
     if not quiet and not as_json and sys.stderr.isatty():
-        from rich.console import Console
+        from assay.terminal import TerminalReporter, make_console
 
-        from assay.terminal import TerminalReporter
-
-        extra = (("terminal", TerminalReporter(Console(stderr=True))),)
+        extra = (("terminal", TerminalReporter(make_console(stderr=True))),)
     report, code = replay_run(state.plugin_manager(extra), state, run_id, tolerance)
     if as_json:
         click.echo(json.dumps(report, sort_keys=True, default=str))
@@ -361,6 +408,10 @@ def replay(state: Any, run_id: str, tolerance: float, as_json: bool, quiet: bool
                    + (f" — replay run {report['replay_run_id']}" if report.get("replay_run_id") else ""))
         for line in report["reasons"]:
             click.echo(f"  {line}")
+        if verbose and report.get("environment"):
+            click.echo("  environment differences:")
+            for line in _describe_environment(report["environment"]):
+                click.echo(f"    {line}")
     sys.exit(code)
 
 
