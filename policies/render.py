@@ -152,10 +152,15 @@ def rules_table(rules: list[RuleOutcome]) -> Any:
     return table
 
 
-def render_text(report: GateReport, width: int = 200) -> str:
-    """Plain text (no colour) of the rich table, for files and logs."""
+def render_text(report: GateReport, width: int | None = None) -> str:
+    """Plain text (no colour) of the rich table, for files and logs: ``width`` columns, else $COLUMNS, else 200."""
+    import os
+
     from rich.console import Console
 
+    if width is None:
+        columns = os.environ.get("COLUMNS", "")
+        width = int(columns) if columns.isdigit() and int(columns) > 0 else 200
     buf = io.StringIO()
     console = Console(file=buf, width=width, color_system=None, force_terminal=False, record=False)
     for item in text_renderables(report):
