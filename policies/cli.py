@@ -318,16 +318,17 @@ def verify(state: Any, artifact: str, require: str, policy_ref: str | None, key_
     --checkpoint), then takes the newest verdict for the file's hash under the pinned policy:
     --policy, else the one the run was trained under. Exit 0 only if it passes, else 1.
     """
-    from assay.policies.deploy import sha256_file, trust_for_key, verify_artifact
+    from assay.policies.deploy import sha256_file, verify_artifact
 
     digest = sha256_file(Path(artifact))
     if key_path and trust_path:
         raise BadInput("--key and --trust both name a trust root; give one")
     trust: Any = Path(trust_path) if trust_path else None
     if key_path:
+        from assay.audit.keyreplay import trust_from_public_key
         from assay.audit.keys import read_public_key
 
-        trust = trust_for_key(read_public_key(Path(key_path)))
+        trust = trust_from_public_key(read_public_key(Path(key_path)))
     witnessed = None
     if witness_keys:  # the ledger must extend a checkpoint enough independent witnesses cosigned
         from assay.audit.witness import verify_witnessed

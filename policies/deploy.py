@@ -49,15 +49,6 @@ def sha256_file(path: Path) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def trust_for_key(public_raw: bytes) -> list[Any]:
-    """``--key PUB``: trust exactly this key as the root; the ledger's rotation and revocation
-    records still apply (the verifier follows them from it)."""
-    from assay.audit.format import key_id_of
-    from assay.audit.trust import TrustedKey
-
-    return [TrustedKey(key_id_of(public_raw), public_raw.hex(), name="--key")]
-
-
 def training_policy(signed: Any, run_id: str) -> dict[str, Any]:
     """The policy the run was trained under: name and digest from its signed evidence (and
     the parsed document from its run_started record, when the run recorded it)."""
