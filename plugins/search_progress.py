@@ -50,7 +50,7 @@ def _is_halving(search: Any) -> bool:
 
 def planned_fits(search: Any, folds: int) -> int:
     """The CV fits ``search`` will run (an estimate for successive halving; 0 when unknown)."""
-    if not callable(getattr(search, "_run_search", None)):
+    if not callable(getattr(type(search), "_run_search", None)):  # not a scikit-learn search, whatever it forwards
         return 0
     first = _candidates(search)
     if first is None:
