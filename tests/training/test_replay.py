@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -118,17 +119,29 @@ def test_replay_names_nondeterminism_then_a_changed_environment(tmp_path: Path, 
     assert any(r.startswith("holdout predictions differ") for r in report["reasons"])
     assert report["environment"] == {}
 
-    # the same mismatch, for a run recorded under another scikit-learn: the environment is named
+    # the recorded environment is signed: editing the runs table to fake another one is a finding
     store = RunStore(Settings.resolve(home))
     evidence = store.get_run(original).evidence
     assert evidence is not None
     installed = evidence["environment"]["packages"]["scikit-learn"]
     evidence["environment"]["packages"]["scikit-learn"] = "1.0.2"
     store.update_run(original, evidence_json=json.dumps(evidence))
-    report = assay("replay", original, "--json", home=home, env=env).json
+    faked = assay("replay", original, "--json", home=home, env=env)
+    assert faked.returncode == 1 and "runs table disagrees with the signed evidence" in faked.stderr
+    assert "environment.packages.scikit-learn: ledger" in faked.stderr
+    evidence["environment"]["packages"]["scikit-learn"] = installed
+    store.update_run(original, evidence_json=json.dumps(evidence))
+
+    # the same mismatch, replayed where another scikit-learn is installed: the environment is named
+    other = tmp_path / "other-sklearn"
+    dist = other / "scikit_learn-1.0.2.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: scikit-learn\nVersion: 1.0.2\n", encoding="utf-8")
+    shadowed = {"PYTHONPATH": f"{other}{os.pathsep}{env['PYTHONPATH']}"}  # found first: its version is reported
+    report = assay("replay", original, "--json", home=home, env=shadowed).json
     assert report["outcome"] == "environment_changed"
-    assert report["environment"]["packages"] == {"scikit-learn": ["1.0.2", installed]}
-    assert f"packages.scikit-learn: 1.0.2 → {installed}" in report["reasons"][0]
+    assert report["environment"]["packages"] == {"scikit-learn": [installed, "1.0.2"]}
+    assert f"packages.scikit-learn: {installed} → 1.0.2" in report["reasons"][0]
 
 
 def test_replay_of_an_unknown_or_unfinished_run_is_bad_input(trained: Trained) -> None:
