@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import difflib
 import resource
+import signal
+import threading
 import time
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
@@ -39,6 +41,44 @@ from assay.types import (
 )
 
 RegistryItem = TypeVar("RegistryItem", Trainer, Tuner)
+
+# Signals that end a run through the failure path (recorded, row errored); SIGKILL cannot be caught,
+# and the store reports a run whose owner process is gone as killed instead.
+FAILURE_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+class Killed(BaseException):
+    """A run was sent SIGTERM or SIGHUP (a BaseException, like KeyboardInterrupt: no handler swallows it)."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(f"killed by {signal.Signals(signum).name}")
+
+
+def _hold_signals() -> None:
+    """Ignore further SIGTERM / SIGHUP (the failure is being recorded; a second one would cut that short)."""
+    if threading.current_thread() is threading.main_thread():
+        for signum in FAILURE_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
+
+
+@contextmanager
+def signals_as_failures() -> Iterator[None]:
+    """Turn SIGTERM / SIGHUP into :class:`Killed` for the duration (main thread only; handlers restored after)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: Any) -> None:
+        _hold_signals()
+        raise Killed(signum)
+
+    previous = {signum: signal.signal(signum, handler) for signum in FAILURE_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
 @dataclass
@@ -270,6 +310,11 @@ class Runner:
             # One seed drives the holdout split, the CV folds, the search and the estimators.
             "seeds": {name: self.spec.split.seed for name in ("split", "cv", "search", "model")},
         }
+        with signals_as_failures():
+            return self._run(run, dataset, policy, evidence, store, recorded_spec, environment)
+
+    def _run(self, run: Run, dataset: Dataset, policy: Any, evidence: dict[str, Any], store: Any,
+             recorded_spec: RunSpec, environment: dict[str, Any]) -> RunResult:
         try:
             self.pm.hook.run_started(run=run)
             # The policy's parsed document rides along, so the ledger alone says what the run was held to.
@@ -280,6 +325,7 @@ class Runner:
                                                         "approvals": policy.approvals,
                                                         "document": to_jsonable(policy.document)}})
             verdict, model_info = self._stages(run, dataset, policy, evidence, store)
+            _hold_signals()  # the stages are done: a late SIGTERM must not leave the run half-finished
         except BaseException as exc:
             return self._fail(run, exc, evidence, store)
         status = "passed" if verdict.decision == "pass" else "blocked"
@@ -371,9 +417,12 @@ class Runner:
         return Verdict.from_outcomes(outcomes, policy.name, policy.hash)
 
     def _fail(self, run: Run, exc: BaseException, evidence: dict[str, Any], store: Any) -> RunResult:
+        _hold_signals()
         stage = getattr(self, "current_stage", "start")
         if isinstance(exc, AssayError):
             message, code = exc.message, exc.exit_code
+        elif isinstance(exc, Killed):
+            message, code = f"{exc} during stage {stage!r}", 3
         elif isinstance(exc, KeyboardInterrupt):
             message, code = "interrupted", 3
         else:

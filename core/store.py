@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event as sa_event
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
 from assay.errors import BadInput
@@ -36,7 +39,7 @@ class RunRow(SQLModel, table=True):
 
     run_id: str = Field(primary_key=True)
     project: str = Field(index=True)
-    status: str = "running"  # running | passed | blocked | errored
+    status: str = "running"  # running | passed | blocked | errored | killed (its process died without a word)
     spec_path: str = ""
     spec_json: str = "{}"
     spec_hash: str = ""
@@ -45,6 +48,9 @@ class RunRow(SQLModel, table=True):
     error: str | None = None
     started_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
+    pid: int | None = None  # the process running it, on ``host``: a running row whose process is gone was killed
+    host: str | None = None
+    pid_started: int | None = None  # when that process started (clock ticks after boot): tells a reused pid
 
     @property
     def evidence(self) -> dict[str, Any] | None:
@@ -101,7 +107,63 @@ def engine_for(db_url: str) -> Engine:
         engine.dispose()
         reason = " ".join(str(exc.orig).split())
         raise BadInput(f"--db / ASSAY_DB_URL: cannot use database {redact_url(db_url)}: {redact_url(reason)}") from None
+    _add_missing_columns(engine)
     return engine
+
+
+# Columns added to ``runs`` after its first release: (name, SQL type). Older databases gain them on open.
+_ADDED_RUN_COLUMNS = (("pid", "INTEGER"), ("host", "VARCHAR"), ("pid_started", "BIGINT"))
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Migrate an existing ``runs`` table (SQLite or PostgreSQL) to the current columns."""
+    have = {c["name"] for c in inspect(engine).get_columns("runs")}
+    for name, sql_type in _ADDED_RUN_COLUMNS:
+        if name in have:
+            continue
+        try:
+            with engine.begin() as conn:
+                conn.execute(text(f"ALTER TABLE runs ADD COLUMN {name} {sql_type}"))
+        except DBAPIError:  # another process added it first; anything else is re-raised
+            if name not in {c["name"] for c in inspect(engine).get_columns("runs")}:
+                raise
+
+
+def process_started(pid: int) -> int | None:
+    """When process ``pid`` started, in clock ticks after boot (Linux /proc); None where that is unknown.
+
+    -1 for a zombie (exited, not yet reaped by its parent).
+    """
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return -1 if fields[0] == "Z" else int(fields[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def owner_gone(row: RunRow) -> bool:
+    """True when ``row`` is running but the process recorded as running it no longer exists on this host."""
+    if row.status != "running" or not row.pid or row.host != socket.gethostname():
+        return False
+    try:
+        os.kill(row.pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # exists, another user's
+        pass
+    except OSError:
+        return False
+    started = process_started(row.pid)
+    # a process with that pid but another start time is a newer one that was given the same pid
+    return started is not None and row.pid_started is not None and started != row.pid_started
+
+
+@sa_event.listens_for(RunRow, "load")
+def _report_killed(row: RunRow, _context: Any) -> None:
+    # Every reader of the table (get_run, list_runs, the ledger cross-checks) sees a dead owner's row as killed;
+    # set without history, so the row in the database is left as its owner wrote it.
+    if owner_gone(row):
+        set_committed_value(row, "status", "killed")
 
 
 class RunStore:
@@ -118,6 +180,9 @@ class RunStore:
 
     # runs -------------------------------------------------------------------------
     def create_run(self, row: RunRow) -> None:
+        """Insert a new run, owned by this process unless ``row`` names another."""
+        if row.pid is None:
+            row.pid, row.host, row.pid_started = os.getpid(), socket.gethostname(), process_started(os.getpid())
         with self.session() as s:
             s.add(row)
             s.commit()
