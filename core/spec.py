@@ -73,14 +73,22 @@ class SplitSpec(_Section):
 
 
 class TrainSpec(_Section):
+    # budget, n_jobs and class_weight left out (or "auto") are scaled to the data at training
+    # time (assay.plugins.training.scaled_defaults), which records the value used and why;
+    # None keeps "not given" apart from any value a user gives, and a given value always wins.
     candidates: list[str] = []
     tuning: str = "halving_random"
-    budget: int = Field(20, ge=1, le=10_000)
+    budget: int | None = Field(None, ge=1, le=10_000)
     metric: str = ""
     executor: str = "local"
-    n_jobs: int = Field(-1, ge=-1)
-    class_weight: Literal["balanced", "none"] = "balanced"
+    n_jobs: int | None = Field(None, ge=-1)
+    class_weight: Literal["balanced", "none"] | None = None
     domain_weighting: bool = False
+
+    @field_validator("budget", "n_jobs", "class_weight", mode="before")
+    @classmethod
+    def _auto(cls, value: Any) -> Any:
+        return None if value == "auto" else value
 
     @field_validator("executor")
     @classmethod

@@ -11,7 +11,8 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,7 +20,87 @@ from assay.errors import BadInput
 from assay.hookspecs import hookimpl
 from assay.types import Dataset, FittedModel, Run, Splits, Trainer, Tuner
 
+if TYPE_CHECKING:
+    from assay.spec import TrainSpec
+
 MAX_ORDINAL_CATEGORIES = 250
+
+# --------------------------------------------------------------------------- defaults scaled to the data
+# Measured on 2 cores (benchmarks/bench_defaults.py, RESULTS.md "Defaults (issue 11)"). Below
+# SMALL_ROWS training rows a CV fit takes milliseconds, mostly scikit-learn's per-call overhead:
+# worker processes cost more to start than they save and OpenMP threads spin-wait on each other,
+# so one process, one thread; and CV scores on folds of a few hundred rows differ by more between
+# folds than between settings, so each family is scored with its defaults (budget 1).
+SMALL_ROWS = 2_000
+#: Above this many training rows the CV folds' training-set scores are not worth their cost
+#: (predicting 128k rows is a third of a boosting fit); the gap check scores the refit model anyway.
+TRAIN_SCORE_ROWS = 20_000
+#: train.budget when left out, by training rows (first bound above them). Successive halving with
+#: factor 3 costs about one full-data CV per round, and 3**k candidates take k + 1 rounds
+#: (3 → 2 rounds, 9 → 3; 4 or 8 also take 2 rounds but start on a third of the rows, not a ninth).
+BUDGETS = ((SMALL_ROWS, 1), (10_000, 3), (100_000, 9), (None, 3))
+#: train.class_weight when left out: "balanced" once the rarest class has fewer rows than this share
+#: of the most common one (25 % of a two-class table); milder imbalance barely moves a ranking metric,
+#: and weighted binning makes each boosting fit several times slower on 10k-200k rows.
+RARE_CLASS_RATIO = 1 / 3
+CLASSIFICATION_TASKS = frozenset({"binary", "multiclass", "text"})
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One training setting as used: its value, whether the spec gave it, and why it is what it is."""
+
+    value: Any
+    given: bool
+    reason: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"value": self.value, "source": "spec" if self.given else "auto", "reason": self.reason}
+
+
+def scaled_defaults(train: TrainSpec, task: str, rows: int, class_counts: Sequence[int] = ()) -> dict[str, Setting]:
+    """``train.budget``, ``n_jobs`` and ``class_weight`` as a run uses them, plus two internal choices.
+
+    A value the spec gives always wins; one it leaves out (``None``) is chosen from ``rows``
+    (training rows) and ``class_counts`` (training rows per class). ``threads`` caps the
+    BLAS/OpenMP threads of fits in this process (``None``: no cap); ``train_scores`` says whether
+    the CV folds' training-set scores are computed.
+    """
+    out: dict[str, Setting] = {}
+    small = rows < SMALL_ROWS
+    if train.budget is not None:
+        out["budget"] = Setting(train.budget, True, "train.budget")
+    else:
+        bound, budget = next((b, n) for b, n in BUDGETS if b is None or rows < b)
+        where = f"< {bound:,}" if bound is not None else f"≥ {BUDGETS[-2][0]:,}"
+        why = ("CV folds this small cannot tell settings apart: each family's defaults" if budget == 1
+               else f"{budget} settings per family")
+        out["budget"] = Setting(budget, False, f"{rows:,} training rows ({where}): {why}")
+    if train.n_jobs is not None:
+        out["n_jobs"] = Setting(train.n_jobs if train.n_jobs != 0 else 1, True, "train.n_jobs")
+    elif small:
+        out["n_jobs"] = Setting(1, False, f"{rows:,} training rows (< {SMALL_ROWS:,}): fits are too short "
+                                          "to pay for worker processes")
+    else:
+        out["n_jobs"] = Setting(-1, False, f"{rows:,} training rows: one worker process per core")
+    if out["n_jobs"].value == 1 and small:
+        out["threads"] = Setting(1, False, "one process on small data: one thread, no spin-waiting")
+    else:
+        out["threads"] = Setting(None, False, "threads as the libraries choose")
+    if train.class_weight is not None:
+        out["class_weight"] = Setting(train.class_weight, True, "train.class_weight")
+    elif task not in CLASSIFICATION_TASKS or len(class_counts) < 2:
+        out["class_weight"] = Setting("none", False, f"task {task!r}: no classes to weight")
+    else:
+        ratio = min(class_counts) / max(class_counts)
+        rare = ratio < RARE_CLASS_RATIO
+        out["class_weight"] = Setting("balanced" if rare else "none", False,
+                                      f"rarest class has {ratio:.0%} of the most common class's rows "
+                                      f"({'<' if rare else '≥'} {RARE_CLASS_RATIO:.0%})")
+    scores = rows <= TRAIN_SCORE_ROWS
+    out["train_scores"] = Setting(scores, False, f"{rows:,} training rows "
+                                                 f"({'≤' if scores else '>'} {TRAIN_SCORE_ROWS:,})")
+    return out
 
 
 class FoldsByIndex:
@@ -113,6 +194,10 @@ def make_pipeline_for(trainer: Trainer, run: Run, dataset: Dataset, train: Any) 
 
     prep, mask = build_preprocessor(dataset, trainer.preprocessing, train)
     model = trainer.build(dataset.task, run)
+    if run.spec.train.class_weight is None and run.facts.get("class_weight") == "balanced":
+        # families that read train.class_weight themselves saw "not given": give them what it resolved to
+        unset = [k for k, v in model.get_params().items() if k.endswith("class_weight") and v is None]
+        model.set_params(**dict.fromkeys(unset, "balanced"))
     if trainer.preprocessing == "ordinal" and "categorical_features" in model.get_params() and any(mask):
         n_before = len(dataset.columns_with("numeric")) + len(dataset.columns_with("categorical"))
         if len(mask) == n_before and not dataset.columns_with("text", "datetime"):
@@ -246,18 +331,24 @@ def fit_model(run: Run, splits: Splits, trainers: Sequence[Trainer], tuner: Tune
     scoring = search_scorer(primary, splits)  # a scorer name, or a per-query scorer for ranking metrics
     candidates: list[dict[str, Any]] = []
     best: tuple[float, Trainer, Any] | None = None
-    n_jobs = spec.n_jobs if spec.n_jobs != 0 else 1
+    task = splits.dataset.task
+    counts = list(y.value_counts()) if task in CLASSIFICATION_TASKS else []
+    settings = scaled_defaults(spec, task, len(y), counts)
+    budget, n_jobs = settings["budget"].value, settings["n_jobs"].value
+    run.facts["class_weight"] = settings["class_weight"].value
     searches = []
     for trainer in trainers:
         pipeline = make_pipeline_for(trainer, run, splits.dataset, X)
-        search = tuner.make_search(pipeline, trainer, cv, scoring, spec.budget, run.seed, n_jobs)
+        search = tuner.make_search(pipeline, trainer, cv, scoring, budget, run.seed, n_jobs)
+        if not settings["train_scores"].value and getattr(search, "return_train_score", False):
+            search.set_params(return_train_score=False)
         searches.append((trainer, search))
     # what a Dask cluster must be able to import to run these searches
     modules = sorted({__name__, *(type(s).__module__ for _, s in searches),
                       *(type(s.estimator.named_steps["model"]).__module__ for _, s in searches
                         if hasattr(getattr(s, "estimator", None), "named_steps"))})
     progress = TrainProgress(run, [(t.name, s) for t, s in searches], len(splits.folds))
-    with executor(spec.executor, modules):
+    with executor(spec.executor, modules), _thread_cap(settings["threads"].value):
         for trainer, search in searches:
             started = time.perf_counter()
             with progress.family(trainer.name, search):
@@ -277,9 +368,21 @@ def fit_model(run: Run, splits: Splits, trainers: Sequence[Trainer], tuner: Tune
         params=chosen["params"],
         cv={primary: {"mean": mean, "std": chosen["cv_std"], "train_mean": chosen["train_mean"]}},
         candidates=candidates,
-        search={"tuner": tuner.name, "budget": spec.budget, "metric": primary, "folds": len(splits.folds),
-                "seed": run.seed, "executor": spec.executor},
+        search={"tuner": tuner.name, "budget": budget, "metric": primary, "folds": len(splits.folds),
+                "seed": run.seed, "executor": spec.executor, "n_jobs": n_jobs,
+                "settings": {name: s.as_json() for name, s in settings.items()}},
     )
+
+
+@contextlib.contextmanager
+def _thread_cap(threads: int | None) -> Iterator[None]:
+    if threads is None:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(threads):
+        yield
 
 
 def _describe_search(trainer: Trainer, search: Any, sign: float, started: float) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Bundled search strategies (``register_tuners``): none, grid, random, successive halving.
 
 Every tuner wraps a scikit-learn search over the training part's CV folds; ``budget`` is
-the number of candidate settings per family.
+the number of candidate settings per family. A budget of 1 is the family's own defaults
+(as ``none``), not one random draw or one grid point.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ def _none(estimator: Any, trainer: Trainer, cv: Any, scoring: str, budget: int, 
 def _grid(estimator: Any, trainer: Trainer, cv: Any, scoring: str, budget: int, seed: int, n_jobs: int) -> Any:
     from sklearn.model_selection import GridSearchCV
 
+    if budget < 2:
+        return _none(estimator, trainer, cv, scoring, budget, seed, n_jobs)
     return GridSearchCV(estimator, _capped_grid(trainer.grid, budget, seed), cv=cv, scoring=scoring,
                         n_jobs=n_jobs, refit=True, return_train_score=True)
 
@@ -46,7 +49,7 @@ def _random(estimator: Any, trainer: Trainer, cv: Any, scoring: str, budget: int
     from sklearn.model_selection import RandomizedSearchCV
 
     space = _prefixed(trainer.search_space())
-    if not space:
+    if not space or budget < 2:
         return _none(estimator, trainer, cv, scoring, budget, seed, n_jobs)
     return RandomizedSearchCV(estimator, space, n_iter=budget, cv=cv, scoring=scoring, n_jobs=n_jobs,
                               random_state=seed, refit=True, return_train_score=True)
