@@ -192,7 +192,7 @@ class Ledger:
                 url = "postgresql+psycopg://" + url[len("postgresql://") :]
             engine = create_engine(url)
         else:
-            raise BadInput(f"unsupported database URL {url!r}: use sqlite:///PATH or postgresql+psycopg://…")
+            raise BadInput(f"unsupported database URL {_verify.redact(url)!r}: use sqlite:///PATH or postgresql+psycopg://…")
         ledger = cls(settings, engine)
         try:
             ledger._create_schema()
