@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -245,9 +246,14 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> tuple[Run
     except ValidationError as exc:
         # an unknown key usually explains a "missing" one (a typo), so report it first
         errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
-        problems = list(dict.fromkeys(_describe(dict(e), overridden) for e in errors))
+        described = [_describe(dict(e), overridden) for e in errors]
+        # a key reported missing that a typo's suggestion names is that typo, not a second problem
+        suggested = {m for d in described for m in re.findall(r"did you mean '([^']+)'\?", d)}
+        problems = [d for e, d in zip(errors, described, strict=True)
+                    if not (e["type"] == "missing" and ".".join(map(str, e["loc"])) in suggested)]
+        problems = list(dict.fromkeys(problems))
         if len(problems) == 1:
             raise BadInput(f"{spec_path}: {problems[0]}") from None
-        listed = "".join(f"\n  - {p}" for p in problems)
-        raise BadInput(f"{spec_path}: {len(problems)} problems:{listed}") from None
+        listed = "; ".join(f"({i}) {p}" for i, p in enumerate(problems, 1))
+        raise BadInput(f"{spec_path}: {len(problems)} problems: {listed}") from None
     return spec, spec_path.resolve().parent

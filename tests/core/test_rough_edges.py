@@ -27,7 +27,8 @@ def test_a_spec_with_several_errors_lists_every_one(project: Path, tmp_path: Pat
     result = run_assay("run", str(project / "assay.toml"), "--set", "split.test_size=2", "--set", "split.cv_folds=1",
                        "--set", "data.targt=income", home=tmp_path / "home")
     assert result.returncode == 2
-    assert "3 problems:" in result.stderr and "more problem" not in result.stderr
+    assert "3 problems: (1) " in result.stderr and "more problem" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, "one message, every problem in it"
     for named in ("split.test_size", "split.cv_folds", "did you mean 'data.target'"):
         assert named in result.stderr
 
