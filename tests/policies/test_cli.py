@@ -117,7 +117,7 @@ def leaky(tmp_path: Path) -> Stored:
 
 
 def test_gate_passes_records_a_signed_verdict_and_prints_each_rule(good: Stored) -> None:
-    result = good.assay("gate", good.run_id)
+    result = good.assay("gate", good.run_id, "--only", "all")
     assert result.returncode == 0, result.stderr
     assert "PASS" in result.stdout and "beats-baseline" in result.stdout and "no-leakage[duplicates]" in result.stdout
     [record] = good.ledger().records(run_id=good.run_id, kind="verdict")
@@ -125,6 +125,8 @@ def test_gate_passes_records_a_signed_verdict_and_prints_each_rule(good: Stored)
     assert (record.payload["artifact"], record.payload["model"]) == (good.artifact, good.model)
     assert record.payload["policy"] == "assay:standard" and record.payload["policy_hash"].startswith("sha256:")
     assert len(record.signature) == 128
+    attention = good.assay("gate", good.run_id)  # by default only what needs attention: here nothing, and the counts
+    assert attention.returncode == 0 and "beats-baseline" not in attention.stdout and " pass" in attention.stdout
 
 
 def test_gate_json_carries_the_verdict_and_blocks_with_exit_1(leaky: Stored) -> None:
