@@ -37,6 +37,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "lineage": ("assay.lineage:lineage", "Show where a model came from."),
     "report": ("assay.report:report", "Write an HTML report of a run."),
     "witness": ("assay.audit.witness_cli:witness", "Run an independent checkpoint witness."),
+    "serve": ("assay.web.cli:serve", "Serve a read-only web view of runs, verdicts, registry and ledger."),
 }
 
 
