@@ -100,6 +100,14 @@ def _get(d: Any, *path: str) -> Any:
     return d
 
 
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def _rule_threshold(rules: Iterable[Any], path: str) -> Any:
     for r in rules:
         if isinstance(r, dict) and r.get("path") == path and isinstance(r.get("threshold"), (int, float)):
@@ -110,8 +118,8 @@ def _rule_threshold(rules: Iterable[Any], path: str) -> Any:
 def slim_payload(kind: str, p: dict[str, Any]) -> dict[str, Any]:
     """The part of a payload the index keeps (the full record is read again when a page shows it)."""
     if kind == "run_started":
-        spec = p.get("spec") if isinstance(p.get("spec"), dict) else {}
-        policy = p.get("policy") if isinstance(p.get("policy"), dict) else {}
+        spec = _dict(p.get("spec"))
+        policy = _dict(p.get("policy"))
         return {"project": p.get("project"), "spec_hash": p.get("spec_hash"), "spec_path": p.get("spec_path"),
                 "policy": {k: policy.get(k) for k in ("name", "hash", "approvals")} if policy else {},
                 "spec": {"gate": spec.get("gate") or {}, "project": spec.get("project") or {}}}
@@ -121,13 +129,13 @@ def slim_payload(kind: str, p: dict[str, Any]) -> dict[str, Any]:
         return {k: p.get(k) for k in ("name", "version", "family", "artifact")}
     if kind == "evidence":
         metric = p.get("metric")
-        model = p.get("model") if isinstance(p.get("model"), dict) else {}
+        model = _dict(p.get("model"))
         return {"policy_hash": p.get("policy_hash"), "metric": metric, "project": p.get("project"),
                 "metric_value": _get(p, "metrics", "test", str(metric)) if metric else None,
                 "model": {k: model.get(k) for k in ("ref", "artifact", "family", "name", "version")},
                 "data": {k: _get(p, "data", k) for k in ("fingerprint", "source", "rows")}}
     if kind == "verdict":
-        rules = p.get("rules") if isinstance(p.get("rules"), list) else []
+        rules = _list(p.get("rules"))
         counts: dict[str, int] = {}
         for r in rules:
             if isinstance(r, dict):
@@ -141,13 +149,13 @@ def slim_payload(kind: str, p: dict[str, Any]) -> dict[str, Any]:
     if kind in ("run_failed", "monitor_failed"):
         return {"stage": p.get("stage"), "monitor_id": p.get("monitor_id"), "error": str(p.get("error", ""))[:2000]}
     if kind == "monitor":
-        ev = p.get("evidence") if isinstance(p.get("evidence"), dict) else {}
-        verdict = p.get("verdict") if isinstance(p.get("verdict"), dict) else {}
-        rules = verdict.get("rules") if isinstance(verdict.get("rules"), list) else []
+        ev = _dict(p.get("evidence"))
+        verdict = _dict(p.get("verdict"))
+        rules = _list(verdict.get("rules"))
         metric = ev.get("metric") or ""
-        drift = ev.get("drift") if isinstance(ev.get("drift"), dict) else {}
-        prediction = drift.get("prediction") if isinstance(drift.get("prediction"), dict) else {}
-        current = _get(ev, "data", "current") or {}
+        drift = _dict(ev.get("drift"))
+        prediction = _dict(drift.get("prediction"))
+        current = _dict(_get(ev, "data", "current"))
         return {"monitor_id": p.get("monitor_id"), "status": p.get("status"), "model": p.get("model"),
                 "artifact": p.get("artifact"),
                 "summary": {"decision": verdict.get("decision"), "reasons": verdict.get("reasons") or [],
@@ -158,10 +166,10 @@ def slim_payload(kind: str, p: dict[str, Any]) -> dict[str, Any]:
                             "metric": metric, "metric_current": _get(ev, "metrics", "current", metric),
                             "metric_test": _get(ev, "metrics", "test", metric),
                             "metric_threshold": _rule_threshold(rules, f"metrics.current.{metric}"),
-                            "rows": current.get("rows", 0) if isinstance(current, dict) else 0,
-                            "source": current.get("source", "") if isinstance(current, dict) else "",
-                            "fingerprint": current.get("fingerprint", "") if isinstance(current, dict) else "",
-                            "labelled": bool(current.get("labelled")) if isinstance(current, dict) else False}}
+                            "rows": current.get("rows", 0),
+                            "source": current.get("source", ""),
+                            "fingerprint": current.get("fingerprint", ""),
+                            "labelled": bool(current.get("labelled"))}}
     return dict(p)  # promotions, approvals, waivers and key records are small
 
 

@@ -225,7 +225,7 @@ def attention_items(verdict: dict[str, Any] | None, evidence: dict[str, Any] | N
         for name, c in (named or {}).items() if isinstance(named, dict) else ():
             if not isinstance(c, dict) or c.get("status") not in ("fail", "error", "warn"):
                 continue
-            detail = c.get("detail") if isinstance(c.get("detail"), dict) else {}
+            detail: dict[str, Any] = c["detail"] if isinstance(c.get("detail"), dict) else {}
             message = str(c.get("message") or detail.get("error") or detail.get("reason") or f"value {c.get('value')}")
             items.append({"level": str(c.get("status")), "kind": "check", "what": f"{group}.{name}",
                           "message": message, "fix": detail.get("fix")})
@@ -406,7 +406,7 @@ def model_page(view: LedgerView, name: str, page: int | None = None, per_page: i
     for e in versions:
         stages.setdefault(e.stage, []).append(e.ref)
     return {"name": name, "versions": [version_detail(view, index, e) for e in shown], **meta, "stages": stages,
-            "production": (stages.get("production") or [None])[-1]}
+            "production": stages["production"][-1] if stages.get("production") else None}
 
 
 def _checkpoint_info(view: LedgerView, index: LedgerIndex | None) -> dict[str, Any] | None:
@@ -620,7 +620,8 @@ def ledger_page(view: LedgerView, before: int | None = None, kind: str = "", run
                 per_page: int | None = None) -> dict[str, Any]:
     index = view.index
     _, n = page_args(None, per_page)
-    where, args = [], []
+    where: list[str] = []
+    args: list[Any] = []
     if before is not None:
         where.append("seq < ?")
         args.append(before)
