@@ -164,9 +164,11 @@ def render(run: Any, evidence: dict[str, Any], verdict: dict[str, Any] | None, r
 
 @click.command()
 @click.argument("run_id")
-@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="HTML file to write.")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="File to write.")
+@click.option("--format", "fmt", type=click.Choice(["html", "cyclonedx"]), default="html", show_default=True,
+              help="html: a page for reviewers; cyclonedx: a signed CycloneDX 1.6 ML-BOM (JSON).")
 @click.pass_obj
-def report(state: Any, run_id: str, output: str) -> None:
+def report(state: Any, run_id: str, output: str, fmt: str = "html") -> None:
     """Write a self-contained HTML report of RUN_ID: verdict, metrics, checks, fairness, ledger."""
     from assay.audit.ledger import Ledger
     from assay.store import RunStore
@@ -174,6 +176,11 @@ def report(state: Any, run_id: str, output: str) -> None:
     target = Path(output)
     if not target.parent.is_dir():  # said before the ledger is read and verified, which takes a while
         raise BadInput(f"--output {output}: folder {target.parent} does not exist (create it, or pick another path)")
+    if fmt == "cyclonedx":
+        from assay.bom import save_bom
+
+        click.echo(save_bom(state, run_id, target))
+        return
     row = RunStore(state).get_run(run_id)
     ledger = Ledger.open(state)
     verification = ledger.verify()
