@@ -152,5 +152,28 @@ def _instrument(search: Any, on_slice: Callable[[int, int, int, int | None], Non
     else:
         def run_search(evaluate_candidates: Callable[..., Any]) -> Any:  # type: ignore[misc]
             return original(sliced(evaluate_candidates))
-    search._run_search = run_search
+    search._run_search = _LocalOnly(run_search)
     return True
+
+
+def _dropped() -> None:
+    return None
+
+
+class _LocalOnly:
+    """The sliced ``_run_search``, which stays in this process.
+
+    scikit-learn sends the search itself to the workers with each fit (``caller=``); this
+    wrapper pickles as nothing (the workers never search), so the run and its plugin manager
+    behind the progress callback never have to be pickled.
+    """
+
+    def __init__(self, func: Callable[..., Any]) -> None:
+        self.func = func
+        self.__signature__ = inspect.signature(func)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.func(*args, **kwargs)
+
+    def __reduce__(self) -> tuple[Any, tuple[()]]:
+        return _dropped, ()

@@ -172,3 +172,27 @@ def test_off_a_terminal_the_reporter_prints_one_line_per_finished_stage(spec_pat
     lines = buffer.getvalue().splitlines()
     assert [line.split()[:2] for line in lines] == [["✓", s] for s in ("data", "split", "train", "evaluate", "gate")]
     assert max(len(line) for line in lines) > 80, "a long fingerprint stays on its line, whole"
+
+
+def test_a_watched_search_still_runs_its_fits_in_worker_processes() -> None:
+    """scikit-learn hands the search to each worker with its fits: the progress callback must not go along."""
+    from sklearn.datasets import make_classification
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV
+
+    from assay.plugins.search_progress import TrainProgress
+
+    class Unpicklable:
+        def __reduce__(self) -> Any:
+            raise TypeError("the run must stay in this process")
+
+        def progress(self, stage: str, done: int, total: int, label: str = "") -> None:
+            self.last = (done, total)
+
+    X, y = make_classification(n_samples=300, random_state=0)
+    search = GridSearchCV(LogisticRegression(max_iter=300), {"C": [0.1, 1.0, 10.0]}, cv=3, n_jobs=2)
+    run = Unpicklable()
+    progress = TrainProgress(run, [("lr", search)], 3)  # type: ignore[arg-type]
+    with progress.family("lr", search):
+        search.fit(X, y)
+    assert run.last == (10, 10)
