@@ -197,7 +197,9 @@ def test_cli_end_to_end(tmp_path: Path) -> None:
     assert cp.read_text().split("\n")[1] == "6"
     led.append("run-z", "data", {})
     ver = run_assay("audit", "verify", "--checkpoint", str(cp), "--json", home=s.home, db=s.db_url)
-    assert ver.returncode == 0 and json.loads(ver.stdout)["checked"] == 1, ver.stdout + ver.stderr
+    assert ver.returncode == 0 and json.loads(ver.stdout)["checked"] == 7, ver.stdout + ver.stderr  # full, and extends cp
+    since = run_assay("audit", "verify", "--since-checkpoint", str(cp), "--json", home=s.home, db=s.db_url)
+    assert since.returncode == 0 and json.loads(since.stdout)["mode"] == "since-checkpoint", since.stdout + since.stderr
     exp = tmp_path / "att.json"
     done = run_assay("audit", "export", "run-x", "--format", "intoto", "--output", str(exp), home=s.home, db=s.db_url)
     assert done.returncode == 0 and json.loads(exp.read_text())["signatures"][0]["keyid"] == key_id
