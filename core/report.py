@@ -62,7 +62,8 @@ _URGENCY = {"block": 0, "error": 0, "fail": 0, "warn": 1, "waived": 2, "pass": 3
 
 def _finding(check: dict[str, Any]) -> str:
     """What a check that did not pass found, in words, and what to do about it."""
-    detail = check.get("detail") if isinstance(check.get("detail"), dict) else {}
+    found = check.get("detail")
+    detail: dict[str, Any] = found if isinstance(found, dict) else {}
     message = str(check.get("message") or detail.get("error") or detail.get("reason") or "")
     fix = detail.get("fix") if check.get("status") not in ("pass", "skip") else None
     return escape(message) + (f'<span class="fix"><b>Fix:</b> {escape(str(fix))}</span>' if fix else "")
