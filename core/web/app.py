@@ -18,13 +18,21 @@ import logging
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from litestar import Litestar, Request, Response, get
 from markupsafe import Markup
 
 from assay.web import pages
+
+try:  # litestar ≥ 2.17 asks for path parameters to be marked; older releases infer them
+    from litestar.params import PathParameter
+
+    PathStr: Any = Annotated[str, PathParameter()]
+    PathInt: Any = Annotated[int, PathParameter()]
+except ImportError:  # pragma: no cover - older litestar
+    PathStr, PathInt = str, int
 from assay.web.pages import PageError
 from assay.web.view import LedgerView
 
@@ -202,12 +210,12 @@ def create_app(view: LedgerView, token: bytes | None = None, witness_keys: list[
         return answer(lambda: _runs(request))
 
     @get("/runs/{run_id:str}", sync_to_thread=True)
-    def run_html(run_id: str) -> Response[str]:
+    def run_html(run_id: PathStr) -> Response[str]:
         return page("run.html", f"/runs/{run_id}", lambda: pages.run_page(view, run_id),
                     lambda data: {"report": Markup(pages.run_report_html(view, data))})  # assay.report escapes every value
 
     @get("/api/runs/{run_id:str}", sync_to_thread=True)
-    def run_api(run_id: str) -> Response[str]:
+    def run_api(run_id: PathStr) -> Response[str]:
         return answer(lambda: pages.run_page(view, run_id))
 
     # -- models (a name may hold any character, '/' included: the rest of the path is parsed here)
@@ -222,13 +230,13 @@ def create_app(view: LedgerView, token: bytes | None = None, witness_keys: list[
         return answer(lambda: pages.models_page(view, _int(q("page")), _int(q("per_page"))))
 
     @get("/models/{rest:path}", sync_to_thread=True)
-    def model_html(rest: str, request: Request[Any, Any, Any]) -> Response[str]:
+    def model_html(rest: PathStr, request: Request[Any, Any, Any]) -> Response[str]:
         name = rest.lstrip("/")
         q = _query(request)
         return page("model.html", f"/models/{_q(name)}", lambda: pages.model_page(view, name, _int(q("page"))))
 
     @get("/api/models/{rest:path}", sync_to_thread=True)
-    def model_api(rest: str, request: Request[Any, Any, Any]) -> Response[str]:
+    def model_api(rest: PathStr, request: Request[Any, Any, Any]) -> Response[str]:
         name = rest.lstrip("/")
         head, sep, stage = name.rpartition("/stages/")
         if sep and stage in STAGES and head:
@@ -268,15 +276,15 @@ def create_app(view: LedgerView, token: bytes | None = None, witness_keys: list[
         return answer(lambda: _ledger(request))
 
     @get("/ledger/{seq:int}", sync_to_thread=True)
-    def record_html(seq: int) -> Response[str]:
+    def record_html(seq: PathInt) -> Response[str]:
         return page("record.html", f"/ledger/{seq}", lambda: pages.record_page(view, seq))
 
     @get("/api/ledger/{seq:int}", sync_to_thread=True)
-    def record_api(seq: int) -> Response[str]:
+    def record_api(seq: PathInt) -> Response[str]:
         return answer(lambda: pages.record_page(view, seq))
 
     @get("/api/ledger/{seq:int}/proof", sync_to_thread=True)
-    def proof_api(seq: int) -> Response[str]:
+    def proof_api(seq: PathInt) -> Response[str]:
         def build() -> dict[str, Any]:
             return pages.record_page(view, seq)["proof"]
 
@@ -307,7 +315,7 @@ def create_app(view: LedgerView, token: bytes | None = None, witness_keys: list[
 
     # -- assets bundled in the package
     @get("/static/{name:str}", sync_to_thread=True)
-    def static(name: str) -> Response[bytes]:
+    def static(name: PathStr) -> Response[bytes]:
         if name == "report.css":
             from assay.report import CSS
 

@@ -136,7 +136,9 @@ def overview(view: LedgerView) -> dict[str, Any]:
     """What needs attention across the ledger, most pressing first."""
     index = require_index(view)
     runs = sorted(index.runs.values(), key=lambda r: r.first_seq, reverse=True)
-    blocked = [r.to_json() for r in runs if r.decision in ("block", "error") or r.status in ("blocked", "errored")]
+    # A run is judged by its newest verdict (a re-gate with a waiver can pass a run that ended blocked).
+    blocked = [r.to_json() for r in runs
+               if (r.decision in ("block", "error")) or (r.decision is None and r.status in ("blocked", "errored"))]
     latest_monitor: dict[str, Record] = {}
     for rec in index.by_kind.get("monitor", []):
         latest_monitor[str(rec.payload.get("model"))] = rec
@@ -247,6 +249,10 @@ def run_page(view: LedgerView, ref: str) -> dict[str, Any]:
         raise PageError(404, exc.message) from None
     evidence = row.evidence
     verdict = row.verdict
+    slim = [r for r in index.by_run.get(run_id, []) if r.kind == "verdict"]
+    if slim and (verdict is None or slim[-1].seq in changed):
+        # The stored verdict was altered after verification: show the verified one (its summary).
+        verdict = {**{k: v for k, v in slim[-1].payload.items() if k != "counts"}, "rules": []}
     summary = index.runs[run_id]
     verdicts = [{"seq": r.seq, "time": r.time, "decision": r.payload.get("decision"), "policy": r.payload.get("policy"),
                  "policy_hash": r.payload.get("policy_hash"), "reasons": r.payload.get("reasons") or [],

@@ -70,10 +70,6 @@ class Status:
         return "ok" if self.verified_size or (self.report is not None and self.report.ok) else "pending"
 
     def headline(self) -> str:
-        if self.changed:
-            first = self.changed[0]
-            return (f"Record {first['seq']} differs from the verified ledger (read at {first['at']}): the database "
-                    "was altered after it was verified. Verifying again; the pages show the ledger as verified.")
         report = self.report
         if self.state == ERROR:
             return f"The ledger could not be verified: {self.message}"
@@ -82,6 +78,10 @@ class Status:
             shown = (f"The pages show the ledger as last verified ({self.verified_size} records)."
                      if self.verified_size else "Nothing from this ledger is shown as fact.")
             return f"Ledger does NOT verify — tampering found at {where}: {report.reason}. {shown}"
+        if self.changed:
+            first = self.changed[0]
+            return (f"Record {first['seq']} differs from the verified ledger (read at {first['at']}): the database "
+                    "was altered after it was verified. Verifying again; the pages show the ledger as verified.")
         if not self.verified_size and not (report is not None and report.ok):
             return (f"Verifying the ledger ({self.ledger_size} records) — every record is re-hashed and its "
                     "signature checked; the pages fill in when it is done.")
