@@ -81,6 +81,20 @@ def signals_as_failures() -> Iterator[None]:
             signal.signal(signum, old)
 
 
+@dataclass(frozen=True)
+class ImportedModel:
+    """A model fitted outside assay, brought under its checks and gate in place of training.
+
+    ``provenance`` (where it came from: the tracking server's run id, the model's URI, ...) is
+    recorded in the ``run_started`` and ``model`` records and under ``model.imported`` in the evidence.
+    """
+
+    estimator: Any
+    family: str
+    params: Mapping[str, Any]
+    provenance: Mapping[str, Any]
+
+
 @dataclass
 class RunResult:
     """What ``assay run`` reports: the JSON contract of ``assay run --json``."""
@@ -179,13 +193,16 @@ class StageMeter:
 class Runner:
     """Runs one spec through the hooks of a plugin manager."""
 
-    def __init__(self, pm: PluginManager, settings: Settings, spec: RunSpec, spec_path: Path) -> None:
+    def __init__(self, pm: PluginManager, settings: Settings, spec: RunSpec, spec_path: Path,
+                 imported: ImportedModel | None = None) -> None:
         self.pm = pm
         self.settings = settings
         self.spec = spec
         self.spec_path = spec_path
         self.base_dir = spec_path.parent
         self.meter = StageMeter()
+        #: a model fitted elsewhere: the train stage records it instead of calling ``fit_model``
+        self.imported = imported
 
     # ------------------------------------------------------------------ registries
     def _collect(self, hook_name: str, kind: type[RegistryItem], method: str) -> dict[str, RegistryItem]:
@@ -274,6 +291,9 @@ class Runner:
             raise
 
     def _prepare(self) -> tuple[Run, Dataset, Any]:
+        from assay.spec import check_plugin_sections
+
+        check_plugin_sections(self.spec, self.spec_path, self.pm)
         run = Run(run_id=new_run_id(), spec=self.spec, spec_path=str(self.spec_path), settings=self.settings)
         run.on_progress = self._relay_progress
         run.trainers = self.collect_trainers()
@@ -323,7 +343,8 @@ class Runner:
                                              "environment": environment,
                                              "policy": {"name": policy.name, "hash": policy.hash,
                                                         "approvals": policy.approvals,
-                                                        "document": to_jsonable(policy.document)}})
+                                                        "document": to_jsonable(policy.document)},
+                                             **({"imported": dict(self.imported.provenance)} if self.imported else {})})
             verdict, model_info = self._stages(run, dataset, policy, evidence, store)
             _hold_signals()  # the stages are done: a late SIGTERM must not leave the run half-finished
         except BaseException as exc:
@@ -369,7 +390,10 @@ class Runner:
         with self.stage(run, "train", summary):
             trainers = self.choose_trainers(run, dataset.task)
             tuner = self.choose_tuner(run)
-            model: FittedModel | None = self.pm.hook.fit_model(run=run, splits=splits, trainers=trainers, tuner=tuner)
+            model: FittedModel | None = (
+                FittedModel(self.imported.family, self.imported.estimator, dict(self.imported.params), {}, [],
+                            {"imported": True}) if self.imported
+                else self.pm.hook.fit_model(run=run, splits=splits, trainers=trainers, tuner=tuner))
             if model is None:
                 raise InternalError("no plugin implements fit_model")
             artifacts = ArtifactStore(self.settings.home)
@@ -379,10 +403,12 @@ class Runner:
                         "family": model.family, "params": dict(model.params), "artifact": artifact,
                         "predictions_hash": predictions_hash(model.estimator, splits.X("test")),
                         "search": dict(model.search), "candidates": list(model.candidates)}
+            if self.imported:
+                model_ev["imported"] = dict(self.imported.provenance)
             evidence["model"] = model_ev
             deep_merge(evidence.setdefault("metrics", {}), {"cv": model.cv})
             self.record(run, "model", {k: model_ev[k] for k in ("name", "version", "family", "params", "artifact",
-                                                                "predictions_hash")})
+                                                                "predictions_hash", "imported") if k in model_ev})
             summary.update(family=model.family, cv=model.cv.get(self.spec.metric, {}))
         run.facts["model_ref"] = version.ref
 
@@ -430,10 +456,13 @@ class Runner:
         message = redact_url(message)
         detail = redact_url("".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-4000:])
         try:
+            # What evidence there was, signed: a later `assay gate` judges it and fails closed on what is missing.
+            with contextlib.suppress(Exception):
+                self.record(run, "evidence", {**evidence, "status": "errored"})
             self.record(run, "run_failed", {"stage": stage, "error": message, "exit_code": code, "traceback": detail})
         finally:
             store.update_run(run.run_id, status="errored", error=message, finished_at=_now(),
-                             evidence_json=_dumps(evidence))
+                             evidence_json=_dumps({**evidence, "status": "errored"}))
             with contextlib.suppress(Exception):  # a reporter must not hide the original error
                 self.pm.hook.run_failed(run=run, error=exc, stage=stage)
         if isinstance(exc, KeyboardInterrupt):
