@@ -14,7 +14,16 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from assay.errors import BadInput
 
@@ -133,6 +142,16 @@ class RunSpec(_Section):
     evaluate: EvaluateSpec = EvaluateSpec()
     gate: GateSpec = GateSpec()
     monitor: MonitorSpec = MonitorSpec()
+    #: ``[plugins.NAME]`` tables, each validated by the plugin NAME (:func:`check_plugin_sections`).
+    plugins: dict[str, dict[str, Any]] = {}
+
+    @model_serializer(mode="wrap")
+    def _without_empty_plugins(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Specs without plugin tables keep the dump, and so the hash, they had before the section existed.
+        data: dict[str, Any] = handler(self)
+        if not self.plugins:
+            data.pop("plugins", None)
+        return data
 
     @property
     def metric(self) -> str:
@@ -155,8 +174,8 @@ def _allowed_keys(model: type[BaseModel]) -> list[str]:
     return list(model.model_fields)
 
 
-def _section_model(loc: tuple[Any, ...]) -> type[BaseModel]:
-    model: type[BaseModel] = RunSpec
+def _section_model(loc: tuple[Any, ...], root: type[BaseModel] | None = None) -> type[BaseModel]:
+    model: type[BaseModel] = root or RunSpec
     for part in loc:
         field = model.model_fields.get(str(part))
         if field is None:
@@ -175,12 +194,14 @@ def _as_list(given: str) -> list[str]:
     return [part.strip() for part in given.split(",") if part.strip()] or [given]
 
 
-def _describe(err: dict[str, Any], overridden: frozenset[str] = frozenset()) -> str:
-    loc = tuple(err["loc"])
+def _describe(err: dict[str, Any], overridden: frozenset[str] = frozenset(), root: type[BaseModel] | None = None,
+              prefix: tuple[str, ...] = ()) -> str:
+    """One validation error in words; ``root``/``prefix``: a plugin's table model and where it sits."""
+    loc = (*prefix, *err["loc"])
     dotted = ".".join(str(p) for p in loc)
     kind = err["type"]
     if kind == "extra_forbidden":
-        parent = _section_model(loc[:-1])
+        parent = _section_model(tuple(err["loc"])[:-1], root)
         key = str(loc[-1])
         near = difflib.get_close_matches(key, _allowed_keys(parent), n=1, cutoff=0.5)
         hint = f"; did you mean {'.'.join([*map(str, loc[:-1]), near[0]])!r}?" if near else ""
@@ -257,3 +278,52 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> tuple[Run
         listed = "; ".join(f"({i}) {p}" for i, p in enumerate(problems, 1))
         raise BadInput(f"{spec_path}: {len(problems)} problems: {listed}") from None
     return spec, spec_path.resolve().parent
+
+
+# --------------------------------------------------------------------------- plugin tables
+
+#: The attribute through which a plugin module (or object) names the pydantic model of its
+#: ``[plugins.NAME]`` table, NAME being the plugin's entry-point name.
+SPEC_SECTION_ATTRIBUTE = "ASSAY_SPEC_SECTION"
+
+
+def plugin_sections(pm: Any) -> dict[str, type[BaseModel]]:
+    """The table models of the plugins registered in ``pm``, by plugin name."""
+    out: dict[str, type[BaseModel]] = {}
+    for name, plugin in pm.list_name_plugin():
+        model = getattr(plugin, SPEC_SECTION_ATTRIBUTE, None)
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            out[str(name)] = model
+    return out
+
+
+def check_plugin_sections(spec: RunSpec, spec_path: Path, pm: Any) -> dict[str, BaseModel]:
+    """Validate every ``[plugins.NAME]`` table with plugin NAME's model; BadInput lists every problem."""
+    sections = plugin_sections(pm)
+    problems: list[str] = []
+    validated: dict[str, BaseModel] = {}
+    for name, table in spec.plugins.items():
+        model = sections.get(name)
+        if model is None:
+            if pm.is_blocked(name):
+                problems.append(f"[plugins.{name}]: plugin {name!r} is blocked (-p no:{name} or ASSAY_DISABLE_PLUGINS); "
+                                "unblock it or remove the table")
+                continue
+            near = difflib.get_close_matches(name, list(sections), n=1, cutoff=0.5)
+            hint = f"; did you mean 'plugins.{near[0]}'?" if near else ""
+            known = ", ".join(sorted(sections)) or "none"
+            problems.append(f"unknown key 'plugins.{name}'{hint} (no loaded plugin of that name takes settings; "
+                            f"plugins that do: {known}; see `assay plugins`)")
+            continue
+        try:
+            validated[name] = model.model_validate(table)
+        except ValidationError as exc:
+            errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+            problems += [_describe(dict(e), root=model, prefix=("plugins", name)) for e in errors]
+    problems = list(dict.fromkeys(problems))
+    if len(problems) == 1:
+        raise BadInput(f"{spec_path}: {problems[0]}")
+    if problems:
+        listed = "; ".join(f"({i}) {p}" for i, p in enumerate(problems, 1))
+        raise BadInput(f"{spec_path}: {len(problems)} problems: {listed}")
+    return validated
