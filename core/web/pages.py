@@ -252,7 +252,8 @@ def run_page(view: LedgerView, ref: str) -> dict[str, Any]:
     slim = [r for r in index.by_run.get(run_id, []) if r.kind == "verdict"]
     if slim and (verdict is None or slim[-1].seq in changed):
         # The stored verdict was altered after verification: show the verified one (its summary).
-        verdict = {**{k: v for k, v in slim[-1].payload.items() if k != "counts"}, "rules": []}
+        verdict = {**{k: v for k, v in slim[-1].payload.items() if k != "counts"}, "rules": [],
+                   "summary_only": True}
     summary = index.runs[run_id]
     verdicts = [{"seq": r.seq, "time": r.time, "decision": r.payload.get("decision"), "policy": r.payload.get("policy"),
                  "policy_hash": r.payload.get("policy_hash"), "reasons": r.payload.get("reasons") or [],
@@ -280,8 +281,8 @@ def run_page(view: LedgerView, ref: str) -> dict[str, Any]:
 
 
 def run_report_html(view: LedgerView, data: dict[str, Any]) -> str:
-    """The body of ``assay report``'s page for this run (its own ledger-records table left out:
-    the run page lists the records with their integrity)."""
+    """The body of ``assay report``'s page for this run, from its first section on: the run page
+    has its own header, and lists the records with their integrity instead of the report's table."""
     from assay.report import render
     from assay.store import RunRow
 
@@ -289,11 +290,13 @@ def run_report_html(view: LedgerView, data: dict[str, Any]) -> str:
     row = RunRow(run_id=data["run_id"], project=data["project"], status=data["status"], error=data["error"])
     records = [Record.from_row(r["seq"], b"{}", bytes.fromhex(r["hash"]), bytes.fromhex(r["signature"]))
                for r in data["records"]]
-    html = render(row, data["evidence"] or {}, data["verdict"], records,
+    verdict = data["verdict"] if data["verdict"] and not data["verdict"].get("summary_only") else None
+    html = render(row, data["evidence"] or {}, verdict, records,
                   {"ok": status.ok, "summary": status.headline()})
     body = html.split("<body>", 1)[-1].rsplit("</body>", 1)[0]
+    start = body.find("<h2>")  # its title and status line: the run page has its own header
     cut = body.find("<h2>Ledger records (")
-    return body[:cut] if cut >= 0 else body
+    return body[max(start, 0) : cut if cut >= 0 else len(body)]
 
 
 # --------------------------------------------------------------------------- registry
