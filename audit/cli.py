@@ -217,15 +217,47 @@ def checkpoint_cmd(ctx: click.Context, witness_urls: tuple[str, ...], output: st
 
 @audit.command("export")
 @click.argument("run_id")
-@click.option("--format", "fmt", type=click.Choice(["intoto"]), default="intoto", show_default=True)
-@click.option("--output", "-o", type=click.Path(dir_okay=False), help="File to write (default: stdout).")
+@click.option("--format", "fmt", type=click.Choice(["intoto", "model-signing", "vsa"]), default="intoto",
+              show_default=True,
+              help="intoto: the run as a signed in-toto statement; model-signing: an OpenSSF model-signing bundle "
+                   "of the model (needs --output DIR or --signature F); vsa: a SLSA verification summary of the "
+                   "governing verdict, with each rule as an in-toto Test Result beside it.")
+@click.option("--output", "-o", type=click.Path(), help="File to write (default: stdout); model-signing: a folder "
+              "that receives the model file and its model.sig.")
+@click.option("--signature", type=click.Path(dir_okay=False),
+              help="model-signing: write the bundle here (to keep beside the model file; with --output, instead "
+                   "of DIR/model.sig).")
 @click.pass_context
-def export_cmd(ctx: click.Context, run_id: str, fmt: str, output: str | None) -> None:
-    """Export RUN_ID as an in-toto Statement v1 in a DSSE envelope (subject: the model artifact)."""
-    from assay.audit.export import intoto_envelope
-
+def export_cmd(ctx: click.Context, run_id: str, fmt: str, output: str | None, signature: str | None) -> None:
+    """Export RUN_ID in a format other tools verify: in-toto (DSSE), OpenSSF model signing, or a SLSA VSA."""
     settings = _settings(ctx)
     _require_db(settings)
+    if signature and fmt != "model-signing":
+        raise BadInput("--signature is for --format model-signing (where to write the model's bundle)")
+    if fmt == "model-signing":
+        from assay.audit.modelsign import export_model_signing
+
+        done = export_model_signing(settings, run_id, Path(output) if output else None,
+                                    Path(signature) if signature else None)
+        click.echo(f"signed the model of run {run_id} (verdict seq {done.verdict_seq}) with attestation key "
+                   f"{done.key_id}: bundle {done.signature} (ledger seq {done.attestation_seq})")
+        click.echo(f"verify with: {done.verify_command}")
+        return
+    if fmt == "vsa":
+        from assay.audit.vsa import build_vsa, write_vsa
+
+        docs = build_vsa(settings, run_id, output=Path(output) if output else None)
+        if output is None:
+            click.echo(docs.bundle_text(), nl=False)
+            return
+        paths = write_vsa(docs, Path(output))
+        click.echo(f"wrote VSA ({docs.result}, verdict seq {docs.verdict_seq}) to {paths[0]}; run attestation "
+                   f"{paths[1]}, {len(docs.test_results)} test result(s) {paths[2]}", err=True)
+        return
+    if output and Path(output).is_dir():
+        raise BadInput(f"--output {output}: is a folder; give the file to write")
+    from assay.audit.export import intoto_envelope
+
     envelope = intoto_envelope(_open(settings), run_id)
     _write_output(json.dumps(envelope, indent=2) + "\n", output)
     if output:
@@ -242,15 +274,34 @@ def keys() -> None:
 
 @keys.command("init")
 @click.option("--identity", default="", help="Who holds the key (default: USER@HOST).")
+@click.option("--type", "key_type", type=click.Choice(["ed25519", "ecdsa-p256"]), default="ed25519",
+              show_default=True,
+              help="ed25519: the key that signs ledger records; ecdsa-p256: an attestation key that signs "
+                   "model-signing bundles (never ledger records), trusted by an admin's key_added.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
-def keys_init(ctx: click.Context, identity: str, as_json: bool) -> None:
+def keys_init(ctx: click.Context, identity: str, key_type: str, as_json: bool) -> None:
     """Create this home's signing key if it has none, and record it in the ledger.
 
     The first key of an empty ledger is its genesis key (admin). Any other new key is created but
-    signs nothing until an admin adds it: the command prints what to run (exit 2).
+    signs nothing until an admin adds it: the command prints what to run (exit 2). With --type
+    ecdsa-p256 the same holds for the home's attestation key (role attestor).
     """
     settings = _settings(ctx)
+    if key_type == "ecdsa-p256":
+        from assay.audit.attest import init_attestation_key
+        from assay.audit.keys import KeyStore
+
+        akey, aseq, created = init_attestation_key(settings, identity)
+        public = KeyStore(settings.home).public_path(akey.key_id)
+        if as_json:
+            _echo_json({"key_id": akey.key_id, "algorithm": "ecdsa-p256", "public_key": akey.public_raw.hex(),
+                        "public_key_file": str(public), "added_seq": aseq, "source": akey.source, "created": created,
+                        "roles": ["attestor"]})
+        else:
+            click.echo(f"attestation key {akey.key_id} (ecdsa-p256, ledger seq {aseq}), private key {akey.source}, "
+                       f"public key {public}")
+        return
     key, seq = _open(settings).register_key(identity=identity)
     if as_json:
         _echo_json({"key_id": key.key_id, "public_key": key.public_raw.hex(), "added_seq": seq, "source": key.source})
@@ -275,6 +326,8 @@ def keys_list(ctx: click.Context, as_json: bool) -> None:
     for e in entries:
         window = f"seq {e['valid_from'] or 'key_added'}..{e['valid_until'] or ''}"
         flags = [f for f, on in (("active", e["active"]), ("private key here", e["private_key_here"])) if on]
+        if e.get("algorithm") == "ecdsa-p256":
+            flags.insert(0, "ecdsa-p256 attestation key" + (", this home's" if e.get("attestor") else ""))
         if e["revoked_at"] is not None:
             flags.append(f"revoked at seq {e['revoked_at']}")
         if not e["trusted"]:
@@ -316,8 +369,9 @@ def keys_revoke(ctx: click.Context, key_id: str, reason: str, as_json: bool) -> 
 @keys.command("add")
 @click.argument("public_key", type=click.Path(dir_okay=False))
 @click.option("--identity", default="", help="Who holds the key (a person or a CI system); approvals count identities.")
-@click.option("--role", "roles", multiple=True, type=click.Choice(["signer", "approver", "admin"]),
-              help="What the key may do (repeatable; default signer): sign records, approve, or manage keys.")
+@click.option("--role", "roles", multiple=True, type=click.Choice(["signer", "approver", "admin", "attestor"]),
+              help="What the key may do (repeatable; default signer): sign records, approve, or manage keys; "
+                   "attestor (the default and only role of an ECDSA P-256 key) signs attestations.")
 @click.option("--name", default="", hidden=True, help="Deprecated: use --identity.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
@@ -328,15 +382,17 @@ def keys_add(ctx: click.Context, public_key: str, identity: str, roles: tuple[st
     This is the only way a key other than the genesis key becomes trusted; a non-admin key is
     refused (exit 1).
     """
-    from assay.audit.keys import read_public_key
+    from assay.audit.keys import read_any_public_key
 
     if identity and name and identity != name:
         raise BadInput("--name is the old spelling of --identity; pass only --identity")
     if not (identity or name):
         raise BadInput("keys add needs --identity NAME (who holds the key), e.g. --identity ci@github")
     settings = _settings(ctx)
-    record = _open(settings).add_key(read_public_key(Path(public_key)), identity=identity or name,
-                                     roles=roles or ("signer",))
+    algorithm, raw = read_any_public_key(Path(public_key))
+    record = _open(settings).add_key(raw, identity=identity or name,
+                                     roles=roles or (("attestor",) if algorithm == "ecdsa-p256" else ("signer",)),
+                                     algorithm=algorithm)
     p = record.payload
     if as_json:
         _echo_json({"key_id": p["key_id"], "valid_from": record.seq + 1, "seq": record.seq,

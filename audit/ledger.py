@@ -52,7 +52,7 @@ from assay.audit.format import (
 from assay.audit.keys import KeyStore, SigningKey, actor, default_identity
 from assay.audit.merkle import Frontier, leaf_hash
 from assay.audit.note import Checkpoint, sign_checkpoint
-from assay.audit.trust import ADMIN, SIGNER, TrustError, parse_roles
+from assay.audit.trust import ADMIN, ATTESTOR, ECDSA_P256, ED25519, SIGNER, TrustError, parse_roles
 from assay.errors import AssayError, BadInput, Finding, InternalError
 from assay.settings import Settings
 
@@ -131,6 +131,9 @@ _PG_TRIGGERS = [
         )
     ],
 ]
+
+#: Kind of the record that logs each signature an attestation key makes.
+ATTESTATION = "attestation"
 
 _LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.assay.ledger'))"
 
@@ -438,7 +441,12 @@ class Ledger:
         """Keep the home's trust file in step with a committed key record (the only way keys enter it)."""
         who = payload.get("identity") or payload.get("name") or ""
         roles = payload.get("roles") if isinstance(payload.get("roles"), list) else None
-        if kind == KEY_ADDED and not payload.get("added_by"):
+        if kind == KEY_ADDED and payload.get("algorithm") == ECDSA_P256:
+            self.keys.add_trusted(
+                payload["key_id"], bytes.fromhex(payload["public_key"]), identity=who, roles=[ATTESTOR],
+                valid_from=seq + 1, algorithm=ECDSA_P256,
+            )
+        elif kind == KEY_ADDED and not payload.get("added_by"):
             self.keys.add_trusted(
                 payload["key_id"], bytes.fromhex(payload["public_key"]), identity=who, roles=roles, valid_from=seq
             )
@@ -457,14 +465,14 @@ class Ledger:
     @staticmethod
     def _key_added_payload(
         new: SigningKey | None, by: SigningKey, public_raw: bytes | None = None, name: str = "",
-        identity: str = "", roles: Sequence[str] | None = None,
+        identity: str = "", roles: Sequence[str] | None = None, algorithm: str = ED25519,
     ) -> dict[str, Any]:
         raw = new.public_raw if new is not None else public_raw
         assert raw is not None
         from assay.audit.format import key_id_of
 
         kid = key_id_of(raw)
-        payload: dict[str, Any] = {"key_id": kid, "public_key": raw.hex(), "algorithm": "ed25519"}
+        payload: dict[str, Any] = {"key_id": kid, "public_key": raw.hex(), "algorithm": algorithm}
         if identity or name:
             payload["identity"] = identity or name
         if roles is not None:
@@ -545,22 +553,40 @@ class Ledger:
         return key, int(status[0])
 
     def add_key(
-        self, public_raw: bytes, name: str = "", identity: str = "", roles: Sequence[str] = (SIGNER,)
+        self, public_raw: bytes, name: str = "", identity: str = "", roles: Sequence[str] = (SIGNER,),
+        algorithm: str = ED25519,
     ) -> Record:
         """Trust another public key: a key_added record signed by the active key, which must be an admin.
 
         ``identity`` is who holds the key (``name`` is its deprecated spelling); ``roles`` any of
-        signer, approver, admin. Refused (Finding) when the active key lacks the admin role.
+        signer, approver, admin. Refused (Finding) when the active key lacks the admin role. An
+        ``ecdsa-p256`` key (``public_raw`` its uncompressed point) is an attestation key: its only
+        role is attestor, and it never signs ledger records.
         """
         who = identity or name
         if not who:
             raise BadInput("a key needs an identity (who holds it): pass --identity NAME")
-        try:
-            granted = parse_roles(list(roles), "--role")
-        except TrustError as exc:
-            raise BadInput(str(exc)) from None
+        if algorithm == ECDSA_P256:
+            if set(roles) - {ATTESTOR}:
+                raise BadInput(f"an ecdsa-p256 key is an attestation key: its only role is {ATTESTOR} (--role {ATTESTOR})")
+            granted: tuple[str, ...] = (ATTESTOR,)
+            from assay.audit.keys import ec_public_from_point
+
+            try:
+                ec_public_from_point(public_raw)
+            except ValueError:
+                raise BadInput("the ecdsa-p256 public key is not a point on P-256") from None
+        else:
+            if ATTESTOR in roles:
+                raise BadInput(f"role {ATTESTOR} is for ECDSA P-256 attestation keys (assay keys init --type ecdsa-p256), "
+                               "not Ed25519 ledger keys")
+            try:
+                granted = parse_roles(list(roles), "--role")
+            except TrustError as exc:
+                raise BadInput(str(exc)) from None
         key, _ = self.register_key()
-        payload = self._key_added_payload(None, key, public_raw=public_raw, identity=who, roles=granted)
+        payload = self._key_added_payload(None, key, public_raw=public_raw, identity=who, roles=granted,
+                                          algorithm=algorithm)
         with self._write() as cur:
             if self._key_status(cur, payload["key_id"]) is not None:
                 raise BadInput(f"key {payload['key_id']} is already in this ledger (see: assay keys list)")
@@ -603,6 +629,14 @@ class Ledger:
             payload = {"key_id": key_id, "reason": reason or "revoked"}
             records, _ = self._write_records(cur, key, [(None, KEY_REVOKED, canonical(payload))])
         return records[0]
+
+    def record_attestation(self, run_id: str | None, payload: Mapping[str, Any]) -> Record:
+        """Record one signature an attestation key made: an ``attestation`` record (signed by the ledger
+        key) naming the key and the SHA-256 of exactly what it signed."""
+        for field_name in ("key_id", "algorithm", "signed_sha256"):
+            if not isinstance(payload.get(field_name), str):
+                raise BadInput(f"attestation record needs a {field_name} string")
+        return self.append(run_id, ATTESTATION, payload)
 
     # -- reading ---------------------------------------------------------------------------------
     def size(self) -> int:

@@ -21,6 +21,12 @@ count), ``admin`` (it may add and revoke keys). Both are optional: files written
 existed still load, and a key listed without roles counts as ``admin`` if it is the ledger's
 genesis key (the self-signed ``key_added`` at seq 1) and as ``signer`` otherwise — the verifier
 decides which (``resolve_roles``).
+
+``algorithm`` is ``ed25519`` when absent. An ``ecdsa-p256`` entry is an attestation key (its
+``public_key`` is the 65-byte uncompressed SEC1 point, hex, and its key id that point's SHA-256):
+it signs attestations such as model-signing bundles, never ledger records, and its only role is
+``attestor``. The ledger's key_added record signed by an admin introduces it; a trust file entry
+alone never makes it trusted.
 """
 
 from __future__ import annotations
@@ -35,6 +41,10 @@ FORMAT = "assay-trust/v1"
 
 SIGNER, APPROVER, ADMIN = "signer", "approver", "admin"
 ROLES = (SIGNER, APPROVER, ADMIN)
+#: The one role of an attestation key (``algorithm`` ecdsa-p256).
+ATTESTOR = "attestor"
+ED25519, ECDSA_P256 = "ed25519", "ecdsa-p256"
+ALGORITHMS = (ED25519, ECDSA_P256)
 
 
 class TrustError(ValueError):
@@ -52,6 +62,11 @@ class TrustedKey:
     identity: str = ""
     #: None: the file does not say (see ``resolve_roles``).
     roles: tuple[str, ...] | None = None
+    algorithm: str = ED25519
+
+    @property
+    def is_attestor(self) -> bool:
+        return self.algorithm == ECDSA_P256
 
     @property
     def public_raw(self) -> bytes:
@@ -110,11 +125,17 @@ def parse_trust(doc: Any, where: str = "trust file") -> list[TrustedKey]:
             raise TrustError(f"{w} is not an object")
         pub = e.get("public_key")
         kid = e.get("key_id")
+        algorithm = e.get("algorithm", ED25519)
+        if algorithm not in ALGORITHMS:
+            raise TrustError(f"{w}: unknown algorithm {algorithm!r} (valid: {', '.join(ALGORITHMS)})")
         try:
             raw = bytes.fromhex(pub) if isinstance(pub, str) else b""
         except ValueError:
             raw = b""
-        if len(raw) != 32:
+        if algorithm == ECDSA_P256:
+            if len(raw) != 65 or raw[0] != 4:
+                raise TrustError(f"{w}: public_key must be 130 hex characters (an uncompressed P-256 point)")
+        elif len(raw) != 32:
             raise TrustError(f"{w}: public_key must be 64 hex characters (a raw Ed25519 key)")
         if kid != hashlib.sha256(raw).hexdigest():
             raise TrustError(f"{w}: key_id does not match the SHA-256 of public_key")
@@ -123,6 +144,10 @@ def parse_trust(doc: Any, where: str = "trust file") -> list[TrustedKey]:
             raise TrustError(f"{w}: identity must be a string")
         roles = e.get("roles")
         name = str(e.get("name") or "")
+        if algorithm == ECDSA_P256:
+            if roles is not None and roles not in ([ATTESTOR], []):
+                raise TrustError(f"{w}: an ecdsa-p256 key is an attestation key; its only role is {ATTESTOR!r}")
+            roles = None
         out.append(
             TrustedKey(
                 key_id=kid,
@@ -132,7 +157,8 @@ def parse_trust(doc: Any, where: str = "trust file") -> list[TrustedKey]:
                 valid_until=_opt_int(e, "valid_until", w),
                 revoked_at=_opt_int(e, "revoked_at", w),
                 identity=identity or name,
-                roles=None if roles is None else parse_roles(roles, w),
+                roles=(ATTESTOR,) if algorithm == ECDSA_P256 else None if roles is None else parse_roles(roles, w),
+                algorithm=algorithm,
             )
         )
     return out
@@ -154,5 +180,7 @@ def dump_trust(keys: list[TrustedKey]) -> str:
     for k in keys:
         e = asdict(k)
         e["roles"] = None if k.roles is None else list(k.roles)
+        if k.algorithm == ED25519:
+            del e["algorithm"]  # files stay as they were before attestation keys existed
         entries.append(e)
     return json.dumps({"format": FORMAT, "keys": entries}, indent=2) + "\n"

@@ -71,7 +71,17 @@ from assay.audit.merkle import (
     verify_inclusion,
 )
 from assay.audit.note import Checkpoint, NoteError, parse_checkpoint, parse_note, verify_note
-from assay.audit.trust import ADMIN, SIGNER, TrustedKey, TrustError, load_trust, parse_roles, resolve_roles
+from assay.audit.trust import (
+    ADMIN,
+    ATTESTOR,
+    ECDSA_P256,
+    SIGNER,
+    TrustedKey,
+    TrustError,
+    load_trust,
+    parse_roles,
+    resolve_roles,
+)
 from assay.errors import BadInput
 
 CHUNK = 2048
@@ -230,6 +240,18 @@ def named_key(payload: Any, key_id: Any) -> bytes | None:
     return pub if isinstance(key_id, str) and len(pub) == 32 and key_id_of(pub) == key_id else None
 
 
+def attestor_key(payload: Any, key_id: Any) -> bytes | None:
+    """The uncompressed P-256 point a key_added record gives for attestation key ``key_id``, or None."""
+    pub_hex = payload.get("public_key") if isinstance(payload, dict) else None
+    try:
+        pub = bytes.fromhex(pub_hex) if isinstance(pub_hex, str) else b""
+    except ValueError:
+        return None
+    if len(pub) != 65 or pub[0] != 4 or not isinstance(key_id, str) or key_id_of(pub) != key_id:
+        return None
+    return pub
+
+
 def _identity_in(payload: dict[str, Any]) -> str:
     """The identity a key record's payload names (``name`` is its older spelling), or ""."""
     for field_name in ("identity", "name"):
@@ -251,17 +273,25 @@ class KeyState:
     from the record that introduced it; a key whose roles nobody states is admin if it is the
     genesis key and signer otherwise (``assay.audit.trust.resolve_roles``). A key cannot grant
     itself roles: the roles a self-signed key_added claims are ignored.
+
+    Attestation keys (``algorithm`` ecdsa-p256, role attestor) are kept apart: an admin's key_added
+    introduces one (valid from the next position, until its key_revoked), it never signs a ledger
+    record, and trust-file entries for them only narrow that window (``attestors``).
     """
 
     def __init__(self, trusted: list[TrustedKey] | None) -> None:
         self.tofu = trusted is None
-        self.trust = {k.key_id: k for k in trusted or []}
-        self.pub: dict[str, bytes] = {k.key_id: k.public_raw for k in trusted or []}
+        ledger_keys = [k for k in trusted or [] if not k.is_attestor]
+        self.attest_trust = {k.key_id: k for k in trusted or [] if k.is_attestor}
+        self.trust = {k.key_id: k for k in ledger_keys}
+        self.pub: dict[str, bytes] = {k.key_id: k.public_raw for k in ledger_keys}
+        self.attestor_pub: dict[str, bytes] = {}
+        self.attestor_since: dict[str, int] = {}
         self.since: dict[str, int] = {}
         self.until: dict[str, int] = {}
         self.revoked: dict[str, int] = {}
         self.identity: dict[str, str] = {k.key_id: k.who for k in trusted or [] if k.who}
-        self.roles: dict[str, tuple[str, ...]] = {k.key_id: k.roles for k in trusted or [] if k.roles is not None}
+        self.roles: dict[str, tuple[str, ...]] = {k.key_id: k.roles for k in ledger_keys if k.roles is not None}
         self.genesis: str | None = None
         self.events: list[tuple[int, bytes]] = []  # (seq, record hash) of key records, for the checkpoint line
 
@@ -286,6 +316,8 @@ class KeyState:
                 payload = {}
         short = key_id[:16] + "…"
         t = self.trust.get(key_id)
+        if key_id in self.attestor_pub:
+            return f"key {short} is an attestation key (ecdsa-p256): it signs attestations, never ledger records"
         if key_id not in self.since:
             self_intro = kind == KEY_ADDED and payload.get("key_id") == key_id
             if self_intro and (t is not None or (self.tofu and seq == 1)):
@@ -331,6 +363,8 @@ class KeyState:
             if ADMIN not in roles:
                 return (f"{kind} record signed by {signer}, a key without the admin role "
                         f"(its roles: {', '.join(roles)})")
+        if kind == KEY_ADDED and payload.get("algorithm") == ECDSA_P256:
+            return self._add_attestor(seq, target, payload)
         if kind in (KEY_ADDED, KEY_ROTATED):
             if kind == KEY_ROTATED and payload.get("old_key_id") != signer:
                 return "key_rotated record is not signed by the key it rotates out"
@@ -358,6 +392,40 @@ class KeyState:
         elif kind == KEY_REVOKED:
             self.revoked.setdefault(target, seq)
         return None
+
+    def _add_attestor(self, seq: int, target: str, payload: dict[str, Any]) -> str | None:
+        pub = attestor_key(payload, target)
+        if pub is None:
+            return "key_added record's ecdsa-p256 public key is not an uncompressed P-256 point matching its key_id"
+        if payload.get("roles") not in (None, [ATTESTOR]):
+            return f"key_added record gives ecdsa-p256 key {target} roles {payload.get('roles')!r}; its only role is attestor"
+        if target in self.since:
+            return f"key_added record introduces {target} as an attestation key, but it is a ledger signing key"
+        self.attestor_pub.setdefault(target, pub)
+        self.attestor_since.setdefault(target, seq + 1)
+        self.identity.setdefault(target, _identity_in(payload) or target)
+        return None
+
+    def attestors(self) -> dict[str, dict[str, Any]]:
+        """Attestation keys an admin introduced: who holds each, its window (``valid_from`` .. before
+        ``revoked_at``), and its public key (the uncompressed P-256 point, hex)."""
+        out: dict[str, dict[str, Any]] = {}
+        for kid, pub in self.attestor_pub.items():
+            t = self.attest_trust.get(kid)
+            revoked = self.revoked.get(kid)
+            if t is not None and t.revoked_at is not None:
+                revoked = t.revoked_at if revoked is None else min(revoked, t.revoked_at)
+            until = t.valid_until if t is not None else None
+            out[kid] = {
+                "identity": self.identity.get(kid) or kid,
+                "roles": [ATTESTOR],
+                "algorithm": ECDSA_P256,
+                "valid_from": self.attestor_since.get(kid),
+                "valid_until": until,
+                "revoked_at": revoked,
+                "public_key": pub.hex(),
+            }
+        return out
 
     def signers(self) -> dict[str, dict[str, Any]]:
         """Every key trusted or validly introduced, by key id: who holds it, its roles and its window."""
@@ -569,6 +637,8 @@ class VerifyReport:
     checkpoint_sizes: list[int] = field(default_factory=list)
     trusted: str | None = None  # what was taken on a checkpoint's word instead of re-checked (None: nothing)
     signers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: attestation keys (ecdsa-p256) introduced by admins, in the shape of ``KeyState.attestors``
+    attestors: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def summary(self) -> str:
         if self.ok:
@@ -597,6 +667,7 @@ class VerifyReport:
             "checkpoints": list(self.checkpoints),
             "trusted": self.trusted,
             "signers": self.signers,
+            "attestors": self.attestors,
         }
 
 
@@ -617,6 +688,7 @@ class _Collector:
             reason=first[1] if first else None,
             errors=[{"seq": s, "reason": r} for s, r in errs[:MAX_ERRORS]],
             signers=self.keys.signers() if self.keys is not None else {},
+            attestors=self.keys.attestors() if self.keys is not None else {},
             **kw,
         )
 

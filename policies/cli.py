@@ -147,6 +147,15 @@ def gate(state: Any, run_id: str, policy_ref: str | None, fmt: str, output: str 
     report = GateReport(run_id=run_id, verdict=verdict, model=model_ev.get("ref"), artifact=model_ev.get("artifact"),
                         policy=policy, ledger_seq=recorded[-1].seq if recorded else None,
                         only=only or ("attention" if fmt == "text" else "all"))
+    if fmt == "vsa":  # a signed SLSA summary of this verdict (assay.audit.vsa), not a rendering of it
+        from assay.audit.vsa import build_vsa, write_vsa
+
+        report.extra["vsa"] = build_vsa(state, run_id, policy=policy, output=Path(output) if output else None)
+        if output:
+            paths = write_vsa(report.extra["vsa"], Path(output))
+            _err(f"{verdict.decision.upper()}: run {run_id}, policy {verdict.policy}; VSA written to {paths[0]}, "
+                 f"run attestation to {paths[1]}, test results to {paths[2]}")
+            sys.exit(0 if verdict.decision == "pass" else 1)
     if output:
         write_report(output, render(report, fmt))
         _err(f"{verdict.decision.upper()}: run {run_id}, policy {verdict.policy}; {fmt} report written to {output}")
@@ -307,11 +316,14 @@ def waive(state: Any, rule_id: str, model_ref: str, reason: str, approver: str, 
                    "must be cosigned.")
 @click.option("--quorum", type=click.IntRange(min=1),
               help="Witnesses of --witness-key that must have cosigned (default: all).")
+@click.option("--signature", "signature", type=click.Path(dir_okay=False),
+              help="An OpenSSF model-signing bundle of ARTIFACT (`assay audit export --format model-signing`): it "
+                   "must name the governing verdict and be signed by a trusted, unrevoked attestation key.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 @click.pass_obj
 def verify(state: Any, artifact: str, require: str, policy_ref: str | None, key_path: str | None,
            trust_path: str | None, checkpoint: str | None, witness_keys: tuple[str, ...], quorum: int | None,
-           as_json: bool) -> None:
+           signature: str | None, as_json: bool) -> None:
     """Check ARTIFACT may be deployed: its bytes have a passing verdict under the pinned policy.
 
     Verifies the whole ledger to its head (and against the home's newest checkpoint and
@@ -350,8 +362,19 @@ def verify(state: Any, artifact: str, require: str, policy_ref: str | None, key_
         else:
             result.reason += (f"; checkpoint of size {witnessed.size} cosigned by {len(witnessed.cosigned_by)} of "
                               f"{witnessed.witnesses} witness(es)")
+    bundle = None
+    if signature and result.ok:
+        from assay.audit.modelsign import verify_bundle
+
+        try:
+            bundle = verify_bundle(signed, Path(signature), digest, result.verdict_seq)
+            result.reason += (f"; model-signing bundle {signature} signed by attestation key {bundle['key_id']} "
+                              f"({bundle['identity']}), logged at seq {bundle['attestation_seq']}")
+        except Finding as exc:
+            result.ok = False
+            result.reason = f"--signature {signature}: {exc.message}"
     if as_json:
-        _echo_json(result.to_json())
+        _echo_json({**result.to_json(), **({"signature": bundle} if signature else {})})
     elif result.ok:
         click.echo(f"OK: {artifact} ({digest}): {result.reason}")
     if not result.ok:

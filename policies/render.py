@@ -27,7 +27,7 @@ from assay.policies.evaluate import NA, NOT_APPLICABLE, show
 from assay.policies.language import Policy
 from assay.types import RuleOutcome, Verdict
 
-FORMATS = ("text", "json", "junit", "markdown", "sarif")
+FORMATS = ("text", "json", "junit", "markdown", "sarif", "vsa")
 #: ``--only``: which rules a report lists (the counts always cover all of them)
 ONLY = ("failing", "attention", "all")
 _SHOWN = {"failing": ("block", "error"), "attention": ("block", "error", "warn", "waived")}
@@ -358,7 +358,20 @@ def render_sarif(report: GateReport) -> str:
     return json.dumps(doc, indent=2, default=str) + "\n"
 
 
+def render_vsa(report: GateReport) -> str:
+    """The verdict's signed SLSA VSA, run attestation and Test Results as one in-toto bundle (JSON Lines).
+
+    Signing needs the ledger, so ``assay gate`` builds them (``assay.audit.vsa.build_vsa``) into
+    ``report.extra["vsa"]``; this only writes them out.
+    """
+    docs = report.extra.get("vsa")
+    if docs is None:
+        raise ValueError("the vsa format is signed from the ledger: build it with assay.audit.vsa.build_vsa")
+    return str(docs.bundle_text())
+
+
 RENDERERS: dict[str, Callable[[GateReport], str]] = {
+    "vsa": render_vsa,
     "text": render_text,
     "json": render_json,
     "junit": render_junit,
