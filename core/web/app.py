@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from jinja2 import ChainableUndefined, Environment, FileSystemLoader
 from litestar import Litestar, Request, Response, get
 from markupsafe import Markup
 
@@ -135,7 +135,8 @@ def _when(value: Any) -> str:
 
 
 def make_env() -> Environment:
-    env = Environment(loader=FileSystemLoader(str(HERE / "templates")), autoescape=True, undefined=StrictUndefined,
+    """Templates with every value escaped; a payload key a record lacks renders empty, never a 500."""
+    env = Environment(loader=FileSystemLoader(str(HERE / "templates")), autoescape=True, undefined=ChainableUndefined,
                       trim_blocks=True, lstrip_blocks=True)
     env.filters.update(q=_q, qs=_qs_filter, num=_num, when=_when, tojson_pretty=lambda v: json.dumps(v, indent=2, sort_keys=True,
                                                                                        default=str))
@@ -251,7 +252,7 @@ def create_app(view: LedgerView, token: bytes | None = None, witness_keys: list[
     # -- lineage
     def _lineage(request: Request[Any, Any, Any]) -> dict[str, Any]:
         q = _query(request)
-        return pages.lineage_page(view, q("run"), q("data"), q("policy"))
+        return pages.lineage_page(view, q("run"), q("data"), q("policy"), _int(q("page")), _int(q("per_page")))
 
     @get("/lineage", sync_to_thread=True)
     def lineage_html(request: Request[Any, Any, Any]) -> Response[str]:

@@ -576,8 +576,10 @@ def layout(graph: dict[str, Any]) -> dict[str, Any]:
     return {"nodes": list(placed.values()), "edges": edges, "width": width, "height": height}
 
 
-def lineage_page(view: LedgerView, run: str = "", data: str = "", policy: str = "") -> dict[str, Any]:
+def lineage_page(view: LedgerView, run: str = "", data: str = "", policy: str = "", page: int | None = None,
+                 per_page: int | None = None) -> dict[str, Any]:
     index = require_index(view)
+    p, n = page_args(page, per_page or 100)
     if run:
         from assay.lineage import build_lineage
 
@@ -599,21 +601,28 @@ def lineage_page(view: LedgerView, run: str = "", data: str = "", policy: str = 
     if data:
         key = data if data.startswith("sha256:") else f"sha256:{data}"
         fps = [fp for fp in index.data_runs if fp == key or (len(data) >= 12 and fp.startswith(key))]
-        runs = [index.runs[r].to_json() for fp in fps for r in index.data_runs[fp]]
-        if not runs:
+        found = [index.runs[r] for fp in fps for r in index.data_runs[fp]]
+        if not found:
             raise PageError(404, f"no run in the verified ledger trained on data {data!r}")
-        return {"mode": "data", "fingerprint": fps[0] if len(fps) == 1 else data, "runs": runs}
+        shown, meta = paginate(sorted(found, key=lambda r: r.first_seq, reverse=True), p, n)
+        return {"mode": "data", "fingerprint": fps[0] if len(fps) == 1 else data,
+                "runs": [r.to_json() for r in shown], **meta}
     if policy:
         key = policy if policy.startswith("sha256:") else f"sha256:{policy}"
         digests = [d for d in index.policy_verdicts if d == key or (len(policy) >= 12 and d.startswith(key))]
+        records = sorted((r for d in digests for r in index.policy_verdicts[d]), key=lambda r: r.seq, reverse=True)
+        if not records:
+            raise PageError(404, f"no verdict in the verified ledger was made under policy {policy!r}")
+        shown, meta = paginate(records, p, n)
+        counts: dict[str, int] = {}
+        for r in records:
+            counts[str(r.payload.get("decision"))] = counts.get(str(r.payload.get("decision")), 0) + 1
         verdicts = [{"seq": r.seq, "time": r.time, "run_id": r.payload.get("run_id") or r.run_id,
                      "model": r.payload.get("model"), "decision": r.payload.get("decision"),
                      "policy": r.payload.get("policy"), "policy_hash": r.payload.get("policy_hash"),
-                     "artifact": r.payload.get("artifact")} for d in digests for r in index.policy_verdicts[d]]
-        if not verdicts:
-            raise PageError(404, f"no verdict in the verified ledger was made under policy {policy!r}")
-        return {"mode": "policy", "policy_hash": digests[0] if len(digests) == 1 else policy,
-                "verdicts": sorted(verdicts, key=lambda v: v["seq"], reverse=True)}
+                     "artifact": r.payload.get("artifact")} for r in shown]
+        return {"mode": "policy", "policy_hash": digests[0] if len(digests) == 1 else policy, "verdicts": verdicts,
+                "decisions": counts, **meta}
     datasets = [{"fingerprint": fp, "runs": len(runs),
                  "source": index.runs[runs[0]].data_source if runs else None} for fp, runs in index.data_runs.items()]
     policies = [{"policy_hash": d, "verdicts": len(v), "policy": v[-1].payload.get("policy") if v else None}
