@@ -60,7 +60,8 @@ def test_train_scores_stop_above_their_row_bound() -> None:
 
 
 @pytest.mark.parametrize(("counts", "weight"), [
-    ((900, 100), "balanced"), ((760, 240), "balanced"), ((700, 300), "none"), ((500, 500), "none"),
+    ((900, 100), "balanced"), ((760, 240), "balanced"), ((2378, 822), "balanced"), ((700, 300), "none"),
+    ((500, 500), "none"),
     ((500, 400, 40), "balanced"), ((300, 300, 290), "none"),
 ])
 def test_classes_are_balanced_only_when_one_is_rare(counts: tuple[int, ...], weight: str) -> None:
