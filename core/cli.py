@@ -36,6 +36,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "diff": ("assay.replay:diff", "Show what changed between two runs."),
     "lineage": ("assay.lineage:lineage", "Show where a model came from."),
     "report": ("assay.report:report", "Write an HTML report of a run."),
+    "import-mlflow": ("assay.mlflow_import:import_mlflow", "Gate an MLflow-logged scikit-learn model on its evaluation data."),
     "witness": ("assay.audit.witness_cli:witness", "Run an independent checkpoint witness."),
     "serve": ("assay.web.cli:serve", "Serve a read-only web view of runs, verdicts, registry and ledger."),
 }
