@@ -242,8 +242,11 @@ def import_mlflow(state: Any, mlflow_run_id: str, tracking_uri: str | None, mode
         try:
             mlrun = client.get_run(mlflow_run_id)
         except MlflowException as exc:
-            raise BadInput(f"MLflow run {mlflow_run_id} not found at {shown_uri}: "
-                           f"{' '.join(str(exc.message).split())[:300]}") from None
+            said = " ".join(str(exc.message).split())[:300]
+            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+                raise BadInput(f"MLflow run {mlflow_run_id} not found at {shown_uri}: {said}") from None
+            raise BadInput(f"--tracking-uri {shown_uri}: cannot reach the MLflow tracking server, or it refused "
+                           f"the request ({said}); check the address and that the server is running") from None
         except Exception as exc:
             raise BadInput(f"--tracking-uri {shown_uri}: cannot reach the MLflow tracking server "
                            f"({type(exc).__name__}); check the address and that the server is running") from None

@@ -319,7 +319,10 @@ def check_plugin_sections(spec: RunSpec, spec_path: Path, pm: Any) -> dict[str, 
             validated[name] = model.model_validate(table)
         except ValidationError as exc:
             errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
-            problems += [_describe(dict(e), root=model, prefix=("plugins", name)) for e in errors]
+            described = [_describe(dict(e), root=model, prefix=("plugins", name)) for e in errors]
+            suggested = {m for d in described for m in re.findall(r"did you mean '([^']+)'\?", d)}
+            problems += [d for e, d in zip(errors, described, strict=True)
+                         if not (e["type"] == "missing" and ".".join(map(str, ("plugins", name, *e["loc"]))) in suggested)]
     problems = list(dict.fromkeys(problems))
     if len(problems) == 1:
         raise BadInput(f"{spec_path}: {problems[0]}")
