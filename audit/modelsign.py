@@ -249,14 +249,19 @@ def verify_bundle(signed: SignedLedger, path: Path, artifact: str, verdict_seq: 
     if bundle.get("mediaType") != BUNDLE_MEDIA_TYPE:
         raise Finding(f"the bundle's media type is {bundle.get('mediaType')!r}, not {BUNDLE_MEDIA_TYPE}")
     envelope = bundle["dsseEnvelope"]
+    material = bundle.get("verificationMaterial")
+    public = material.get("publicKey") if isinstance(material, dict) else None
+    hint = public.get("hint") if isinstance(public, dict) else None
+    signatures = envelope.get("signatures")
+    if not isinstance(signatures, list):
+        raise Finding("the bundle's DSSE envelope has no list of signatures")
     if envelope.get("payloadType") != INTOTO_PAYLOAD_TYPE:
         raise Finding(f"the bundle's payload type is {envelope.get('payloadType')!r}, not {INTOTO_PAYLOAD_TYPE}")
     payload = _b64(envelope.get("payload"))
     message = pae(INTOTO_PAYLOAD_TYPE, payload)
-    hint = ((bundle.get("verificationMaterial") or {}).get("publicKey") or {}).get("hint")
     attestors = getattr(signed.report, "attestors", None) or {}
     signer: tuple[str, dict[str, Any]] | None = None
-    for sig in envelope.get("signatures") or []:
+    for sig in signatures:
         if not isinstance(sig, dict):
             continue
         raw_sig = _b64(sig.get("sig"))
@@ -278,6 +283,8 @@ def verify_bundle(signed: SignedLedger, path: Path, artifact: str, verdict_seq: 
     kid, info = signer
     if info.get("revoked_at") is not None:
         raise Finding(f"the bundle's attestation key {kid} was revoked at ledger seq {info['revoked_at']}")
+    if info.get("valid_until") is not None:
+        raise Finding(f"the bundle's attestation key {kid} is retired (valid until seq {info['valid_until']})")
     logged = [r for r in signed.records if r.kind == "attestation" and r.payload.get("key_id") == kid
               and r.payload.get("signed_sha256") == sha256_hex(message)]
     if not logged:
@@ -323,13 +330,13 @@ def _statement_problem(statement: Any, artifact: str) -> str | None:
     if not isinstance(resources, list) or not all(isinstance(r, dict) for r in resources):
         return "has no resources"
     subjects = statement.get("subject")
-    if not isinstance(subjects, list) or len(subjects) != 1:
+    if not isinstance(subjects, list) or len(subjects) != 1 or not isinstance(subjects[0], dict):
         return "does not have exactly one subject"
     try:
         root = root_digest(resources)
     except (KeyError, TypeError, ValueError):
         return "has a resource without a hex digest"
-    if (subjects[0].get("digest") or {}).get("sha256") != root:
+    if not isinstance(subjects[0].get("digest"), dict) or subjects[0]["digest"].get("sha256") != root:
         return "subject digest is not the digest of its resources"
     digest = artifact.removeprefix("sha256:")
     if len(resources) != 1 or resources[0].get("algorithm") != "sha256" or resources[0].get("digest") != digest:

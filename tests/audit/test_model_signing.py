@@ -23,6 +23,8 @@ import pytest
 import rfc8785
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from assay.audit.dsse import pae
 from assay.audit.format import record_hash
@@ -349,3 +351,83 @@ def test_non_admin_home_creates_the_key_and_says_how_to_trust_it(tmp_path: Path)
     kid = store.attestor_id()
     assert kid is not None and (stored.home / "keys" / f"{kid}.key").is_file()
     assert not any(r.payload.get("key_id") == kid for r in stored.ledger().records(kind="key_added"))
+
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+                     max_leaves=6)
+_PATHS = [("mediaType",), ("verificationMaterial",), ("verificationMaterial", "publicKey"),
+          ("verificationMaterial", "publicKey", "hint"), ("dsseEnvelope",), ("dsseEnvelope", "payload"),
+          ("dsseEnvelope", "payloadType"), ("dsseEnvelope", "signatures"), ("dsseEnvelope", "signatures", 0),
+          ("dsseEnvelope", "signatures", 0, "sig"), ("dsseEnvelope", "signatures", 0, "keyid")]
+
+
+def test_any_altered_bundle_is_refused_cleanly(signed_release: tuple[Stored, dict[str, Any], Path],
+                                               tmp_path: Path) -> None:
+    """Replace any part of a good bundle with any JSON value: verify_bundle refuses it with a Finding or
+    BadInput (exit 1 or 2, never a traceback), or accepts it only when the signed statement is unchanged."""
+    from assay.audit.modelsign import verify_bundle
+    from assay.errors import BadInput, Finding
+    from assay.signed import SignedLedger
+
+    stored, _key, sig = signed_release
+    original = json.loads(sig.read_text())
+    signed = SignedLedger.open(stored.settings)
+    verdict_seq = stored.ledger().records(kind="verdict")[-1].seq
+    assert verify_bundle(signed, sig, stored.artifact, verdict_seq)["verdict_seq"] == verdict_seq
+    target = tmp_path / "mutated.sig"
+
+    @settings(max_examples=150, deadline=None)
+    @given(where=st.sampled_from(_PATHS), value=_JSON, flip=st.integers(min_value=0, max_value=400))
+    def check(where: tuple[Any, ...], value: Any, flip: int) -> None:
+        bundle = copy.deepcopy(original)
+        node = bundle
+        for step in where[:-1]:
+            node = node[step]
+        if where == ("dsseEnvelope", "payload"):  # also: the same payload with one character changed
+            text = node["payload"]
+            i = flip % len(text)
+            value = text[:i] + ("A" if text[i] != "A" else "B") + text[i + 1:]
+        node[where[-1]] = value
+        target.write_text(json.dumps(bundle))
+        try:
+            verify_bundle(signed, target, stored.artifact, verdict_seq)
+        except (Finding, BadInput):
+            return
+        assert bundle["dsseEnvelope"]["payload"] == original["dsseEnvelope"]["payload"]
+
+    check()
+
+
+@pytest.mark.parametrize("who, roles, finding", [
+    ("signer", ["attestor"], "a key without the admin role"),
+    ("admin", ["admin"], "its only role is attestor"),
+])
+def test_forged_attestation_key_records_are_findings(tmp_path: Path, who: str, roles: list[str],
+                                                     finding: str) -> None:
+    """An ecdsa-p256 key_added written into the database: by a key that is not an admin, or granting
+    more than attestor. The ledger stops verifying, so no bundle by that key is ever accepted."""
+    from assay.audit.keys import KeyStore, ec_point, load_private_file
+    from assay.audit.verify import sqlite_path
+    from tests.audit.tamper_tools import Raw, forged_row
+
+    stored = _gated(tmp_path)
+    store = KeyStore(stored.home)
+    admin = load_private_file(store.key_path(store.active_id() or ""))
+    key = admin
+    if who == "signer":
+        key = store.generate()
+        assert stored.assay("keys", "add", str(store.public_path(key.key_id)), "--identity", "ci",
+                            "--role", "signer").returncode == 0
+    mallory = ec.generate_private_key(ec.SECP256R1())
+    point = ec_point(mallory.public_key())
+    payload = {"key_id": hashlib.sha256(point).hexdigest(), "public_key": point.hex(), "algorithm": "ecdsa-p256",
+               "identity": "mallory", "roles": roles, "added_by": key.key_id}
+    raw = Raw(stored.settings.db_url)
+    seq, prev = raw.rows("SELECT seq, hash FROM ledger_records ORDER BY seq DESC LIMIT 1")[0]
+    raw.insert(forged_row(seq + 1, bytes(prev), key.private, key.key_id, payload, run_id=None, kind="key_added"))
+    raw.close()
+    assert Path(sqlite_path(stored.settings.db_url)).is_file()
+    out = stored.assay("audit", "verify", "--json")
+    report = json.loads(out.stdout)
+    assert out.returncode == 1 and report["first_bad_seq"] == seq + 1 and finding in report["reason"], out.stdout
