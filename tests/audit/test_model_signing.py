@@ -135,8 +135,12 @@ def test_model_signing_verifier_accepts_the_folder_export_and_rejects_one_change
     assert stored.assay("verify", str(model), "--signature", str(sig)).returncode == 1
 
 
-def test_single_file_bundle_beside_the_model_file(tmp_path: Path) -> None:
-    stored = _gated(tmp_path)
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_single_file_bundle_beside_the_model_file(tmp_path: Path, backend: str,
+                                                  request: pytest.FixtureRequest) -> None:
+    db = request.getfixturevalue("pg_url") if backend == "postgres" else None
+    stored = store_run(tmp_path, GOOD_EVIDENCE, db=db)
+    assert stored.assay("gate", stored.run_id).returncode == 0
     key = _attestor(stored)
     sig = stored.model_file.with_name("model.skops.sig")
     done = stored.assay("audit", "export", stored.run_id, "--format", "model-signing", "--signature", str(sig))
