@@ -297,14 +297,15 @@ def create_app(view: LedgerView, token: bytes | None = None, witness_keys: list[
     @get("/monitoring", sync_to_thread=True)
     def monitoring_html(request: Request[Any, Any, Any]) -> Response[str]:
         q = _query(request)
-        return page("monitoring.html", "/monitoring" + _qs(request), lambda: pages.monitoring_page(view, q("model")),
+        return page("monitoring.html", "/monitoring" + _qs(request),
+                    lambda: pages.monitoring_page(view, q("model"), _int(q("page"))),
                     lambda data: {"charts": {m["model"]: [Markup(c) for c in pages.monitoring_charts(m)]
                                              for m in data["models"]}})
 
     @get("/api/monitoring", sync_to_thread=True)
     def monitoring_api(request: Request[Any, Any, Any]) -> Response[str]:
         q = _query(request)
-        return answer(lambda: pages.monitoring_page(view, q("model")))
+        return answer(lambda: pages.monitoring_page(view, q("model"), _int(q("page")), _int(q("per_page"))))
 
     @get("/keys", sync_to_thread=True)
     def keys_html() -> Response[str]:

@@ -55,6 +55,14 @@ def require_index(view: LedgerView) -> LedgerIndex:
     return index
 
 
+def cached(index: LedgerIndex, key: Any, build: Any) -> Any:
+    """``build()`` once per published index: what it derives holds until the verified ledger changes."""
+    value = index.cache.get(key)
+    if value is None:
+        value = index.cache[key] = build()
+    return value
+
+
 def page_args(page: int | None, per_page: int | None) -> tuple[int, int]:
     p = max(1, page or 1)
     n = min(MAX_PER_PAGE, max(1, per_page or PER_PAGE))
@@ -135,6 +143,11 @@ def _resolve_run(index: LedgerIndex, ref: str) -> str:
 def overview(view: LedgerView) -> dict[str, Any]:
     """What needs attention across the ledger, most pressing first."""
     index = require_index(view)
+    today = _dt.datetime.now(_dt.UTC).date()
+    return dict(cached(index, ("overview", today), lambda: _overview(view, index, today)))
+
+
+def _overview(view: LedgerView, index: LedgerIndex, today: _dt.date) -> dict[str, Any]:
     runs = sorted(index.runs.values(), key=lambda r: r.first_seq, reverse=True)
     # A run is judged by its newest verdict (a re-gate with a waiver can pass a run that ended blocked).
     blocked = [r.to_json() for r in runs
@@ -145,7 +158,6 @@ def overview(view: LedgerView) -> dict[str, Any]:
     beyond = [{"model": ref, "seq": rec.seq, "time": rec.time, "run_id": rec.run_id,
                "reasons": rec.payload["summary"].get("reasons", [])[:3]}
               for ref, rec in sorted(latest_monitor.items()) if rec.payload.get("status") != "stable"]
-    today = _dt.datetime.now(_dt.UTC).date()
     waivers = []
     for rec in index.by_kind.get("waiver", []):
         try:
@@ -313,6 +325,32 @@ def models_of(index: LedgerIndex) -> list[Any]:
     return list(found)
 
 
+def models_by_name(index: LedgerIndex) -> dict[str, list[Any]]:
+    def build() -> dict[str, list[Any]]:
+        out: dict[str, list[Any]] = {}
+        for e in models_of(index):
+            out.setdefault(e.name, []).append(e)
+        return out
+
+    return dict(cached(index, "models-by-name", build))
+
+
+def resolve_version(index: LedgerIndex, name: str, which: str) -> Any:
+    """``NAME@VERSION``, ``NAME@latest`` or ``NAME@<stage>`` as ``SignedLedger.resolve`` reads them."""
+    versions = models_by_name(index).get(name, [])
+    if not versions:
+        raise PageError(404, f"model {name!r} has no versions in the verified ledger (the models page lists them)")
+    if which.isdigit():
+        match = [v for v in versions if v.version == int(which)]
+    elif which == "latest":
+        match = sorted(versions, key=lambda v: v.seq)[-1:]
+    else:
+        match = [v for v in versions if v.stage == which][-1:]
+    if not match:
+        raise PageError(404, f"model reference '{name}@{which}': no such version (the model page lists them)")
+    return match[0]
+
+
 def _version_json(e: Any) -> dict[str, Any]:
     return {"name": e.name, "version": e.version, "ref": e.ref, "stage": e.stage, "family": e.family,
             "run_id": e.run_id, "artifact": e.artifact, "created_at": e.time, "seq": e.seq}
@@ -320,26 +358,41 @@ def _version_json(e: Any) -> dict[str, Any]:
 
 def governing(view: LedgerView, index: LedgerIndex, artifact: str) -> dict[str, Any]:
     """``assay verify ARTIFACT --require-verdict pass`` over the verified ledger, as JSON."""
-    key = ("governing", artifact)
-    cached = index.cache.get(key)
-    if cached is not None:
-        return dict(cached)
+    return dict(governing_many(view, index, [artifact])[artifact])
+
+
+def governing_many(view: LedgerView, index: LedgerIndex, artifacts: list[str]) -> dict[str, dict[str, Any]]:
+    """:func:`governing` for several artifacts, reading the records of their runs in one query."""
     from assay.policies.deploy import verify_artifact
 
-    runs = {e.run_id for e in models_of(index) if e.artifact == artifact}
-    seqs = [r.seq for run in runs for r in index.by_run.get(run, []) if r.kind in ("run_started", "model", "evidence")]
-    checked = view.check(view.reader.by_seqs(seqs))
-    if any(state != VERIFIED for _, state in checked) or len(checked) != len(seqs):
-        return {"ok": False, "artifact": artifact, "decision": None,
-                "reason": "the records of the run that trained it differ from the verified ledger; see the banner"}
-    slim = index.verdicts_by_artifact.get(artifact, []) + index.by_kind.get("key_revoked", [])
-    result = verify_artifact(_signed(view, [r for r, _ in checked] + slim), artifact)
-    subset = len(checked) + len(slim)
-    result.reason = result.reason.replace(f"ledger of {subset} record(s)", f"ledger of {index.size} record(s)")
-    result.ledger_size = index.size
-    out = result.to_json()
-    index.cache[key] = out
-    return dict(out)
+    out = {a: index.cache[("governing", a)] for a in artifacts if ("governing", a) in index.cache}
+    todo = [a for a in dict.fromkeys(artifacts) if a not in out]
+    if not todo:
+        return out
+    runs_of: dict[str, set[str]] = {}
+    pending = set(todo)
+    for e in models_of(index):
+        if e.artifact in pending:
+            runs_of.setdefault(e.artifact, set()).add(e.run_id)
+    wanted = {a: [r.seq for run in runs_of.get(a, ()) for r in index.by_run.get(run, [])
+                  if r.kind in ("run_started", "model", "evidence")] for a in todo}
+    read = {r.seq: (r, state) for r, state in view.check(view.reader.by_seqs([s for v in wanted.values() for s in v]))}
+    revoked = index.by_kind.get("key_revoked", [])
+    for artifact in todo:
+        checked = [read[s] for s in wanted[artifact] if s in read]
+        if len(checked) != len(wanted[artifact]) or any(state != VERIFIED for _, state in checked):
+            out[artifact] = {"ok": False, "artifact": artifact, "decision": None, "verdict_seq": None,
+                             "policy": None, "policy_hash": None,
+                             "reason": "the records of the run that trained it differ from the verified ledger; "
+                                       "see the banner"}
+            continue
+        slim = index.verdicts_by_artifact.get(artifact, []) + revoked
+        result = verify_artifact(_signed(view, [r for r, _ in checked] + slim), artifact)
+        subset = len(checked) + len(slim)
+        result.reason = result.reason.replace(f"ledger of {subset} record(s)", f"ledger of {index.size} record(s)")
+        result.ledger_size = index.size
+        out[artifact] = index.cache[("governing", artifact)] = result.to_json()
+    return out
 
 
 def _model_records(index: LedgerIndex, ref: str, kind: str) -> list[Record]:
@@ -381,6 +434,12 @@ def models_page(view: LedgerView, page: int | None = None, per_page: int | None 
     index = require_index(view)
     p, n = page_args(page, per_page or 100)
     versions = models_of(index)
+    summaries = cached(index, "model-names", lambda: _model_names(view, index, versions))
+    shown, meta = paginate(list(reversed(versions)), p, n)
+    return {"models": [_version_json(e) for e in shown], **meta, "names": summaries}
+
+
+def _model_names(view: LedgerView, index: LedgerIndex, versions: list[Any]) -> list[dict[str, Any]]:
     names: dict[str, dict[str, Any]] = {}
     for e in versions:
         entry = names.setdefault(e.name, {"name": e.name, "versions": 0, "latest": None, "stages": {}})
@@ -400,17 +459,17 @@ def models_page(view: LedgerView, page: int | None = None, per_page: int | None 
             g = governing(view, index, by_ref[entry["production"]].artifact)
             entry["production_ok"], entry["production_reason"] = g["ok"], g["reason"]
         summaries.append(entry)
-    shown, meta = paginate(list(reversed(versions)), p, n)
-    return {"models": [_version_json(e) for e in shown], **meta, "names": summaries}
+    return summaries
 
 
 def model_page(view: LedgerView, name: str, page: int | None = None, per_page: int | None = None) -> dict[str, Any]:
     index = require_index(view)
     p, n = page_args(page, per_page or 20)
-    versions = [e for e in models_of(index) if e.name == name]
+    versions = models_by_name(index).get(name, [])
     if not versions:
         raise PageError(404, f"model {name!r} has no versions in the verified ledger (the models page lists them)")
     shown, meta = paginate(list(reversed(versions)), p, n)
+    governing_many(view, index, [e.artifact for e in shown])
     stages: dict[str, list[str]] = {}
     for e in versions:
         stages.setdefault(e.stage, []).append(e.ref)
@@ -477,18 +536,11 @@ def stage_entry(view: LedgerView, index: LedgerIndex, e: Any) -> dict[str, Any]:
 def stage_answer(view: LedgerView, name: str, stage: str, witness_keys: list[str]) -> dict[str, Any]:
     """What a deployment system asks: the version in ``stage``, its governing verdict and the checkpoint."""
     from assay.audit.merkle import ProofError, verify_inclusion
-    from assay.errors import BadInput
 
     if view.status.level == "bad":
         raise PageError(503, view.status.headline())
     index = require_index(view)
-    from assay.signed import SignedLedger
-
-    try:
-        entry = SignedLedger(index.records_of("model", "promotion"), None, None).resolve(  # type: ignore[arg-type]
-            f"{name}@{stage}")
-    except BadInput as exc:
-        raise PageError(404, exc.message) from None
+    entry = resolve_version(index, name, stage)
     g = governing(view, index, entry.artifact)
     cp = _checkpoint_info(view, index)
     seq = g.get("verdict_seq")
@@ -717,22 +769,64 @@ def proof_of(view: LedgerView, record: Record, stored_hash: bytes, state: str) -
 # --------------------------------------------------------------------------- monitoring
 
 
-def monitoring_page(view: LedgerView, model: str = "") -> dict[str, Any]:
+def monitoring_page(view: LedgerView, model: str = "", page: int | None = None,
+                    per_page: int | None = None) -> dict[str, Any]:
     index = require_index(view)
-    from assay.monitoring import MonitorRow
+    p, n = page_args(page, per_page or 20)
+    found = [m for m in cached(index, "monitoring", lambda: _monitoring(index))
+             if not model or model in (m["model"], str(m["model"]).rpartition("@")[0])]
+    # Most recently monitored first: what a reviewer looks at is the latest batch.
+    found = sorted(found, key=lambda m: m["results"][-1]["seq"], reverse=True)
+    shown, meta = paginate(found, p, n)
+    return {"models": shown, **meta, "model": model}
+
+
+@dataclass
+class _MonitorResult:
+    """The fields of ``assay.monitoring.MonitorRow`` that ``history_json`` reads, without an ORM object."""
+
+    monitor_id: str
+    run_id: str
+    model_ref: str
+    created_at: _dt.datetime
+    status: str
+    decision: str
+    source: str
+    rows: int
+    fingerprint: str
+    labelled: bool
+    share_drifted: Any
+    share_threshold: Any
+    drifted: int
+    tested: int
+    prediction_drifted: Any
+    prediction_score: Any
+    metric: str
+    metric_current: Any
+    metric_test: Any
+    metric_threshold: Any
+    html: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        from assay.monitoring import MonitorRow
+
+        return MonitorRow.to_json(self)  # type: ignore[arg-type]  # the same shape as `monitor history --json`
+
+
+def _monitoring(index: LedgerIndex) -> list[dict[str, Any]]:
     from assay.plugins.monitoring_cli import history_json
 
     out = []
     for ref, recs in sorted(index.by_model_ref.items()):
         monitors = [r for r in recs if r.kind == "monitor"]
-        if not monitors or (model and model not in (ref, ref.rpartition("@")[0])):
+        if not monitors:
             continue
         rows = []
         for r in monitors:
             s = r.payload.get("summary") or {}
-            rows.append(MonitorRow(
-                monitor_id=str(r.payload.get("monitor_id")), run_id=str(r.run_id), project=ref.rpartition("@")[0],
-                model_ref=ref, created_at=_dt.datetime.fromisoformat(r.time.replace("Z", "+00:00")),
+            rows.append(_MonitorResult(
+                monitor_id=str(r.payload.get("monitor_id")), run_id=str(r.run_id), model_ref=ref,
+                created_at=_dt.datetime.fromisoformat(r.time.replace("Z", "+00:00")),
                 status=str(r.payload.get("status")), decision=str(s.get("decision")), source=str(s.get("source")),
                 rows=int(s.get("rows") or 0), fingerprint=str(s.get("fingerprint") or ""),
                 labelled=bool(s.get("labelled")), share_drifted=s.get("share_drifted"),
@@ -749,7 +843,7 @@ def monitoring_page(view: LedgerView, model: str = "") -> dict[str, Any]:
         failed = [{"seq": r.seq, "time": r.time, "error": r.payload.get("error")} for r in recs
                   if r.kind == "monitor_failed"]
         out.append({**history, "failed": failed})
-    return {"models": out}
+    return out
 
 
 @dataclass

@@ -379,3 +379,35 @@ def test_postgres_sessions_are_read_only_and_keep_their_options(schema: str, ext
     query = dict(urllib.parse.parse_qsl(url.split("?", 1)[1]))
     assert query["options"] == f"-csearch_path={schema} {READ_ONLY_OPTION}"
     assert readonly_url("sqlite:///x.db") == "sqlite:///x.db"
+
+
+def test_the_keys_page_lists_and_checks_witness_cosignatures(sqlite_team: Team, tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from assay.audit.witness import COSIGNATURE_ALG, cosign, format_vkey, witnessed_note_path
+
+    home = tmp_path / "home"
+    shutil.copytree(sqlite_team.home, home)
+    settings = Settings(home, f"sqlite:///{home / 'assay.db'}")
+    view = LedgerView(settings)
+    note_path = view.checkpoint_path()
+    assert note_path is not None
+    note = note_path.read_text()
+    body, _ = parse_note(note)
+    witness, stranger = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    trusted = format_vkey("witness.example/w1", COSIGNATURE_ALG, witness.public_key().public_bytes_raw())
+    absent = format_vkey("witness.example/w2", COSIGNATURE_ALG, stranger.public_key().public_bytes_raw())
+    witnessed_note_path(home, view.ledger_id).write_text(note + cosign(body, "witness.example/w1", witness, 1_700_000_000))
+    with TestClient(create_app(view, witness_keys=[trusted])) as client:
+        assert view.wait_ready(60)
+        data = get_json(client, "/api/keys")["witnessed"]
+        assert [(c["name"], c["time"]) for c in data["cosignatures"]] == [("witness.example/w1", "2023-11-14T22:13:20Z")]
+        assert data["check"]["ok"] is True and data["matches_verified_tree"] is True
+        answer = get_json(client, "/api/models/credit/stages/production")
+        assert answer["witnessed"]["covers_verdict"] is True
+        assert "cosigned by 1 of 1 trusted witness(es)" in client.get("/keys").text
+    second = LedgerView(settings)
+    with TestClient(create_app(second, witness_keys=[trusted, absent])) as client:
+        assert second.wait_ready(60)
+        check = get_json(client, "/api/keys")["witnessed"]["check"]
+        assert check["ok"] is False and "missing: witness.example/w2" in check["problems"][0]
