@@ -41,7 +41,6 @@ import time
 import urllib.parse
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-import re
 from pathlib import Path
 from typing import Any
 
