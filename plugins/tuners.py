@@ -2,7 +2,10 @@
 
 Every tuner wraps a scikit-learn search over the training part's CV folds; ``budget`` is
 the number of candidate settings per family. A budget of 1 is the family's own defaults
-(as ``none``), not one random draw or one grid point.
+(as ``none``), not one random draw or one grid point. Random searches try the defaults
+first and ``budget - 1`` draws beside them: on the Adult example the best of four random
+boosting settings reached CV ROC AUC 0.9256 where scikit-learn's defaults reach 0.9275,
+so a search without them could lose to the plain script it replaces.
 """
 
 from __future__ import annotations
@@ -45,14 +48,21 @@ def _grid(estimator: Any, trainer: Trainer, cv: Any, scoring: str, budget: int, 
                         n_jobs=n_jobs, refit=True, return_train_score=True)
 
 
-def _random(estimator: Any, trainer: Trainer, cv: Any, scoring: str, budget: int, seed: int, n_jobs: int) -> Any:
-    from sklearn.model_selection import RandomizedSearchCV
+def _defaults_and_draws(trainer: Trainer, budget: int, seed: int) -> list[dict[str, Any]]:
+    """The family's defaults (``{}``) and ``budget - 1`` settings drawn from its distributions with ``seed``."""
+    from sklearn.model_selection import ParameterSampler
 
-    space = _prefixed(trainer.search_space())
-    if not space or budget < 2:
+    drawn = ParameterSampler(trainer.search_space(), n_iter=budget - 1, random_state=seed)
+    return [{}, *({k: [v] for k, v in _prefixed(point).items()} for point in drawn)]
+
+
+def _random(estimator: Any, trainer: Trainer, cv: Any, scoring: str, budget: int, seed: int, n_jobs: int) -> Any:
+    from sklearn.model_selection import GridSearchCV
+
+    if not trainer.search_space() or budget < 2:
         return _none(estimator, trainer, cv, scoring, budget, seed, n_jobs)
-    return RandomizedSearchCV(estimator, space, n_iter=budget, cv=cv, scoring=scoring, n_jobs=n_jobs,
-                              random_state=seed, refit=True, return_train_score=True)
+    return GridSearchCV(estimator, _defaults_and_draws(trainer, budget, seed), cv=cv, scoring=scoring,
+                        n_jobs=n_jobs, refit=True, return_train_score=True)
 
 
 def _halving_grid(estimator: Any, trainer: Trainer, cv: Any, scoring: str, budget: int, seed: int, n_jobs: int) -> Any:
@@ -69,21 +79,21 @@ def _halving_grid(estimator: Any, trainer: Trainer, cv: Any, scoring: str, budge
 def _halving_random(estimator: Any, trainer: Trainer, cv: Any, scoring: str, budget: int, seed: int,
                     n_jobs: int) -> Any:
     from sklearn.experimental import enable_halving_search_cv  # noqa: F401
-    from sklearn.model_selection import HalvingRandomSearchCV
+    from sklearn.model_selection import HalvingGridSearchCV
 
-    space = _prefixed(trainer.search_space())
-    if not space or budget < 2:
+    if not trainer.search_space() or budget < 2:
         return _none(estimator, trainer, cv, scoring, budget, seed, n_jobs)
-    return HalvingRandomSearchCV(estimator, space, n_candidates=budget, cv=cv, scoring=scoring, n_jobs=n_jobs,
-                                 factor=3, min_resources="exhaust", random_state=seed, refit=True, return_train_score=True)
+    return HalvingGridSearchCV(estimator, _defaults_and_draws(trainer, budget, seed), cv=cv, scoring=scoring,
+                               n_jobs=n_jobs, factor=3, min_resources="exhaust", random_state=seed, refit=True,
+                               return_train_score=True)
 
 
 BUILTIN_TUNERS = (
     Tuner("none", _none, "fit the family's defaults, scored by CV"),
     Tuner("grid", _grid, "exhaustive grid (sampled down to the budget)"),
-    Tuner("random", _random, "random search with `budget` candidates"),
+    Tuner("random", _random, "the family's defaults and `budget` - 1 random candidates"),
     Tuner("halving_grid", _halving_grid, "successive halving over the grid"),
-    Tuner("halving_random", _halving_random, "successive halving over `budget` random candidates"),
+    Tuner("halving_random", _halving_random, "successive halving over the defaults and `budget` - 1 random candidates"),
 )
 
 

@@ -168,4 +168,3 @@ def test_a_budget_the_spec_gives_wins_over_the_scaled_default(cancer: Path, tmp_
     assert used["budget"] == {"value": 3, "source": "spec", "reason": "train.budget"}
     assert used["class_weight"]["source"] == "spec" and used["n_jobs"]["source"] == "auto"
     assert model["search"]["budget"] == 3 and model["candidates"][0]["n_candidates"] == 3
-    assert model["params"] != {}  # a searched setting, not the defaults
