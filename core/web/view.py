@@ -226,13 +226,11 @@ class LedgerView:
         self._ready.set()
 
     def _verify(self, key: tuple[Any, ...]) -> None:
-        from assay.audit.verify import verify_ledger
-
         with self._lock:
             self._status = _replace(self._status, state=VERIFYING, ledger_size=key[0], verifying_since=_now())
         t0 = time.perf_counter()
         try:
-            report = verify_ledger(self.url, trust=self.trust_path, home=self.settings.home, workers=self.workers)
+            report = verify_in_child(self.url, self.trust_path, self.settings.home, self.workers)
         except Exception as exc:
             self._fail(exc)
             self._key = key
@@ -283,6 +281,28 @@ class LedgerView:
             return current, (f"the first {current.size} records are not the ones verified earlier: the history "
                              "was rewritten (by someone holding a signing key) or another database was put in place")
         return fresh, None
+
+
+def verify_in_child(url: str, trust: Path | None, home: Path, workers: int | None) -> Any:
+    """``verify_ledger`` in a fresh (spawned) process, its report sent back.
+
+    The verifier forks worker processes, which is unsafe from a process that runs threads (the
+    server's event loop and request threads could hold a lock at the fork); a spawned child has
+    only its main thread. It also keeps the verification's own Python work off the server's GIL,
+    so pages stay fast while a million records are checked. The URL travels through the pipe, not
+    the command line (where a password would show in the process list).
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_verify_ledger, url, trust, home, workers).result()
+
+
+def _verify_ledger(url: str, trust: Path | None, home: Path, workers: int | None) -> Any:
+    from assay.audit.verify import verify_ledger
+
+    return verify_ledger(url, trust=trust, home=home, workers=workers)
 
 
 def _replace(status: Status, **changes: Any) -> Status:
