@@ -53,4 +53,4 @@ def test_adult_gate_waive_verify_promote(tmp_path: Path, adult_small: Path) -> N
     tampered[len(tampered) // 2] ^= 0xFF
     model_file.write_bytes(bytes(tampered))
     changed = run_assay("verify", str(model_file), home=home)
-    assert changed.returncode == 1 and "no verdict in the ledger for artifact" in changed.stderr
+    assert changed.returncode == 1 and "no model in the ledger has artifact" in changed.stderr
