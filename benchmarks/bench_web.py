@@ -187,6 +187,8 @@ def main() -> None:
         runs = json.loads(get(conn, "/api/runs?per_page=500")[1])
         run_ids = [r["run_id"] for r in runs["runs"]]
         some = runs["runs"][0]
+        names = json.loads(get(conn, "/api/models?per_page=1")[1])["names"]
+        deployed = [m["name"] for m in names if m.get("production")] or [names[0]["name"]]
         size = state["verified_size"]
         rnd = random.Random(1)
         pages: list[tuple[str, Any]] = [
@@ -195,7 +197,7 @@ def main() -> None:
             ("run page", lambda: f"/runs/{rnd.choice(run_ids)}"), ("run API", lambda: f"/api/runs/{rnd.choice(run_ids)}"),
             ("models", "/models"), ("model", lambda: f"/models/model-{rnd.randrange(MODELS)}"),
             ("model ?page=10", lambda: f"/models/model-{rnd.randrange(MODELS)}?page=10"),
-            ("production API", lambda: f"/api/models/model-{rnd.randrange(MODELS)}/stages/production"),
+            ("production API", lambda: f"/api/models/{rnd.choice(deployed)}/stages/production"),
             ("lineage", "/lineage"), ("lineage ?run=", lambda: f"/lineage?run={rnd.choice(run_ids)}"),
             ("lineage ?data=", f"/lineage?data={some['data']['fingerprint']}"),
             ("lineage ?policy=", f"/lineage?policy={POLICY['hash']}"),
