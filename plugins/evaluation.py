@@ -5,6 +5,8 @@ fit on the training part: the class prior, the mean, or for ranking the populari
 an item's categorical attributes), ``popularity`` / ``random`` (ranking), or a
 registered version ``NAME@VERSION`` / ``NAME@production``.
 The gap is train − holdout for each metric (for losses a negative gap means overfitting).
+Train metrics are scored on the training rows the generalization checks score: all of them
+up to 20,000, else a seeded sample of 20,000 (ranking: every row).
 
 Ranking metrics are computed per query (``data.group_column``) and averaged; ranking
 runs also report the random baseline next to the chosen one (``baseline.random``).
@@ -173,13 +175,13 @@ def _evaluate_ranking(run: Run, model: FittedModel, splits: Splits) -> list[Chec
 
 @hookimpl
 def evaluate(run: Run, model: FittedModel, splits: Splits) -> list[Check | Evidence]:
-    from assay.plugins.generalization import predictions, split_predictions
+    from assay.plugins.generalization import scored_train_rows, split_predictions
     from assay.plugins.metrics import metrics_for, positive_first, score_model, score_predictions
 
     task = splits.dataset.task
     if task == "ranking":
         return _evaluate_ranking(run, model, splits)
-    y_train, y_test = splits.y("train"), splits.y("test")
+    y_test = splits.y("test")
     names = metrics_for(task, int(splits.dataset.frame[splits.dataset.target].nunique()))
     positive = run.spec.data.positive_label
     est = model.estimator
@@ -189,11 +191,14 @@ def evaluate(run: Run, model: FittedModel, splits: Splits) -> list[Check | Evide
         classes, proba = positive_first(classes, proba, positive)
         return score_predictions(np.asarray(y), pred, proba, classes, names)
 
-    # One prediction pass per part (predict_proba, its most probable class as the label), and the
-    # holdout's is the one generalization and fairness reuse: on 200k rows predict + predict_proba
-    # of each part twice took longer than the checks that follow.
+    # The predictions generalization and fairness share: one pass (predict_proba, its most probable
+    # class as the label) over the holdout and the training rows the gap check scores, all of them
+    # up to 20,000, else a seeded sample. On 200k rows, predict and predict_proba on the whole
+    # training part took 2 of the 3 seconds of this stage; the 20,000-row sample's train AUC was
+    # 0.9859 against 0.9869 on all 160,000 rows (the gap check has always used the sample).
     held_out = split_predictions(model, splits, "test")
-    train = scored(y_train, predictions(est, splits.X("train")))
+    y_scored = splits.dataset.frame[splits.dataset.target].to_numpy()[scored_train_rows(splits)]
+    train = scored(y_scored, split_predictions(model, splits, "train"))
     test = scored(y_test, held_out)
     base_name, base = baseline_estimator(run, splits)
     base_test = score_model(base, splits.X("test"), y_test, names, positive)
