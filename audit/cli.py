@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from assay.audit.format import payload_summary
 from assay.errors import BadInput, Finding
 from assay.settings import Settings
 
@@ -124,25 +125,6 @@ def verify_cmd(
         raise Finding(report.summary())
 
 
-def _payload_summary(payload: dict[str, Any], long_text: int = 100) -> str:
-    """The payload's top-level values, ids and digests whole; nested parts by size (``--json`` shows all)."""
-    parts = []
-    for key in sorted(payload):
-        value = payload[key]
-        if isinstance(value, dict):
-            shown = f"{{{len(value)} keys}}"
-        elif isinstance(value, list):
-            shown = f"[{len(value)} item{'' if len(value) == 1 else 's'}]"
-        elif isinstance(value, str):
-            # ids and sha256 digests are far shorter than this; only prose such as a traceback is shortened
-            shown = value if len(value) <= long_text else f"{value[:long_text]}… ({len(value)} chars)"
-            shown = shown.replace("\n", " ")
-        else:
-            shown = json.dumps(value, default=str)
-        parts.append(f"{key}={shown}")
-    return "  ".join(parts)
-
-
 @audit.command("log")
 @click.option("--run", "run_id", help="Only this run's records.")
 @click.option("--kind", help="Only records of this kind.")
@@ -167,7 +149,7 @@ def log_cmd(ctx: click.Context, run_id: str | None, kind: str | None, limit: int
         return
     for r in records:
         click.echo(
-            f"{r.seq:>7}  {r.time}  {r.kind:<12} {r.run_id or '-':<28} key {r.key_id}  {_payload_summary(r.payload)}"
+            f"{r.seq:>7}  {r.time}  {r.kind:<12} {r.run_id or '-':<28} key {r.key_id}  {payload_summary(r.payload)}"
         )
     if not records:
         click.echo("no records")

@@ -100,3 +100,30 @@ class Record:
             "key_id": self.key_id,
             "signature": self.signature,
         }
+
+
+def payload_summary(payload: Any, long_text: int = 100, total: int | None = None) -> str:
+    """A record payload on one line: top-level values with ids and digests whole, nested parts by size.
+
+    Strings longer than ``long_text`` (prose such as a traceback; ids and sha256 digests are far
+    shorter) are shortened; ``total`` caps the whole line. ``audit log --json`` and the web view's
+    record page show everything.
+    """
+    if not isinstance(payload, dict):
+        return ""
+    parts = []
+    for key in sorted(payload):
+        value = payload[key]
+        if isinstance(value, dict):
+            shown = f"{{{len(value)} keys}}"
+        elif isinstance(value, list):
+            shown = f"[{len(value)} item{'' if len(value) == 1 else 's'}]"
+        elif isinstance(value, str):
+            shown = value if len(value) <= long_text else f"{value[:long_text]}… ({len(value)} chars)"
+            shown = shown.replace("\n", " ")
+        else:
+            shown = json.dumps(value, default=str)
+        parts.append(f"{key}={shown}")
+    text = "  ".join(parts)
+    return text if total is None or len(text) <= total else text[: total - 1] + "…"
+

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from assay.audit.format import DOMAIN_TAG, Record
+from assay.audit.format import DOMAIN_TAG, Record, payload_summary
 from assay.web.index import CHANGED, UNVERIFIED, VERIFIED, LedgerIndex
 from assay.web.view import LedgerView
 
@@ -99,26 +99,6 @@ def record_json(view: LedgerView, record: Record, state: str) -> dict[str, Any]:
     out["integrity"] = state
     out["signer"] = signer_of(view, record.key_id)
     return out
-
-
-def payload_summary(payload: Any, width: int = 70, total: int = 320) -> str:
-    """Top-level payload values in one line: ids and digests whole, nested parts by size."""
-    if not isinstance(payload, dict):
-        return ""
-    parts = []
-    for key in sorted(payload):
-        value = payload[key]
-        if isinstance(value, dict):
-            shown = f"{{{len(value)} keys}}"
-        elif isinstance(value, list):
-            shown = f"[{len(value)} item{'' if len(value) == 1 else 's'}]"
-        elif isinstance(value, str):
-            shown = value if len(value) <= width else f"{value[:width]}… ({len(value)} chars)"
-        else:
-            shown = str(value)
-        parts.append(f"{key}={shown}")
-    text = "  ".join(parts)
-    return text if len(text) <= total else text[: total - 1] + "…"
 
 
 def _checked_run_records(view: LedgerView, index: LedgerIndex, run_id: str) -> list[tuple[Record, str]]:
@@ -707,7 +687,7 @@ def ledger_page(view: LedgerView, before: int | None = None, kind: str = "", run
     records = []
     for r, state in checked:
         item = record_json(view, r, state)
-        item["summary"] = payload_summary(r.payload)
+        item["summary"] = payload_summary(r.payload, long_text=70, total=320)
         records.append(item)
     kinds = sorted(index.kinds) if index is not None else []
     return {"records": records, "count": len(records), "kind": kind, "run": run,
