@@ -84,8 +84,7 @@ class SignedLedger:
             records = ledger.records()
         finally:
             ledger.close()
-        _check_read_matches_verified(records, report)
-        return cls(records, report, settings)
+        return cls(_verified_prefix(records, report), report, settings)
 
     # -------------------------------------------------------------------------- runs
     def run_records(self, run_id: str) -> list[Record]:
@@ -253,25 +252,28 @@ def _with_stage(entry: ModelEntry, stage: str) -> ModelEntry:
     return replace(entry, stage=stage)
 
 
-def _check_read_matches_verified(records: Sequence[Record], report: Any) -> None:
-    """The records read after verification are exactly the verified ones (same chain, same root)."""
+def _verified_prefix(records: Sequence[Record], report: Any) -> list[Record]:
+    """The records read that verification covered, checked to be exactly those (same chain, same root).
+
+    Records appended after verification finished are left out: nothing unverified is decided from.
+    """
     from assay.audit.format import GENESIS_PREV, record_hash
     from assay.audit.merkle import Frontier, leaf_hash
 
+    verified = list(records[: report.size])
+    if len(verified) < report.size:
+        raise Finding("records disappeared from the ledger while it was being read; run `assay audit verify`")
     prev = GENESIS_PREV
     frontier = Frontier()
-    for expected, record in enumerate(records, start=1):
+    for expected, record in enumerate(verified, start=1):
         h = bytes.fromhex(record.hash)
         if record.seq != expected or record.prev_hash != prev.hex() or record_hash(prev, record.body) != h:
             raise Finding(f"ledger record {expected} changed while it was being read; run `assay audit verify`")
         frontier.append(leaf_hash(h))
         prev = h
-    root = getattr(report, "root", None)
-    if root and frontier.size >= getattr(report, "size", 0) and frontier.size == report.size \
-            and frontier.root().hex() != root:
+    if report.root and frontier.root().hex() != report.root:
         raise Finding("the ledger read differs from the ledger verified; run `assay audit verify`")
-    if frontier.size < getattr(report, "size", 0):
-        raise Finding("records disappeared from the ledger while it was being read; run `assay audit verify`")
+    return verified
 
 
 def _differences(a: Any, b: Any, path: str = "") -> list[tuple[str, Any, Any]]:
