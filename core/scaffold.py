@@ -132,7 +132,8 @@ seed = 42
 
 [train]
 tuning = "halving_random"
-budget = 10
+# budget left out: scaled to the training rows (each family's defaults below 2,000 rows, then 3 or 9
+# settings per family); set budget = N to try N settings per family
 
 [evaluate]
 baseline = "dummy"

@@ -26,10 +26,19 @@ def test_init_scaffolds_a_working_spec(tmp_path: Path, adult_small: Path) -> Non
     again = run_assay("init", str(project), home=home)
     assert again.returncode == 2 and "--force" in again.stderr
 
-    ran = run_assay("run", str(project / "assay.toml"), "--json", "-q", "--set", "train.tuning=none",
+    # no budget written: the run scales it to the training rows (3,200 here: 3 settings per family)
+    assert "budget" not in spec["train"] and spec["train"]["tuning"] == "halving_random"
+    assert "set budget = N" in (project / "assay.toml").read_text()
+    ran = run_assay("run", str(project / "assay.toml"), "--json", "-q",
                     "--set", 'train.candidates=["logistic_regression"]', home=home)
     assert ran.returncode in (0, 1), ran.stderr
     assert ran.json["status"] in ("passed", "blocked")
+    from assay.settings import Settings
+    from assay.store import RunStore
+
+    evidence = RunStore(Settings.resolve(home)).get_run(ran.json["run_id"]).evidence or {}
+    used = evidence["model"]["search"]["settings"]["budget"]
+    assert used["source"] == "auto" and used["value"] == 3 and "3,200 training rows" in used["reason"]
 
 
 def test_init_without_data_is_a_clear_error(tmp_path: Path) -> None:
