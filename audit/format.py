@@ -22,7 +22,6 @@ from typing import Any
 DOMAIN_TAG = b"assay.ledger.record.v1\x00"
 GENESIS_PREV = bytes(32)
 HASH_SIZE = 32
-SIGNATURE_SIZE = 64
 
 #: Record kinds that change which keys may sign (the verifier replays them in order).
 KEY_ADDED = "key_added"
@@ -33,9 +32,6 @@ KEY_KINDS = frozenset({KEY_ADDED, KEY_ROTATED, KEY_REVOKED})
 #: Kinds that close a run.
 RUN_END_KINDS = frozenset({"run_finished", "run_failed"})
 
-#: Message a new key signs to prove possession when it is added or rotated in.
-POSSESSION_TAG = b"assay.ledger.key-possession.v1\x00"
-
 
 def record_hash(prev_hash: bytes, body: bytes) -> bytes:
     """SHA-256(DOMAIN_TAG ‖ prev_hash ‖ body)."""
@@ -45,11 +41,6 @@ def record_hash(prev_hash: bytes, body: bytes) -> bytes:
 def key_id_of(public_raw: bytes) -> str:
     """The key id: hex SHA-256 of the raw Ed25519 public key."""
     return hashlib.sha256(public_raw).hexdigest()
-
-
-def possession_message(key_id: str, origin_key_id: str | None) -> bytes:
-    """What a new key signs to show its holder added it (bound to the authorizing key)."""
-    return POSSESSION_TAG + key_id.encode() + b"\x00" + (origin_key_id or "").encode()
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,6 @@ class CliState(Settings):
 
     disabled: tuple[str, ...] = ()
     strict: bool = False
-    debug: bool = False
 
     def plugin_manager(self, extra: tuple[tuple[str, object], ...] = ()) -> Any:
         from assay.manager import make_plugin_manager
@@ -107,8 +106,7 @@ def cli(ctx: click.Context, home: str | None, db_url: str | None, plugin_options
             raise BadInput(f"-p {opt!r}: expected -p no:NAME to block the plugin NAME")
         disabled.append(opt[3:])
     settings = Settings.resolve(home, db_url)
-    ctx.obj = CliState(settings.home, settings.db_url, tuple(disabled), strict_plugins,
-                       bool(os.environ.get("ASSAY_DEBUG")))
+    ctx.obj = CliState(settings.home, settings.db_url, tuple(disabled), strict_plugins)
 
 
 # --------------------------------------------------------------------------- run

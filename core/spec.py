@@ -27,7 +27,6 @@ from pydantic import (
 
 from assay.errors import BadInput
 
-TASKS = ("binary", "multiclass", "regression", "ranking", "text")
 DEFAULT_METRIC = {
     "binary": "roc_auc",
     "multiclass": "f1_macro",

@@ -309,9 +309,6 @@ class ArtifactStore:
             os.replace(tmp, target)
         return digest
 
-    def put_file(self, path: Path) -> str:
-        return self.put_bytes(path.read_bytes())
-
     def get_bytes(self, digest: str) -> bytes:
         target = self.path(digest)
         if not target.exists():

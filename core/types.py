@@ -7,7 +7,6 @@ referenced for typing, so importing this module stays cheap.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -299,7 +298,3 @@ class Run:
         """
         if self.on_progress is not None:
             self.on_progress(self, stage, done, total, label)
-
-
-def sha256_hex(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
