@@ -172,6 +172,10 @@ class Trainer:
     distributions: Mapping[str, Any] | Callable[[], Mapping[str, Any]] = field(default_factory=dict)
     preprocessing: Literal["scaled", "ordinal", "none"] = "scaled"
     description: str = ""
+    #: dotted names of the types and functions outside scikit-learn's and numpy's own that a
+    #: fitted estimator of this family contains; skops loads a saved model only if every type
+    #: in it is trusted by default or declared by a registered trainer (``assay.modelio``)
+    trusted_types: tuple[str, ...] = ()
 
     def search_space(self) -> Mapping[str, Any]:
         """Distributions for random/halving search (the grid when there are none)."""
@@ -180,12 +184,36 @@ class Trainer:
 
 
 @dataclass(frozen=True)
+class SearchRequest:
+    """Everything a tuner's ``make_search`` gets to build one family's search.
+
+    ``estimator`` is the unfitted ``Pipeline(prep, model)`` (model parameters are
+    ``model__NAME``); ``cv`` the run's folds over the training part only; ``scoring`` a
+    scikit-learn scorer name or scorer for the run's metric (greater is better); ``budget``
+    the candidate settings to try; ``seed`` the run's seed; ``n_jobs`` the parallel fits.
+    """
+
+    estimator: Any
+    trainer: Trainer
+    cv: Any
+    scoring: Any
+    budget: int
+    seed: int
+    n_jobs: int = 1
+
+    @property
+    def space(self) -> dict[str, Any]:
+        """The family's search space with the pipeline's ``model__`` prefix on every key."""
+        return {f"model__{k}": v for k, v in self.trainer.search_space().items()}
+
+
+@dataclass(frozen=True)
 class Tuner:
     """A search strategy a plugin contributes through ``register_tuners``.
 
-    ``make_search(estimator, trainer, cv, scoring, budget, seed, n_jobs)`` returns an
-    unfitted scikit-learn-style search object with ``fit(X, y, **fit_params)``,
-    ``best_estimator_``, ``best_params_``, ``best_score_`` and ``cv_results_``.
+    ``make_search(request: SearchRequest)`` returns an unfitted scikit-learn-style search
+    object with ``fit(X, y, **fit_params)``, ``best_estimator_``, ``best_params_``,
+    ``best_index_``, ``best_score_`` and ``cv_results_``.
     """
 
     name: str
