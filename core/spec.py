@@ -43,6 +43,17 @@ class _Section(BaseModel):
 class ProjectSpec(_Section):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
+    owner: str = ""  # who answers for the model (shown in the report's model card)
+    intended_use: str = ""  # what it is for and what it is not for (model card, Annex IV section 1)
+
+    @model_serializer(mode="wrap")
+    def _without_empty_card(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Specs that leave the model-card keys out keep the dump, and so the hash, they had before.
+        data: dict[str, Any] = handler(self)
+        for key in ("owner", "intended_use"):
+            if not data.get(key):
+                data.pop(key, None)
+        return data
 
 
 class DataSpec(_Section):
