@@ -77,7 +77,9 @@ class LazyGroup(click.Group):
             return command
         state = ctx.find_object(CliState)
         if state is not None:  # a command contributed by a plugin
-            state.plugin_manager().hook.register_commands(cli=self)
+            from assay.runner import add_plugin_commands
+
+            add_plugin_commands(state.plugin_manager(), self)
             return super().get_command(ctx, cmd_name)
         return None
 

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from assay.errors import AssayError, BadInput, InternalError
 from assay.ids import new_run_id
@@ -27,12 +27,17 @@ from assay.manager import PluginManager
 from assay.settings import Settings, redact_secrets, redact_url
 from assay.spec import RunSpec
 from assay.types import (
+    Baseline,
     Check,
     Dataset,
     Event,
     Evidence,
     FittedModel,
+    Predictions,
+    RuleOutcome,
     Run,
+    SampleWeights,
+    Scores,
     Splits,
     Trainer,
     Tuner,
@@ -40,7 +45,19 @@ from assay.types import (
     to_jsonable,
 )
 
+if TYPE_CHECKING:
+    from datetime import date
+
+    import numpy as np
+
 RegistryItem = TypeVar("RegistryItem", Trainer, Tuner)
+
+#: Training rows the train side of the evaluation scores: all of them up to this many, else a seeded sample.
+TRAIN_SCORED = 20_000
+#: Up to this many rows are scored on one native thread (see :func:`_few_threads`).
+SINGLE_THREAD_ROWS = 100_000
+#: The rule id of the outcome that blocks a gate where no rule applied (fail closed).
+NO_APPLICABLE_RULE = "no-applicable-rule"
 
 # Signals that end a run through the failure path (recorded, row errored); SIGKILL cannot be caught,
 # and the store reports a run whose owner process is gone as killed instead.
@@ -130,8 +147,13 @@ def deep_merge(into: dict[str, Any], data: Mapping[str, Any]) -> None:
             into[key] = to_jsonable(value)
 
 
-def add_results(evidence: dict[str, Any], results: Sequence[Sequence[Check | Evidence] | None]) -> list[Check]:
-    """Merge hook results (lists of checks / evidence pieces) into the evidence document."""
+def add_results(evidence: dict[str, Any], results: Sequence[Sequence[Check | Evidence] | None],
+                products: list[Any] | None = None, product_types: tuple[type, ...] = ()) -> list[Check]:
+    """Merge hook results (lists of checks / evidence pieces) into the evidence document.
+
+    Items of ``product_types`` (typed stage products such as :class:`SampleWeights`) are
+    appended to ``products`` for the runner to hand on; anything else is a plugin error.
+    """
     checks: list[Check] = []
     for batch in results:
         for item in batch or ():
@@ -140,8 +162,11 @@ def add_results(evidence: dict[str, Any], results: Sequence[Sequence[Check | Evi
                 checks.append(item)
             elif isinstance(item, Evidence):
                 deep_merge(evidence.setdefault(item.section, {}), item.data)
+            elif product_types and isinstance(item, product_types) and products is not None:
+                products.append(item)
             else:
-                raise InternalError(f"a plugin returned {type(item).__name__}; expected Check or Evidence")
+                expected = ", ".join(["Check", "Evidence", *(t.__name__ for t in product_types)])
+                raise InternalError(f"a plugin returned {type(item).__name__}; expected one of {expected}")
     return checks
 
 
@@ -158,6 +183,78 @@ def check_columns(spec: RunSpec, spec_path: Path, columns: Sequence[str]) -> Non
             hint = f"; did you mean {near[0]!r}?" if near else ""
             raise BadInput(f"{spec_path}: {field_name}: column {col!r} is not in {redact_url(d.source)}{hint} "
                            f"(columns: {', '.join(columns)})")
+
+
+def scored_train_rows(splits: Splits) -> np.ndarray:
+    """The training rows the evaluation scores: all of them up to ``TRAIN_SCORED``, else a seeded
+    random sample (ranking keeps every row: queries must stay whole)."""
+    import numpy as np
+
+    train = np.asarray(splits.train)
+    if len(train) <= TRAIN_SCORED or splits.dataset.task == "ranking":
+        return train
+    rng = np.random.default_rng([splits.seed, 11])
+    return np.sort(rng.choice(train, TRAIN_SCORED, replace=False))
+
+
+def _few_threads(rows: int) -> Any:
+    """One native thread for scoring up to ``SINGLE_THREAD_ROWS`` rows.
+
+    Tree ensembles synchronise their OpenMP threads once per tree; for a few tens of
+    thousands of rows that costs more than it saves, and far more on a busy machine
+    (measured on the Adult example: 0.23-0.36 s single-threaded against 0.65-1.1 s).
+    """
+    if rows > SINGLE_THREAD_ROWS:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(1)
+
+
+def predict_rows(estimator: Any, dataset: Dataset, rows: np.ndarray) -> Predictions:
+    """``estimator``'s predictions on the dataset rows at positions ``rows``, in one pass.
+
+    For classifiers with probabilities the prediction is the most probable class (what
+    ``predict`` returns for scikit-learn's classifiers), so the model runs once, not twice.
+    """
+    import numpy as np
+
+    X = dataset.frame.iloc[rows][dataset.features]
+    y = dataset.frame[dataset.target].to_numpy()[rows]
+    classes = np.asarray(getattr(estimator, "classes_", []))
+    with _few_threads(len(rows)):
+        if len(classes) and hasattr(estimator, "predict_proba"):
+            proba = np.asarray(estimator.predict_proba(X))
+            return Predictions(rows, y, classes[np.argmax(proba, axis=1)], proba, classes)
+        pred = np.asarray(estimator.predict(X))
+        decision = np.asarray(estimator.decision_function(X)) \
+            if len(classes) and hasattr(estimator, "decision_function") else None
+        return Predictions(rows, y, pred, None, classes, decision)
+
+
+def _cut(found: Predictions, at: int) -> tuple[Predictions, Predictions]:
+    """Split predictions over ``rows[:at]`` and ``rows[at:]`` into two."""
+
+    def part(sl: slice) -> Predictions:
+        return Predictions(found.rows[sl], found.y[sl], found.pred[sl],
+                           None if found.proba is None else found.proba[sl], found.classes,
+                           None if found.decision is None else found.decision[sl])
+
+    return part(slice(None, at)), part(slice(at, None))
+
+
+def score_splits(model: FittedModel, baseline: Baseline, splits: Splits) -> Scores:
+    """The model's and the baseline's predictions on the holdout and the scored training rows.
+
+    One prediction call per estimator over both row sets (the holdout first).
+    """
+    import numpy as np
+
+    test = np.asarray(splits.test)
+    rows = np.concatenate([test, scored_train_rows(splits)])
+    model_test, model_train = _cut(predict_rows(model.estimator, splits.dataset, rows), len(test))
+    base_test, base_train = _cut(predict_rows(baseline.estimator, splits.dataset, rows), len(test))
+    return Scores(model_test, model_train, baseline, base_test, base_train)
 
 
 class StageMeter:
@@ -194,7 +291,7 @@ class Runner:
     """Runs one spec through the hooks of a plugin manager."""
 
     def __init__(self, pm: PluginManager, settings: Settings, spec: RunSpec, spec_path: Path,
-                 imported: ImportedModel | None = None) -> None:
+                 imported: ImportedModel | None = None, replay_of: str = "") -> None:
         self.pm = pm
         self.settings = settings
         self.spec = spec
@@ -203,34 +300,20 @@ class Runner:
         self.meter = StageMeter()
         #: a model fitted elsewhere: the train stage records it instead of calling ``fit_model``
         self.imported = imported
+        #: the run this one replays (``facts.replay_of`` in the evidence), if any
+        self.replay_of = replay_of
+        #: the stage running now, named when a run fails
+        self.current_stage = "start"
 
-    # ------------------------------------------------------------------ registries
-    def _collect(self, hook_name: str, kind: type[RegistryItem], method: str) -> dict[str, RegistryItem]:
-        """Call a ``register_*`` hook, validating each item as it is registered."""
-        found: dict[str, RegistryItem] = {}
-
-        def register(item: RegistryItem) -> None:
-            if not isinstance(item, kind) or not getattr(item, "name", "") or not callable(getattr(item, method)):
-                raise InternalError(f"{hook_name}: expected a {kind.__name__} with a name and {method}(), got {item!r}")
-            found[item.name] = item
-
-        getattr(self.pm.hook, hook_name)(register=register)
-        return found
-
+    # ------------------------------------------------------------------ registries (see collect_* below)
     def collect_trainers(self) -> dict[str, Trainer]:
-        return self._collect("register_trainers", Trainer, "build")
+        return collect_trainers(self.pm)
 
     def collect_tuners(self) -> dict[str, Tuner]:
-        return self._collect("register_tuners", Tuner, "make_search")
+        return collect_tuners(self.pm)
 
     def collect_policies(self) -> dict[str, str]:
-        packs: dict[str, str] = {}
-
-        def register(name: str, text: str) -> None:
-            packs[name] = text
-
-        self.pm.hook.register_policies(register=register)
-        return packs
+        return collect_policies(self.pm)
 
     def choose_trainers(self, run: Run, task: str) -> list[Trainer]:
         available = {n: t for n, t in run.trainers.items() if task in t.tasks}
@@ -520,3 +603,49 @@ def gate_stored_run(pm: PluginManager, settings: Settings, run_id: str, evidence
     verdict = runner.gate(run, evidence, policy)
     runner.record(run, "verdict", {**verdict.to_json(), **binding})
     return verdict, policy
+
+
+# --------------------------------------------------------------------------- what plugins register
+# One place collects what the ``register_*`` hooks contribute and validates it on the way in,
+# for the runner and for every command (gate, policy, verify, approve, monitor, plugin commands).
+
+
+def _collect(pm: PluginManager, hook_name: str, kind: type[RegistryItem], method: str) -> dict[str, RegistryItem]:
+    """Call a ``register_*`` hook, validating each item as it is registered (later names replace earlier)."""
+    found: dict[str, RegistryItem] = {}
+
+    def register(item: RegistryItem) -> None:
+        if not isinstance(item, kind) or not getattr(item, "name", "") or not callable(getattr(item, method)):
+            raise InternalError(f"{hook_name}: expected a {kind.__name__} with a name and {method}(), got {item!r}")
+        found[item.name] = item
+
+    getattr(pm.hook, hook_name)(register=register)
+    return found
+
+
+def collect_trainers(pm: PluginManager) -> dict[str, Trainer]:
+    """Trainer name → :class:`Trainer`, from every plugin's ``register_trainers``."""
+    return _collect(pm, "register_trainers", Trainer, "build")
+
+
+def collect_tuners(pm: PluginManager) -> dict[str, Tuner]:
+    """Tuner name → :class:`Tuner`, from every plugin's ``register_tuners``."""
+    return _collect(pm, "register_tuners", Tuner, "make_search")
+
+
+def collect_policies(pm: PluginManager) -> dict[str, str]:
+    """Pack name → policy TOML text, from every plugin's ``register_policies``."""
+    packs: dict[str, str] = {}
+
+    def register(name: str, text: str) -> None:
+        if not isinstance(name, str) or not isinstance(text, str) or not name:
+            raise InternalError(f"register_policies: expected (name, toml_text) strings, got {name!r}")
+        packs[name] = text
+
+    pm.hook.register_policies(register=register)
+    return packs
+
+
+def add_plugin_commands(pm: PluginManager, cli: Any) -> None:
+    """Let plugins add sub-commands to the click group ``cli`` (``register_commands``)."""
+    pm.hook.register_commands(cli=cli)

@@ -31,16 +31,10 @@ def _plugin_manager(state: Any) -> Any:
 
 
 def collect_packs(pm: Any) -> dict[str, str]:
-    """Pack name → TOML text from every plugin's ``register_policies``."""
-    packs: dict[str, str] = {}
+    """Pack name → TOML text from every plugin's ``register_policies`` (collected and validated by the runner)."""
+    from assay.runner import collect_policies
 
-    def register(name: str, text: str) -> None:
-        if not isinstance(name, str) or not isinstance(text, str) or not name:
-            raise InternalError(f"register_policies: expected (name, toml_text) strings, got {name!r}")
-        packs[name] = text
-
-    pm.hook.register_policies(register=register)
-    return packs
+    return collect_policies(pm)
 
 
 def _open_ledger(state: Any) -> Any:
@@ -178,14 +172,11 @@ def policy() -> None:
 
 def _load_for_cli(state: Any, ref: str) -> Any:
     from assay.policies.language import load_policy
-    from assay.policies.packs import bundled_packs
 
     path = Path(ref).expanduser()
-    packs = dict(bundled_packs())
+    packs = collect_packs(_plugin_manager(state))
     if path.is_file():
         return load_policy(str(path.resolve()), Path.cwd(), packs)
-    if ref not in packs and ":" in ref:
-        packs = collect_packs(_plugin_manager(state))
     return load_policy(ref, Path.cwd(), packs)
 
 
