@@ -1,0 +1,164 @@
+"""Selection leakage (``evaluate``): how often this holdout has been looked at before.
+
+What inflates a reported holdout score most is selection: evaluating on the same test rows
+again and again and keeping the best run. No check on one run can see that; the ledger can.
+For each run this plugin counts the earlier runs in the ledger whose holdout had the same
+content fingerprint (``split.test.fingerprint``) and that went on to record evidence, and
+records:
+
+- ``selection.holdout`` — ``evaluations`` (K: the earlier evaluations plus this one),
+  ``earlier`` (each earlier run's id, project, spec hash and the seq of its ``split``
+  record), ``configurations`` (distinct spec hashes among the K runs), ``fingerprint``;
+- ``selection.holdout.metric`` — the primary metric on the holdout with a percentile
+  bootstrap interval at 95 % (``ci``) and one Bonferroni-adjusted for the K evaluations
+  (``ci_adjusted``: level ``1 − 0.05 / K``), from ``evaluate.bootstrap`` resamples seeded
+  with ``split.seed``. A rule such as ``path = "selection.holdout.metric.lower_adjusted",
+  op = ">", threshold = "baseline"`` asks for the honest bound;
+- check ``checks.selection.holdout_reuse`` — ``pass`` on a holdout's first evaluation,
+  ``warn`` after that, with a message naming the earlier runs. Whether reuse blocks is the
+  policy's decision (``assay:standard`` warns from 5 evaluations, ``assay:strict`` blocks at 10).
+
+Resampling scheme (so the bound can be recomputed independently): ``numpy.random
+.default_rng(split.seed)``, ``integers(0, n, size=(B, n))`` row indices, the metric on each
+resample (resamples where it is undefined are dropped), ``numpy.quantile`` at ``α/2`` and
+``1 − α/2``.
+
+The earlier runs are read from the ledger's signed ``split``, ``run_started`` and
+``evidence`` records. A record edited in the database after the fact makes the ledger fail
+``assay audit verify`` and every deciding command, so a lowered count cannot reach a deployment.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from assay.hookspecs import hookimpl
+from assay.types import Check, Evidence
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from assay.types import FittedModel, Run, Splits
+
+GROUP = "selection"
+ALPHA = 0.05
+SHOWN = 5  # earlier runs named in the check's message (all are in the evidence)
+
+
+def holdout_history(settings: Any, run_id: str) -> dict[str, Any]:
+    """This run's holdout fingerprint and spec hash, and the earlier runs in the ledger that evaluated
+    on a holdout with the same fingerprint (oldest first), from the signed records."""
+    from assay.audit.ledger import Ledger
+
+    ledger = Ledger.open(settings)
+    try:
+        splits = ledger.records(kind="split")
+        own = next((r for r in reversed(splits) if r.run_id == run_id), None)
+        if own is None:
+            raise ValueError(f"run {run_id} has no split record in the ledger")
+        fingerprint = (own.payload.get("test") or {}).get("fingerprint")
+        same = [r for r in splits if r.run_id not in (None, run_id) and r.seq < own.seq
+                and (r.payload.get("test") or {}).get("fingerprint") == fingerprint]
+        wanted = {r.run_id for r in same}
+        evaluated = {r.run_id for r in ledger.records(kind="evidence") if r.run_id in wanted} if wanted else set()
+        started = {r.run_id: r.payload for r in ledger.records(kind="run_started") if r.run_id in wanted | {run_id}}
+    finally:
+        ledger.close()
+    earlier = [{"run_id": r.run_id, "seq": r.seq, "project": (started.get(r.run_id) or {}).get("project"),
+                "spec_hash": (started.get(r.run_id) or {}).get("spec_hash")}
+               for r in same if r.run_id in evaluated]
+    return {"fingerprint": fingerprint, "spec_hash": (started.get(run_id) or {}).get("spec_hash"), "earlier": earlier}
+
+
+def bootstrap_interval(values: np.ndarray, level: float) -> list[float] | None:
+    """Percentile interval of the finite replicates; None when under 90 % of them are defined."""
+    import numpy as np
+
+    finite = values[np.isfinite(values)]
+    if len(values) == 0 or len(finite) < 0.9 * len(values):
+        return None
+    lo, hi = np.quantile(finite, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return [float(lo), float(hi)]
+
+
+def replicates(name: str, y: np.ndarray, pred: np.ndarray, proba: np.ndarray | None, classes: np.ndarray,
+               resamples: int, seed: int) -> np.ndarray:
+    """The metric on each bootstrap resample of the rows (NaN where undefined)."""
+    import numpy as np
+
+    from assay.plugins.metrics import metric
+
+    m = metric(name)
+    idx = np.random.default_rng(seed).integers(0, len(y), size=(resamples, len(y)))
+    values = np.full(resamples, np.nan)
+    for b in range(resamples):
+        rows = idx[b]
+        scored = (proba[rows] if proba is not None else None) if m.needs == "proba" else pred[rows]
+        if scored is None:
+            continue
+        try:
+            values[b] = m.fn(y[rows], scored, classes)
+        except ValueError:
+            continue
+    return values
+
+
+def metric_bounds(run: Run, model: FittedModel, splits: Splits, k: int) -> dict[str, Any]:
+    """The primary metric on the holdout with its 95 % and its K-adjusted bootstrap interval."""
+    import numpy as np
+
+    from assay.plugins.metrics import metric, positive_first
+
+    name = run.spec.metric
+    m = metric(name)
+    if m.needs == "query":
+        return {"name": name, "reason": "per-query metrics are resampled by query, which this bound does not do yet"}
+    X, y = splits.X("test"), np.asarray(splits.y("test"))
+    est = model.estimator
+    pred = np.asarray(est.predict(X))
+    proba, classes = None, np.asarray(getattr(est, "classes_", []))
+    if m.needs == "proba":
+        proba = np.asarray(est.predict_proba(X))
+        classes, proba = positive_first(classes, proba, run.spec.data.positive_label)
+    resamples = run.spec.evaluate.bootstrap
+    values = replicates(name, y, pred, proba, classes, resamples, run.seed)
+    scored = proba if m.needs == "proba" else pred
+    point = float(m.fn(y, scored, classes))
+    ci = bootstrap_interval(values, 1 - ALPHA)
+    adjusted = bootstrap_interval(values, 1 - ALPHA / k)
+    bound = 0 if m.greater_is_better else 1
+    out: dict[str, Any] = {"name": name, "value": point, "ci": ci, "ci_adjusted": adjusted,
+                           "level_adjusted": 1 - ALPHA / k, "resamples": resamples, "seed": run.seed,
+                           "method": "percentile bootstrap; Bonferroni over the K evaluations of this holdout"}
+    out["lower_adjusted" if m.greater_is_better else "upper_adjusted"] = adjusted[bound] if adjusted else None
+    return out
+
+
+def _message(k: int, earlier: list[dict[str, Any]], configurations: int) -> str:
+    if k == 1:
+        return "first evaluation on this holdout"
+    named = ", ".join(f"{e['run_id']} (seq {e['seq']})" for e in earlier[-SHOWN:])
+    more = f" and {len(earlier) - SHOWN} earlier" if len(earlier) > SHOWN else ""
+    return (f"this holdout has now been evaluated {k} times ({configurations} distinct "
+            f"configuration{'s' if configurations != 1 else ''}): latest before this run {named}{more}")
+
+
+@hookimpl
+def evaluate(run: Run, model: FittedModel, splits: Splits) -> list[Check | Evidence]:
+    history = holdout_history(run.settings, run.run_id)
+    earlier = history["earlier"]
+    k = len(earlier) + 1
+    configurations = len({e["spec_hash"] for e in earlier} | {history["spec_hash"]})
+    holdout: dict[str, Any] = {"fingerprint": history["fingerprint"], "evaluations": k,
+                               "configurations": configurations, "earlier": earlier}
+    try:
+        holdout["metric"] = metric_bounds(run, model, splits, k)
+    except (ValueError, AttributeError, TypeError) as exc:  # e.g. a metric undefined on this holdout
+        holdout["metric"] = {"name": run.spec.metric, "reason": f"{type(exc).__name__}: {exc}"}
+    fix = ("evaluate candidates by cross-validation and look at the holdout once; or draw a fresh holdout "
+           "(a new data snapshot) before the next comparison") if k > 1 else ""
+    detail: dict[str, Any] = {"earlier": [e["run_id"] for e in earlier], "configurations": configurations}
+    if fix:
+        detail["fix"] = fix
+    check = Check(GROUP, "holdout_reuse", "pass" if k == 1 else "warn", k, detail, _message(k, earlier, configurations))
+    return [Evidence(GROUP, {"holdout": holdout}), check]

@@ -1,0 +1,104 @@
+"""Selection leakage a ledger can see: ten runs on one holdout, counted, bounded and blocked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_assay
+
+FAST = ("--set", "train.tuning=none", "--set", 'train.candidates=["logistic_regression"]',
+        "--set", "gate.policy=assay:strict")
+
+
+def _signed_evidence(home: Path, run_id: str) -> dict[str, Any]:
+    from assay.settings import Settings
+    from assay.signed import SignedLedger
+
+    evidence, _ = SignedLedger.open(Settings.resolve(home)).evidence(run_id)
+    return evidence
+
+
+def _rule(verdict: dict[str, Any], rule_id: str) -> dict[str, Any]:
+    return next(r for r in verdict["rules"] if r["id"] == rule_id)
+
+
+@pytest.fixture(scope="module")
+def ten_runs(adult_small: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """Ten runs on the same holdout of real Adult data; two configurations (2 or 3 CV folds)."""
+    home = tmp_path_factory.mktemp("selection") / "home"
+    ids = []
+    for i in range(10):
+        res = run_assay("run", str(adult_small / "assay.toml"), "--json", "-q", *FAST,
+                        "--set", f"split.cv_folds={2 + i % 2}", home=home)
+        assert res.returncode in (0, 1), res.stderr
+        ids.append(res.json["run_id"])
+    return home, ids
+
+
+def test_each_run_counts_the_earlier_evaluations_of_its_holdout(ten_runs: tuple[Path, list[str]]) -> None:
+    home, ids = ten_runs
+    for k, run_id in enumerate(ids, start=1):
+        holdout = _signed_evidence(home, run_id)["selection"]["holdout"]
+        assert holdout["evaluations"] == k
+        assert [e["run_id"] for e in holdout["earlier"]] == ids[: k - 1]
+        assert holdout["configurations"] == min(k, 2)
+        seqs = [e["seq"] for e in holdout["earlier"]]
+        assert seqs == sorted(seqs)
+    last = _signed_evidence(home, ids[-1])["checks"]["selection"]["holdout_reuse"]
+    assert last["status"] == "warn" and last["value"] == 10
+    assert "evaluated 10 times (2 distinct configurations)" in last["message"]
+    assert ids[-2] in last["message"]
+
+
+def test_the_strict_policy_blocks_the_tenth_evaluation_and_names_why(ten_runs: tuple[Path, list[str]]) -> None:
+    home, ids = ten_runs
+    ninth = run_assay("gate", ids[-2], "--format", "json", home=home)
+    tenth = run_assay("gate", ids[-1], "--format", "json", home=home)
+    assert ninth.returncode in (0, 1) and tenth.returncode == 1, tenth.stderr
+    assert _rule(ninth.json["verdict"], "holdout-reuse")["outcome"] == "pass"
+    rule = _rule(tenth.json["verdict"], "holdout-reuse")
+    assert rule["outcome"] == "block"
+    assert "10" in rule["reason"]
+    text = run_assay("gate", ids[-1], "--only", "all", home=home)
+    assert "holdout-reuse" in text.stdout
+
+
+def test_the_adjusted_bound_is_below_the_raw_one(ten_runs: tuple[Path, list[str]]) -> None:
+    home, ids = ten_runs
+    first = _signed_evidence(home, ids[0])["selection"]["holdout"]["metric"]
+    tenth = _signed_evidence(home, ids[-1])["selection"]["holdout"]["metric"]
+    assert first["ci_adjusted"] == first["ci"]  # K = 1: nothing to adjust
+    assert tenth["level_adjusted"] == pytest.approx(0.995)
+    assert tenth["lower_adjusted"] < tenth["ci"][0] < tenth["value"]
+    assert tenth["ci_adjusted"][1] > tenth["ci"][1]
+
+
+def test_the_adjusted_interval_matches_an_independent_computation() -> None:
+    """The documented resampling scheme, recomputed with scikit-learn's ROC AUC on real data."""
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    from assay.plugins.selection import bootstrap_interval, replicates
+    from tests.conftest import EXAMPLES
+
+    frame = pd.read_csv(EXAMPLES / "adult" / "data" / "adult.csv", nrows=3000)
+    X = frame[["age", "education_num", "hours_per_week", "capital_gain"]].to_numpy(dtype=float)
+    y = frame["income"].to_numpy()
+    model = LogisticRegression(max_iter=500).fit(X[:2000], y[:2000])
+    proba, classes = model.predict_proba(X[2000:]), model.classes_
+    held = y[2000:]
+    k, resamples, seed = 7, 400, 3
+    ours = bootstrap_interval(replicates("roc_auc", held, model.predict(X[2000:]), proba, classes, resamples, seed),
+                              1 - 0.05 / k)
+    rows = np.random.default_rng(seed).integers(0, len(held), size=(resamples, len(held)))
+    theirs = np.quantile([roc_auc_score(held[r] == classes[1], proba[r, 1]) for r in rows],
+                         [0.025 / k, 1 - 0.025 / k])
+    assert ours == pytest.approx(list(theirs), abs=1e-12)
+    raw = bootstrap_interval(replicates("roc_auc", held, model.predict(X[2000:]), proba, classes, resamples, seed),
+                             0.95)
+    assert ours is not None and raw is not None and ours[0] < raw[0] and ours[1] > raw[1]
