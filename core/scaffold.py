@@ -19,7 +19,6 @@ TARGET_HINTS = re.compile(r"^(target|label|labels|class|y|outcome|response|churn
 # bookkeeping columns that often come last and are never the label
 NOT_TARGETS = re.compile(r"^(split|fold|set|subset|partition|id|index|row|weight|sample_weight|date|time|timestamp|"
                          r".+_id)$", re.IGNORECASE)
-SEPARATORS = {";": "semicolons", "\t": "tabs", "|": "pipes"}
 POLICY_TEMPLATE = """\
 # The gate for {name}. Start from the bundled standard pack and tighten as you learn.
 # Each rule: id, description, evidence path, comparison, threshold, severity.
@@ -29,17 +28,6 @@ extends = "assay:standard"
 
 def _toml_list(items: list[str]) -> str:
     return "[" + ", ".join(f'"{i}"' for i in items) + "]"
-
-
-def _check_separator(data: Path, columns: list[str]) -> None:
-    """A table read as one column whose name holds another separator was not written with commas."""
-    if len(columns) != 1:
-        return
-    found = next((sep for sep in SEPARATORS if sep in columns[0]), None)
-    if found is not None:
-        raise BadInput(f"--data {data}: it reads as a single column {columns[0][:80]!r}...: the file looks separated "
-                       f"by {SEPARATORS[found]}, and assay reads comma-separated CSV; save it with commas (pandas: "
-                       f"pd.read_csv(path, sep={found!r}).to_csv(path, index=False)) or as Parquet")
 
 
 def _poor_target(y: Any) -> str:
@@ -80,7 +68,9 @@ def _guess_target(frame: Any, columns: list[str], data: Path) -> str:
 def scaffold(settings: Settings, directory: Path, data_path: str | None, target: str | None,
              force: bool) -> Iterator[str]:
     """Write ``assay.toml`` (and ``policy.toml``) into ``directory``; yield what was done."""
-    from assay.plugins.loaders import infer_task, read_table
+    import json
+
+    from assay.plugins.loaders import SEPARATORS, infer_task, read_table, sniff_separator
 
     directory.mkdir(parents=True, exist_ok=True)
     spec_file = directory / "assay.toml"
@@ -97,9 +87,9 @@ def scaffold(settings: Settings, directory: Path, data_path: str | None, target:
         data = found[0]
     else:
         data = Path(data_path)
-    frame = read_table(str(data.resolve()), str(directory), field="--data")
+    sep = sniff_separator(data.resolve()) if data.name.endswith((".csv", ".csv.gz")) else ","
+    frame = read_table(str(data.resolve()), str(directory), field="--data", sep=sep)
     columns = [str(c).strip() for c in frame.columns]
-    _check_separator(data, columns)
     target = target or _guess_target(frame, columns, data)
     if target not in columns:
         raise BadInput(f"--target: column {target!r} is not in {data} (columns: {', '.join(columns)})")
@@ -114,13 +104,14 @@ def scaffold(settings: Settings, directory: Path, data_path: str | None, target:
         source = data.resolve().as_posix()
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", directory.resolve().name).strip("-") or "model"
     strategy = "stratified" if task in ("binary", "multiclass") else "random"
+    sep_line = "" if sep == "," else f"sep = {json.dumps(sep)}                            # fields separated by {SEPARATORS[sep]}\n"
     spec_file.write_text(f"""\
 [project]
 name = "{name}"
 
 [data]
 source = "{source}"
-target = "{target}"
+{sep_line}target = "{target}"
 task = "{task}"
 sensitive = {_toml_list(sensitive)}   # fairness checks per group; kept out of the features
 
@@ -141,7 +132,8 @@ baseline = "dummy"
 [gate]
 policy = "policy.toml"
 """, encoding="utf-8")
-    yield f"wrote {spec_file} (task {task}, target {target!r}, {len(frame)} rows)"
+    read = "" if sep == "," else f", fields separated by {SEPARATORS[sep]}"
+    yield f"wrote {spec_file} (task {task}, target {target!r}, {len(frame):,} rows{read})"
     policy_file = directory / "policy.toml"
     if not policy_file.exists() or force:
         policy_file.write_text(POLICY_TEMPLATE.format(name=name), encoding="utf-8")

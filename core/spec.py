@@ -71,6 +71,24 @@ class DataSpec(_Section):
     target_domain: str = ""
     roles: dict[str, Literal["numeric", "categorical", "text", "datetime", "id", "group", "drop"]] = {}
     positive_label: str = ""
+    #: the CSV field separator of data.source and data.target_domain: one character ("\t" for tabs)
+    sep: str = ","
+
+    @field_validator("sep", mode="before")
+    @classmethod
+    def _sep(cls, value: Any) -> Any:
+        value = {"\\t": "\t", "tab": "\t"}.get(value, value) if isinstance(value, str) else value
+        if isinstance(value, str) and (len(value) != 1 or value in "\"\r\n" or value.isalnum()):
+            raise ValueError("must be one separator character, e.g. \",\", \";\", \"|\" or \"\\t\" (tab)")
+        return value
+
+    @model_serializer(mode="wrap")
+    def _without_default_sep(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Comma-separated specs keep the dump, and so the hash, they had before the key existed.
+        data: dict[str, Any] = handler(self)
+        if self.sep == ",":
+            data.pop("sep", None)
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> DataSpec:

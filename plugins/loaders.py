@@ -31,6 +31,8 @@ FILE_SUFFIXES = (".csv", ".parquet", ".pq", ".csv.gz")
 # Text that is an ISO-8601 date or date-time (what CSV and SQLite give back for datetimes).
 _ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?)?(?:Z|[+-]\d{2}:?\d{2})?$")
 _DATETIME_SAMPLE = 200
+#: CSV field separators a file is checked for when it does not read with the one the spec gives.
+SEPARATORS = {",": "commas", ";": "semicolons", "\t": "tabs", "|": "pipes"}
 # frame.attrs key: rows dropped because the target was missing (reported by validate_data).
 DROPPED_ATTR = "assay.rows_without_target"
 
@@ -58,8 +60,65 @@ def resolve_url(source: str, base_dir: str) -> str:
     return source
 
 
-def read_table(source: str, base_dir: str, query: str = "", field: str = "data.source") -> pd.DataFrame:
-    """Read a CSV/Parquet file (relative to ``base_dir``) or a SQL query; BadInput on failure."""
+def _head(path: Path, size: int = 65_536) -> str:
+    import gzip
+
+    with (gzip.open(path, "rt", encoding="utf-8", errors="replace", newline="") if path.name.endswith(".gz")
+          else path.open(encoding="utf-8", errors="replace", newline="")) as f:
+        return f.read(size)
+
+
+def sniff_separator(path: Path) -> str:
+    """The field separator of a CSV file's first lines, one of :data:`SEPARATORS` ("," when unclear).
+
+    The one that splits every line (quotes respected) into the same number of fields, and the
+    most; ``csv.Sniffer`` guesses from quote placement and is fooled by quoted separators.
+    """
+    import csv
+
+    try:
+        sample = _head(path)
+    except OSError:
+        return ","
+    lines = sample.splitlines(keepends=True)
+    if len(sample) == 65_536 and len(lines) > 1:
+        lines = lines[:-1]  # the sample cut the last line short
+    best, most = ",", 1
+    for sep in SEPARATORS:
+        try:
+            widths = {len(row) for row in csv.reader(lines[:50], delimiter=sep) if row}
+        except csv.Error:
+            continue
+        if len(widths) == 1 and (width := widths.pop()) > most:
+            best, most = sep, width
+    return best
+
+
+def _separator_hint(path: Path, sep: str, field: str, columns: int) -> BadInput | None:
+    """A BadInput naming the separator ``path`` seems to use when it is not ``sep``, else None."""
+    import json
+
+    found = sniff_separator(path)
+    if found == sep:
+        return None
+    how = ("it reads as a single column" if columns == 1 else "it does not parse") + \
+        f" with {SEPARATORS.get(sep, repr(sep))} as the separator, and looks separated by {SEPARATORS[found]}"
+    if field.startswith("data."):
+        once = "data.sep=tab" if found == "\t" else f"data.sep={found}"
+        fix = f"set sep = {json.dumps(found)} under [data] in the spec (for one run: assay run --set '{once}')"
+    else:
+        fix = (f"save it with commas (pandas: pd.read_csv(path, sep={found!r}).to_csv(path, index=False)) "
+               "or as Parquet")
+    return BadInput(f"{field}: {path}: {how}; {fix}")
+
+
+def read_table(source: str, base_dir: str, query: str = "", field: str = "data.source",
+               sep: str = ",") -> pd.DataFrame:
+    """Read a CSV/Parquet file (relative to ``base_dir``) or a SQL query; BadInput on failure.
+
+    ``sep`` is a CSV file's field separator; a file that reads as one column or does not parse
+    with it, but looks separated by another of :data:`SEPARATORS`, is a BadInput naming that one.
+    """
     import pandas as pd
 
     if is_url(source):
@@ -94,9 +153,16 @@ def read_table(source: str, base_dir: str, query: str = "", field: str = "data.s
     try:
         if path.name.endswith((".parquet", ".pq")):
             return pd.read_parquet(path)
-        return pd.read_csv(path, na_values=["?"], skipinitialspace=True, low_memory=False)
+        frame = pd.read_csv(path, sep=sep, na_values=["?"], skipinitialspace=True, low_memory=False)
+    except pd.errors.ParserError as exc:
+        raise _separator_hint(path, sep, field, 0) or BadInput(f"{field}: cannot read {path}: {exc}") from None
     except Exception as exc:
         raise BadInput(f"{field}: cannot read {path}: {exc}") from exc
+    if len(frame.columns) == 1:
+        hint = _separator_hint(path, sep, field, 1)
+        if hint is not None:
+            raise hint
+    return frame
 
 
 def parse_iso_datetimes(frame: pd.DataFrame, skip: set[str]) -> None:
@@ -223,7 +289,8 @@ def load_table(spec: RunSpec, source: str, base_dir: str, field: str = "data.sou
     """
     from assay.settings import redact_url
 
-    return prepare_frame(read_table(source, base_dir, spec.data.query, field), spec, redact_url(source), name)
+    return prepare_frame(read_table(source, base_dir, spec.data.query, field, spec.data.sep), spec,
+                         redact_url(source), name)
 
 
 @hookimpl
