@@ -74,17 +74,26 @@ def audit() -> None:
 @click.option("--witness-key", "witness_keys", multiple=True, metavar="VKEY|FILE",
               help="A witness's cosignature key, or a file of them (repeatable): the checkpoint must be cosigned.")
 @click.option("--quorum", type=click.IntRange(min=1), help="Witnesses of --witness-key that must have cosigned (default: all).")
+@click.option("--bundle", type=click.Path(), metavar="DIR",
+              help="Verify the audit bundle in DIR (from `audit export RUN_ID --bundle DIR`) instead of a ledger: "
+              "no database or home is read; --trust replaces the bundle's keys.json as the trust root.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
 def verify_cmd(
-    ctx: click.Context, witness_keys: tuple[str, ...], quorum: int | None, checkpoint: str | None, since_checkpoint: str | None, trust: str | None, full: bool, as_json: bool
+    ctx: click.Context, witness_keys: tuple[str, ...], quorum: int | None, checkpoint: str | None, since_checkpoint: str | None, trust: str | None, full: bool, bundle: str | None, as_json: bool
 ) -> None:
     """Re-check every record (hash from its body, chain link, signature, key window) and that the ledger
-    extends the home's newest checkpoint; exit 1 naming the first bad record."""
+    extends the home's newest checkpoint; exit 1 naming the first bad record. With --bundle DIR, check
+    an audit bundle offline instead; exit 1 naming the file that fails."""
     from assay.audit.keys import KeyStore
     from assay.audit.verify import verify_ledger
     from assay.audit.witness_cli import finish_witness_check, with_witness
 
+    if bundle is not None:
+        if checkpoint or since_checkpoint:
+            raise BadInput("--bundle carries its own checkpoint: leave out --checkpoint/--since-checkpoint")
+        _verify_bundle(bundle, trust, witness_keys, quorum, as_json)
+        return
     settings = _settings(ctx)
     _require_db(settings)
     if checkpoint and since_checkpoint:
@@ -121,6 +130,23 @@ def verify_cmd(
             click.echo(f"  also {where}: {e['reason']}")
     if witness_check is not None:
         finish_witness_check(witness_check, as_json, report.ok)
+    if not report.ok:
+        raise Finding(report.summary())
+
+
+def _verify_bundle(bundle: str, trust: str | None, witness_keys: tuple[str, ...], quorum: int | None,
+                   as_json: bool) -> None:
+    from assay.audit.bundle import BundleError, verify_bundle
+
+    try:
+        report = verify_bundle(bundle, trust, witness_keys, quorum)
+    except BundleError as exc:
+        raise BadInput(exc.message) from None
+    if as_json:
+        _echo_json(report.to_json())
+    else:
+        for line in report.lines()[1:] if not report.ok else report.lines():
+            click.echo(line)
     if not report.ok:
         raise Finding(report.summary())
 
@@ -209,11 +235,28 @@ def checkpoint_cmd(ctx: click.Context, witness_urls: tuple[str, ...], output: st
 @click.option("--signature", type=click.Path(dir_okay=False),
               help="model-signing: write the bundle here (to keep beside the model file; with --output, instead "
                    "of DIR/model.sig).")
+@click.option("--bundle", type=click.Path(file_okay=False), metavar="DIR",
+              help="Write an offline audit bundle into DIR (new or empty): the run's signed records with inclusion "
+                   "proofs, the checkpoint, keys, attestation, policy, report and a README; `audit verify --bundle DIR` "
+                   "checks it without the database.")
+@click.option("--policy-file", type=click.Path(dir_okay=False, exists=True),
+              help="--bundle: also ship this policy source file (it must resolve to the run's policy digest).")
+@click.option("--witness-key", "witness_keys", multiple=True, metavar="VKEY|FILE",
+              help="--bundle: ship these witness keys; each must have cosigned the bundle's checkpoint.")
 @click.pass_context
-def export_cmd(ctx: click.Context, run_id: str, fmt: str, output: str | None, signature: str | None) -> None:
-    """Export RUN_ID in a format other tools verify: in-toto (DSSE), OpenSSF model signing, or a SLSA VSA."""
+def export_cmd(ctx: click.Context, run_id: str, fmt: str, output: str | None, signature: str | None,
+               bundle: str | None, policy_file: str | None, witness_keys: tuple[str, ...]) -> None:
+    """Export RUN_ID in a format other tools verify: in-toto (DSSE), OpenSSF model signing, a SLSA VSA,
+    or (--bundle DIR) an offline audit bundle."""
     settings = _settings(ctx)
     _require_db(settings)
+    if bundle is not None:
+        if output or signature or ctx.get_parameter_source("fmt") != click.core.ParameterSource.DEFAULT:
+            raise BadInput("--bundle DIR writes a folder of its own: leave out --format, --output and --signature")
+        _export_bundle(ctx, settings, run_id, Path(bundle), Path(policy_file) if policy_file else None, witness_keys)
+        return
+    if policy_file or witness_keys:
+        raise BadInput("--policy-file and --witness-key go with --bundle DIR")
     if signature and fmt != "model-signing":
         raise BadInput("--signature is for --format model-signing (where to write the model's bundle)")
     if fmt == "model-signing":
@@ -244,6 +287,62 @@ def export_cmd(ctx: click.Context, run_id: str, fmt: str, output: str | None, si
     _write_output(json.dumps(envelope, indent=2) + "\n", output)
     if output:
         click.echo(f"wrote {fmt} attestation for run {run_id} to {output}", err=True)
+
+
+def _export_bundle(ctx: click.Context, settings: Settings, run_id: str, out: Path, policy_file: Path | None,
+                   witness_keys: tuple[str, ...]) -> None:
+    """Gather what lives outside the ledger (the report, the policy source) and write the bundle.
+
+    This glue is the one place the audit commands reach into the rest of assay (the report command and
+    the policy loader, imported here only); ``assay.audit.bundle`` itself takes both as bytes.
+    """
+    import contextlib
+    import io
+    import tempfile
+
+    from assay.audit.bundle import BundleError, BundleRefused, write_bundle
+
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise BadInput(f"--bundle {out}: exists and is not an empty folder (pick a new path)")
+    ledger = _open(settings)
+    if not ledger.records(run_id=run_id):
+        raise BadInput(f"run {run_id!r} has no ledger records (list runs with `assay audit runs`)")
+    policy_source = None
+    if policy_file is not None:
+        policy_source = _policy_source(ledger, run_id, policy_file)
+    from assay.report import report as report_cmd
+
+    with tempfile.TemporaryDirectory() as tmp:
+        page = Path(tmp) / "report.html"
+        with contextlib.redirect_stdout(io.StringIO()):
+            ctx.invoke(report_cmd, run_id=run_id, output=str(page))
+        html = page.read_text(encoding="utf-8")
+    try:
+        done = write_bundle(ledger, run_id, out, report_html=html, policy_source=policy_source,
+                            witness_keys=witness_keys)
+    except BundleRefused as exc:
+        raise Finding(exc.message) from None
+    except BundleError as exc:
+        raise BadInput(exc.message) from None
+    witnessed = f", {done.cosignatures} cosignature(s)" if done.cosignatures else ""
+    click.echo(f"wrote audit bundle of run {run_id} to {done.path}: {len(done.files)} files, {done.records} record(s) "
+               f"({done.run_records} of the run), checkpoint of size {done.checkpoint_size}{witnessed}, "
+               f"signed by key {done.key_id}")
+    click.echo(f"verify with: assay audit verify --bundle {done.path}")
+
+
+def _policy_source(ledger: Any, run_id: str, path: Path) -> bytes:
+    from assay.manager import make_plugin_manager
+    from assay.policies.language import load_policy
+    from assay.runner import collect_policies
+
+    started = next((r for r in ledger.records(run_id=run_id, kind="run_started")), None)
+    recorded = ((started.payload.get("policy") or {}) if started is not None else {}).get("hash")
+    loaded = load_policy(str(path.resolve()), path.resolve().parent, collect_policies(make_plugin_manager()))
+    if loaded.hash != recorded:
+        raise BadInput(f"--policy-file {path}: resolves to policy digest {loaded.hash}, but run {run_id} was gated "
+                       f"under {recorded} (pass the file as it was when the run was gated)")
+    return path.read_bytes()
 
 
 # ------------------------------------------------------------------------------------------- keys
