@@ -3,7 +3,8 @@
 
 Run it as ``python -m assay.audit.verify DB_URL [--checkpoint F | --since-checkpoint F] [--home DIR]
 [--trust F] [--json]``; exit 0 = intact, 1 = tampering found (the first bad sequence number and what
-is wrong), 2 = bad input.
+is wrong), 2 = bad input. ``python -m assay.audit.verify --bundle DIR [--trust F]`` checks an audit
+bundle instead, with no database (``assay.audit.bundle``).
 
 What is checked for every record, always: it sits at the position its signed body claims (no gap,
 move or swap); its prev_hash links to the previous record; its bytes hash to its stored hash; the
@@ -1170,7 +1171,12 @@ def main(argv: list[str] | None = None) -> int:
         description="Verify an assay audit ledger offline: every record, always. "
         "Exit 0 intact, 1 tampering found, 2 bad input.",
     )
-    parser.add_argument("db_url", help="sqlite:///PATH, a SQLite file path, or postgresql+psycopg://…")
+    parser.add_argument("db_url", nargs="?", help="sqlite:///PATH, a SQLite file path, or postgresql+psycopg://…")
+    parser.add_argument("--bundle", metavar="DIR",
+                        help="verify an audit bundle (`assay audit export RUN_ID --bundle DIR`) instead of a database")
+    parser.add_argument("--witness-key", action="append", default=[], metavar="VKEY|FILE",
+                        help="--bundle: a witness whose cosignature the checkpoint must carry (repeatable)")
+    parser.add_argument("--quorum", type=int, help="--bundle: witnesses that must have cosigned (default: all)")
     given = parser.add_mutually_exclusive_group()
     given.add_argument("--checkpoint", type=Path, help="a signed checkpoint note the ledger must extend")
     given.add_argument(
@@ -1184,6 +1190,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=None, help="processes for signature checks (default: all cores)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
+    if args.bundle is not None or args.db_url is None:
+        if args.bundle is None or args.db_url is not None or args.checkpoint or args.since_checkpoint or args.home:
+            parser.error("give a database URL, or --bundle DIR (with only --trust, --witness-key, --quorum, --json)")
+        from assay.audit.bundle import run_verify
+
+        return run_verify(args.bundle, str(args.trust) if args.trust else None, args.witness_key, args.quorum, args.json)
     try:
         report = verify_ledger(
             args.db_url, checkpoint=args.checkpoint, trust=args.trust, workers=args.workers,
