@@ -225,7 +225,8 @@ RENDERERS = {"text": render_text, "json": render_json, "junit": render_junit, "m
 @click.option("--policy", "policy_ref", metavar="FILE|NAME", help="Policy (default: the run's gate.policy).")
 @click.option("--format", "fmt_name", type=click.Choice(FORMATS), default="text", show_default=True)
 @click.option("--output", type=click.Path(dir_okay=False), help="Write the report here instead of stdout.")
-@click.option("--html", "html_path", type=click.Path(dir_okay=False), help="Also write evidently's HTML report here.")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False),
+              help="Also write an HTML page here: assay's verdict, then evidently's report set to the policy's thresholds.")
 @click.pass_obj
 def check(state: Any, run_ref: str, current: str, labels: bool, policy_ref: str | None, fmt_name: str,
           output: str | None, html_path: str | None) -> None:
@@ -235,8 +236,11 @@ def check(state: Any, run_ref: str, current: str, labels: bool, policy_ref: str 
 
     result = run_monitor(state.plugin_manager(), state, run_ref, current, labels=labels, policy_ref=policy_ref)
     text = RENDERERS[fmt_name](result)
-    if html_path and result.html:
-        Path(html_path).write_bytes(ArtifactStore(state.home).get_bytes(result.html))
+    if html_path:  # assay's verdict first, evidently's report (the recorded artifact) below it
+        from assay.plugins.monitor_page import monitor_page
+
+        report = ArtifactStore(state.home).get_bytes(result.html) if result.html else None
+        Path(html_path).write_text(monitor_page(result, report), encoding="utf-8")
     _emit(text, output)
     sys.exit(result.exit_code)
 
