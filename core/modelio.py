@@ -1,44 +1,50 @@
 """Saving and loading models with skops: never plain pickle, hash checked before load.
 
+skops refuses to load a type it does not trust by default unless it is named as trusted;
+the names come from the registered trainers (``Trainer.trusted_types``), so a plugin that
+adds a model family declares what its models contain, and nobody edits a core list.
+
 Also the predictions hash: a digest of a model's holdout predictions that replay compares.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from assay.errors import Finding
 from assay.store import ArtifactStore
 
-# Types outside scikit-learn/numpy that bundled trainers are known to produce. skops
-# refuses anything not listed here or trusted by default.
-TRUSTED_TYPES: tuple[str, ...] = (
-    "numpy.dtype",
-    "collections.OrderedDict",
-    "builtins.slice",
-    "sklearn._loss.link.Interval",
-    "sklearn._loss.link.LogitLink",
-    "sklearn._loss.link.IdentityLink",
-    "sklearn._loss.link.MultinomialLogit",
-    "sklearn._loss.loss.HalfBinomialLoss",
-    "sklearn._loss.loss.HalfMultinomialLoss",
-    "sklearn._loss.loss.HalfSquaredError",
-    "sklearn.tree._tree.Tree",
-    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-    # HistGradientBoosting's internal categorical preprocessor: partial(check_array, dtype=...).
-    # skops checks the partial's function and arguments on their own, so trusting partial is safe.
-    "functools.partial",
-    "sklearn.utils.validation.check_array",
-    # The core pipeline's own helpers (plugins/training.py).
-    "assay.plugins.training._as_str",
-    "assay.plugins.training._datetime_features",
-    # Ranking estimators (plugins/rankers.py: plain attributes, no custom state hooks) and
-    # the calibrated linear SVM's internals (plugins/text.py).
-    "assay.plugins.rankers.PointwiseRanker",
-    "assay.plugins.rankers.PairwiseLogisticRanker",
-    "sklearn.calibration._CalibratedClassifier",
-    "sklearn.calibration._SigmoidCalibration",
-)
+if TYPE_CHECKING:
+    from assay.types import Trainer
+
+# What any saved pipeline may hold besides the types skops trusts by default: numpy dtypes and
+# two containers scikit-learn's own estimators keep. Everything a model family adds beyond
+# these is declared by its trainer (``Trainer.trusted_types``), not listed here.
+BASE_TRUSTED: tuple[str, ...] = ("numpy.dtype", "collections.OrderedDict", "builtins.slice")
+
+
+def dotted_name(obj: Any) -> str:
+    """``module.qualname`` of a class or function: how skops names it in a saved model."""
+    return f"{obj.__module__}.{obj.__qualname__}"
+
+
+def trusted_types(trainers: Iterable[Trainer]) -> frozenset[str]:
+    """The types skops may load: the base list, the kit's pipeline functions and each trainer's own."""
+    from assay.kit import PIPELINE_FUNCTIONS
+
+    names = set(BASE_TRUSTED) | {dotted_name(f) for f in PIPELINE_FUNCTIONS}
+    for trainer in trainers:
+        names.update(trainer.trusted_types)
+    return frozenset(names)
+
+
+def installed_trainers() -> list[Trainer]:
+    """Every trainer the installed plugins register (what a model stored by this home may come from)."""
+    from assay.manager import make_plugin_manager
+    from assay.runner import collect_trainers
+
+    return list(collect_trainers(make_plugin_manager()).values())
 
 
 def save_model(store: ArtifactStore, estimator: Any) -> str:
@@ -48,15 +54,22 @@ def save_model(store: ArtifactStore, estimator: Any) -> str:
     return store.put_bytes(sio.dumps(estimator))
 
 
-def load_model(store: ArtifactStore, digest: str, extra_trusted: tuple[str, ...] = ()) -> Any:
-    """Load a model after checking its bytes against ``digest``; refuse unknown types."""
+def load_model(store: ArtifactStore, digest: str, trainers: Iterable[Trainer] | None = None) -> Any:
+    """Load a model after checking its bytes against ``digest``; refuse types nobody trusts.
+
+    :param trainers: the families whose declared types are trusted (default: every trainer
+        the installed plugins register; inside a run pass ``run.trainers.values()``).
+    """
     import skops.io as sio
 
     data = store.get_bytes(digest)  # raises Finding if the bytes changed
-    untrusted = set(sio.get_untrusted_types(data=data)) - set(TRUSTED_TYPES) - set(extra_trusted)
+    trusted = trusted_types(installed_trainers() if trainers is None else trainers)
+    found = set(sio.get_untrusted_types(data=data))
+    untrusted = found - trusted
     if untrusted:
-        raise Finding(f"model {digest} contains types that are not trusted: {', '.join(sorted(untrusted))}")
-    return sio.loads(data, trusted=sorted(set(sio.get_untrusted_types(data=data))))
+        raise Finding(f"model {digest} contains types that are not trusted: {', '.join(sorted(untrusted))} "
+                      "(no registered trainer declares them in its trusted_types)")
+    return sio.loads(data, trusted=sorted(found))
 
 
 def predictions_hash(estimator: Any, X: Any, decimals: int = 9) -> str:

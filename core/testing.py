@@ -304,7 +304,7 @@ def check_pipeline(case: TrainerCase) -> None:
     else:
         assert np.isfinite(pred.astype(float)).all(), "predict returned NaN or infinite values"
     metric_name = case.run().spec.metric
-    from assay.plugins.metrics import known_metrics, score_model
+    from assay.kit import known_metrics, score_model
 
     if metric_name not in known_metrics():
         return
@@ -312,14 +312,14 @@ def check_pipeline(case: TrainerCase) -> None:
     mine = score_model(pipe, X_test, y_test, (metric_name,)).get(metric_name)
     base = score_model(dummy, X_test, y_test, (metric_name,)).get(metric_name)
     assert mine is not None, f"{metric_name} could not be computed from the model's predictions"
-    from assay.plugins.metrics import metric
+    from assay.kit import metric
 
     better = base is None or (mine > base if metric(metric_name).greater_is_better else mine < base)
     assert better, f"{metric_name} {mine:.4f} does not beat a dummy model's {base:.4f}"
 
 
 def check_skops_roundtrip(case: TrainerCase) -> None:
-    """The fitted pipeline saves with skops and loads through assay.modelio (trusted types only)."""
+    """The fitted pipeline saves with skops and loads trusting only the types the trainer declares."""
     import numpy as np
 
     from assay.errors import Finding
@@ -331,9 +331,9 @@ def check_skops_roundtrip(case: TrainerCase) -> None:
     store = ArtifactStore(case.home)
     digest = save_model(store, pipe)
     try:
-        loaded = load_model(store, digest)
+        loaded = load_model(store, digest, trainers=[case.trainer])
     except Finding as exc:
-        raise AssertionError(f"{exc.message} (add them to assay.modelio.TRUSTED_TYPES, or avoid them)") from exc
+        raise AssertionError(f"{exc.message}: declare them in the Trainer's trusted_types, or avoid them") from exc
     assert predictions_hash(loaded, X_test) == predictions_hash(pipe, X_test), "the loaded model predicts differently"
     assert np.array_equal(np.asarray(loaded.predict(X_test)), np.asarray(pipe.predict(X_test)))
 

@@ -230,8 +230,8 @@ def evaluate(run: Run, model: FittedModel, splits: Splits) -> list[Check | Evide
 
     import numpy as np
 
+    from assay.kit import metrics_for, score_model
     from assay.plugins.evaluation import baseline_estimator
-    from assay.plugins.metrics import metrics_for, score_model
 
     if not run.spec.data.target_domain or splits.dataset.task == "ranking":
         return None

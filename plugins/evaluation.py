@@ -147,7 +147,7 @@ def _gap(train: dict[str, float | None], test: dict[str, float | None]) -> dict[
 
 
 def _evaluate_ranking(run: Run, model: FittedModel, splits: Splits) -> list[Check | Evidence]:
-    from assay.plugins.metrics import metrics_for, score_ranking
+    from assay.kit import metrics_for, score_ranking
     from assay.plugins.ranking import query_column
 
     column = query_column(splits.dataset)
@@ -175,8 +175,8 @@ def _evaluate_ranking(run: Run, model: FittedModel, splits: Splits) -> list[Chec
 
 @hookimpl
 def evaluate(run: Run, model: FittedModel, splits: Splits) -> list[Check | Evidence]:
+    from assay.kit import metrics_for, positive_first, score_model, score_predictions
     from assay.plugins.generalization import scored_train_rows, split_predictions
-    from assay.plugins.metrics import metrics_for, positive_first, score_model, score_predictions
 
     task = splits.dataset.task
     if task == "ranking":

@@ -256,7 +256,7 @@ def per_group_metric(name: str, labels: np.ndarray, y: np.ndarray, pred: np.ndar
     """The primary metric within each group (None where undefined, e.g. one class)."""
     import numpy as np
 
-    from assay.plugins.metrics import score_predictions
+    from assay.kit import score_predictions
 
     out: dict[str, float | None] = {}
     codes, uniques = _codes(labels)

@@ -171,7 +171,7 @@ def bootstrap_metric(name: str, y: np.ndarray, pred: np.ndarray, proba: np.ndarr
     """The metric on each resample; NaN where undefined (e.g. one class drawn)."""
     import numpy as np
 
-    from assay.plugins.metrics import metric
+    from assay.kit import metric
 
     fast = weighted_metric(name, y, pred, proba, classes, W)
     if fast is not None:
@@ -277,13 +277,11 @@ def split_predictions(model: FittedModel, splits: Splits, part: Literal["train",
 
 def _positive_first(classes: np.ndarray, proba: np.ndarray | None, positive: str) -> tuple[np.ndarray, np.ndarray | None]:
     """Two classes ordered (negative, positive) as the metrics table expects (``data.positive_label``)."""
-    from assay.plugins import metrics
+    from assay.kit import positive_first
 
-    reorder = getattr(metrics, "positive_first", None)
-    if reorder is None or len(classes) != 2 or not positive:
+    if len(classes) != 2 or not positive:
         return classes, proba
-    ordered, reordered = reorder(classes, proba, positive)
-    return ordered, reordered
+    return positive_first(classes, proba, positive)
 
 
 # --------------------------------------------------------------------------- checks
@@ -374,8 +372,8 @@ def _baseline_check(name: str, improvement: float | None, ci: list[float] | None
 def generalization_results(run: Run, model: FittedModel, splits: Splits) -> list[Check | Evidence]:
     import numpy as np
 
+    from assay.kit import known_metrics, metric, score_predictions
     from assay.plugins.evaluation import baseline_estimator
-    from assay.plugins.metrics import known_metrics, metric, score_predictions
 
     name = run.spec.metric
     if name not in known_metrics():
@@ -452,8 +450,8 @@ def ranking_results(run: Run, model: FittedModel, splits: Splits) -> list[Check 
     """The same evidence for per-query metrics, resampling whole queries (``data.group_column``)."""
     import numpy as np
 
+    from assay.kit import metric
     from assay.plugins.evaluation import baseline_estimator
-    from assay.plugins.metrics import metric
 
     name = run.spec.metric
     fn = metric(name).fn

@@ -35,7 +35,7 @@ class _RankerMixin(RegressorMixin):
 
     def score(self, X: Any, y: Any, sample_weight: Any = None, query_id: Any = None) -> float:
         """NDCG@10 averaged over queries (one query when ``query_id`` is None)."""
-        from assay.plugins.metrics import ndcg_at
+        from assay.kit import ndcg_at
 
         queries = np.zeros(len(y), dtype=int) if query_id is None else np.asarray(query_id)
         return ndcg_at(10)(np.asarray(y, dtype=float), self.predict(X), queries)
@@ -225,8 +225,3 @@ class RandomRanker(_RankerMixin, BaseEstimator):
     def predict(self, X: Any) -> np.ndarray:
         check_is_fitted(self)
         return np.random.default_rng(self.random_state).random(len(X))
-
-
-def trusted_types() -> tuple[str, ...]:
-    """Types a saved ranking model contains (for ``assay.modelio.TRUSTED_TYPES``)."""
-    return tuple(f"{__name__}.{cls.__name__}" for cls in (PointwiseRanker, PairwiseLogisticRanker))

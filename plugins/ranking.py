@@ -14,7 +14,7 @@ Both are :mod:`assay.plugins.rankers` estimators: ``fit(X, y, query_id=...)``, a
 ``predict(X)`` gives a score to sort the items of a query by.
 
 Metrics (``ndcg@K``, ``map``, ``mrr``) are computed per query and averaged; the search
-scores candidates with :class:`assay.plugins.metrics.QueryScorer`, which finds each row's
+scores candidates with :class:`assay.kit.QueryScorer`, which finds each row's
 query by its index label. The fitting plugin asks this module for the search inputs:
 ``search_scorer(metric, splits)`` (in metrics) and :func:`query_fit_params` (the rows'
 query ids, routed to the ranker's ``fit`` and sliced per fold by scikit-learn).
@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from assay.hookspecs import hookimpl
+from assay.kit import loguniform, randint
 from assay.types import Check, Evidence, Trainer
 
 if TYPE_CHECKING:
@@ -63,31 +64,25 @@ def _pairwise(task: str, run: Run | None = None) -> Any:
     return PairwiseLogisticRanker(C=1.0, random_state=run.seed if run else 0)
 
 
-def _loguniform(low: float, high: float) -> Any:
-    from scipy.stats import loguniform
-
-    return loguniform(low, high)
-
-
-def _randint(low: int, high: int) -> Any:
-    from scipy.stats import randint
-
-    return randint(low, high)
-
-
+# the rankers' own classes (plain attributes, no custom state hooks) and, inside the pointwise
+# one, histogram gradient boosting's tree predictors: what their saved models contain
+_RANKERS = "assay.plugins.rankers"
 RANKING_TRAINERS = (
     Trainer("pointwise_hgb", RANKING, _pointwise,
             grid={"estimator__learning_rate": [0.05, 0.1], "estimator__max_leaf_nodes": [7, 15, 31],
                   "estimator__min_samples_leaf": [5, 20]},
-            distributions=(lambda: {"estimator__learning_rate": _loguniform(0.02, 0.3),
-                                    "estimator__max_leaf_nodes": _randint(4, 48),
-                                    "estimator__min_samples_leaf": _randint(5, 60),
-                                    "estimator__l2_regularization": _loguniform(1e-4, 10.0)}),
-            preprocessing="ordinal", description="pointwise: gradient boosting regressing the relevance"),
+            distributions=(lambda: {"estimator__learning_rate": loguniform(0.02, 0.3),
+                                    "estimator__max_leaf_nodes": randint(4, 48),
+                                    "estimator__min_samples_leaf": randint(5, 60),
+                                    "estimator__l2_regularization": loguniform(1e-4, 10.0)}),
+            preprocessing="ordinal", description="pointwise: gradient boosting regressing the relevance",
+            trusted_types=(f"{_RANKERS}.PointwiseRanker",
+                           "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor")),
     Trainer("pairwise_logistic", RANKING, _pairwise,
             grid={"C": [0.01, 0.1, 1.0, 10.0]},
-            distributions=(lambda: {"C": _loguniform(1e-3, 1e2)}),
-            preprocessing="scaled", description="pairwise: logistic model on within-query differences (RankSVM-style)"),
+            distributions=(lambda: {"C": loguniform(1e-3, 1e2)}),
+            preprocessing="scaled", description="pairwise: logistic model on within-query differences (RankSVM-style)",
+            trusted_types=(f"{_RANKERS}.PairwiseLogisticRanker",)),
 )
 
 

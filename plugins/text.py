@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from assay.hookspecs import hookimpl
+from assay.kit import loguniform
 from assay.types import Run, Trainer
 
 TEXT = frozenset({"text"})
@@ -50,24 +51,19 @@ def _sgd(task: str, run: Run | None = None) -> Any:
                          random_state=run.seed if run else 0, max_iter=200, tol=1e-3)
 
 
-def _loguniform(low: float, high: float) -> Any:
-    from scipy.stats import loguniform
-
-    return loguniform(low, high)
-
-
 TEXT_TRAINERS = (
     Trainer("tfidf_logistic", TEXT, _logistic,
             grid={"C": [0.5, 1.0, 4.0, 16.0]},
-            distributions=(lambda: {"C": _loguniform(0.3, 50.0)}),
+            distributions=(lambda: {"C": loguniform(0.3, 50.0)}),
             preprocessing="scaled", description="TF-IDF + logistic regression"),
     Trainer("tfidf_linear_svc", TEXT, _linear_svc,
             grid={"estimator__C": [0.1, 0.5, 2.0]},
-            distributions=(lambda: {"estimator__C": _loguniform(0.03, 5.0)}),
-            preprocessing="scaled", description="TF-IDF + linear SVM, sigmoid-calibrated"),
+            distributions=(lambda: {"estimator__C": loguniform(0.03, 5.0)}),
+            preprocessing="scaled", description="TF-IDF + linear SVM, sigmoid-calibrated",
+            trusted_types=("sklearn.calibration._CalibratedClassifier", "sklearn.calibration._SigmoidCalibration")),
     Trainer("tfidf_sgd", TEXT, _sgd,
             grid={"alpha": [1e-5, 1e-4, 1e-3]},
-            distributions=(lambda: {"alpha": _loguniform(1e-6, 1e-2)}),
+            distributions=(lambda: {"alpha": loguniform(1e-6, 1e-2)}),
             preprocessing="scaled", description="TF-IDF + SGD (modified Huber loss)"),
 )
 

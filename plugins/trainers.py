@@ -21,8 +21,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from assay.hookspecs import hookimpl
-from assay.types import Run, Trainer
+from assay import Run, Trainer, hookimpl
+from assay.kit import loguniform, randint
 
 CLASSIFICATION = frozenset({"binary", "multiclass"})
 
@@ -30,9 +30,8 @@ CLASSIFICATION = frozenset({"binary", "multiclass"})
 def _class_weight(run: Run | None) -> str | None:
     if run is None:
         return "balanced"
-    # left out of the spec: what fit_model chose for this training part
-    chosen = run.spec.train.class_weight or run.facts.get("class_weight", "balanced")
-    return "balanced" if chosen == "balanced" else None
+    # left out of the spec: None here, and fit_model sets what it resolved for this training part
+    return "balanced" if run.spec.train.class_weight == "balanced" else None
 
 
 def _logistic(task: str, run: Run | None = None) -> Any:
@@ -72,40 +71,47 @@ def _forest(task: str, run: Run | None = None) -> Any:
                                   class_weight=_class_weight(run))
 
 
-def _loguniform(low: float, high: float) -> Any:
-    from scipy.stats import loguniform
-
-    return loguniform(low, high)
-
-
-def _randint(low: int, high: int) -> Any:
-    from scipy.stats import randint
-
-    return randint(low, high)
-
+# What the fitted estimators hold beyond the types skops trusts by default (their saved
+# models load only with these declared; see Trainer.trusted_types).
+BOOSTING_TYPES = (
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    # the loss and link objects (trusted by default in recent skops, not in all it supports)
+    "sklearn._loss.link.Interval",
+    "sklearn._loss.link.LogitLink",
+    "sklearn._loss.link.IdentityLink",
+    "sklearn._loss.link.MultinomialLogit",
+    "sklearn._loss.loss.HalfBinomialLoss",
+    "sklearn._loss.loss.HalfMultinomialLoss",
+    "sklearn._loss.loss.HalfSquaredError",
+    # the internal categorical preprocessor: partial(check_array, dtype=...); skops checks the
+    # partial's function and arguments on their own, so trusting partial itself is safe
+    "functools.partial",
+    "sklearn.utils.validation.check_array",
+)
+FOREST_TYPES = ("sklearn.tree._tree.Tree",)
 
 BUILTIN_TRAINERS = (
     Trainer("logistic_regression", CLASSIFICATION, _logistic,
             grid={"C": [0.01, 0.1, 1.0, 10.0]},
-            distributions=(lambda: {"C": _loguniform(1e-3, 1e2)}),
+            distributions=(lambda: {"C": loguniform(1e-3, 1e2)}),
             preprocessing="scaled", description="L2-regularized logistic regression"),
     Trainer("ridge", frozenset({"regression"}), _ridge,
             grid={"alpha": [0.1, 1.0, 10.0, 100.0]},
-            distributions=(lambda: {"alpha": _loguniform(1e-3, 1e3)}),
+            distributions=(lambda: {"alpha": loguniform(1e-3, 1e3)}),
             preprocessing="scaled", description="ridge regression"),
     Trainer("hist_gradient_boosting", CLASSIFICATION | {"regression"}, _hgb,
             grid={"learning_rate": [0.05, 0.1], "max_leaf_nodes": [15, 31], "l2_regularization": [0.0, 1.0]},
-            distributions=(lambda: {"learning_rate": _loguniform(0.02, 0.3),
-                                         "max_leaf_nodes": _randint(8, 64),
-                                         "min_samples_leaf": _randint(10, 100),
-                                         "l2_regularization": _loguniform(1e-4, 10.0)}),
-            preprocessing="ordinal", description="histogram gradient boosting"),
+            distributions=(lambda: {"learning_rate": loguniform(0.02, 0.3),
+                                         "max_leaf_nodes": randint(8, 64),
+                                         "min_samples_leaf": randint(10, 100),
+                                         "l2_regularization": loguniform(1e-4, 10.0)}),
+            preprocessing="ordinal", description="histogram gradient boosting", trusted_types=BOOSTING_TYPES),
     Trainer("random_forest", CLASSIFICATION | {"regression"}, _forest,
             grid={"max_features": ["sqrt", 0.5], "min_samples_leaf": [1, 5]},
             distributions=(lambda: {"max_features": ["sqrt", 0.3, 0.5],
-                                         "min_samples_leaf": _randint(1, 20),
+                                         "min_samples_leaf": randint(1, 20),
                                          "max_depth": [None, 8, 16]}),
-            preprocessing="ordinal", description="random forest"),
+            preprocessing="ordinal", description="random forest", trusted_types=FOREST_TYPES),
 )
 
 

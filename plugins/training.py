@@ -18,7 +18,7 @@ import numpy as np
 
 from assay.errors import BadInput
 from assay.hookspecs import hookimpl
-from assay.types import Dataset, FittedModel, Run, Splits, Trainer, Tuner
+from assay.types import Dataset, FittedModel, Run, SearchRequest, Splits, Trainer, Tuner
 
 if TYPE_CHECKING:
     from assay.spec import TrainSpec
@@ -124,23 +124,6 @@ class FoldsByIndex:
             yield np.flatnonzero(np.isin(labels, tr)), np.flatnonzero(np.isin(labels, va))
 
 
-def _datetime_features(frame: Any) -> Any:
-    import pandas as pd
-
-    out = {}
-    for col in frame.columns:
-        s = pd.to_datetime(frame[col])
-        out[f"{col}_year"] = s.dt.year
-        out[f"{col}_month"] = s.dt.month
-        out[f"{col}_dayofweek"] = s.dt.dayofweek
-        out[f"{col}_hour"] = s.dt.hour
-    return pd.DataFrame(out, index=frame.index).astype(float)
-
-
-def _as_str(frame: Any) -> Any:
-    return frame.astype(str)
-
-
 def build_preprocessor(dataset: Dataset, kind: str, train: Any | None = None) -> tuple[Any, list[bool]]:
     """A ``ColumnTransformer`` for the dataset's feature roles and the mask of categorical outputs."""
     from sklearn.compose import ColumnTransformer
@@ -148,6 +131,8 @@ def build_preprocessor(dataset: Dataset, kind: str, train: Any | None = None) ->
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEncoder, StandardScaler
+
+    from assay.kit import as_text, calendar_features
 
     frame = dataset.frame if train is None else train
     numeric = dataset.columns_with("numeric")
@@ -165,12 +150,12 @@ def build_preprocessor(dataset: Dataset, kind: str, train: Any | None = None) ->
     if categorical:
         impute = SimpleImputer(strategy="constant", fill_value="__missing__")
         if kind == "scaled":
-            parts.append(("categorical", make_pipeline(FunctionTransformer(_as_str), impute,
+            parts.append(("categorical", make_pipeline(FunctionTransformer(as_text), impute,
                                                         OneHotEncoder(handle_unknown="infrequent_if_exist",
                                                                       min_frequency=5, sparse_output=False)),
                           categorical))
         else:
-            parts.append(("categorical", make_pipeline(FunctionTransformer(_as_str), impute,
+            parts.append(("categorical", make_pipeline(FunctionTransformer(as_text), impute,
                                                         OrdinalEncoder(handle_unknown="use_encoded_value",
                                                                        unknown_value=-1,
                                                                        encoded_missing_value=-1)), categorical))
@@ -181,7 +166,7 @@ def build_preprocessor(dataset: Dataset, kind: str, train: Any | None = None) ->
                                                                      alternate_sign=False, norm=None),
                                                    TfidfTransformer(sublinear_tf=True)), col))
     if dates:
-        calendar = FunctionTransformer(_datetime_features)
+        calendar = FunctionTransformer(calendar_features)
         if kind == "scaled":  # year ≈ 2013 next to z-scores would make a linear model crawl; NaT → median
             calendar = make_pipeline(calendar, SimpleImputer(strategy="median"), StandardScaler())
         parts.append(("datetime", calendar, dates))
@@ -310,7 +295,7 @@ def _check_cluster(client: Any, address: str, modules: Sequence[str]) -> None:
 def fit_model(run: Run, splits: Splits, trainers: Sequence[Trainer], tuner: Tuner) -> FittedModel:
     import pandas as pd
 
-    from assay.plugins.metrics import known_metrics, metric, search_scorer
+    from assay.kit import known_metrics, metric, search_scorer
     from assay.plugins.ranking import query_fit_params
     from assay.plugins.search_progress import TrainProgress
 
@@ -340,7 +325,7 @@ def fit_model(run: Run, splits: Splits, trainers: Sequence[Trainer], tuner: Tune
     searches = []
     for trainer in trainers:
         pipeline = make_pipeline_for(trainer, run, splits.dataset, X)
-        search = tuner.make_search(pipeline, trainer, cv, scoring, budget, run.seed, n_jobs)
+        search = tuner.make_search(SearchRequest(pipeline, trainer, cv, scoring, budget, run.seed, n_jobs))
         if not settings["train_scores"].value and getattr(search, "return_train_score", False):
             search.set_params(return_train_score=False)
         searches.append((trainer, search))

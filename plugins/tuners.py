@@ -1,5 +1,8 @@
 """Bundled search strategies (``register_tuners``): none, grid, random, successive halving.
 
+Each ``make_search`` takes one :class:`~assay.types.SearchRequest` (the pipeline, the family,
+the folds, the scorer, the budget, the seed and the parallel fits) and returns a search.
+
 Every tuner wraps a scikit-learn search over the training part's CV folds; ``budget`` is
 the number of candidate settings per family. A budget of 1 is the family's own defaults
 (as ``none``), not one random draw or one grid point. Random searches try the defaults
@@ -10,82 +13,60 @@ so a search without them could lose to the plain script it replaces.
 
 from __future__ import annotations
 
-import itertools
-import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from typing import Any
 
-from assay.hookspecs import hookimpl
-from assay.types import Trainer, Tuner
+from assay import SearchRequest, Tuner, hookimpl
+from assay.kit import capped_grid, defaults_and_draws
 
 
-def _prefixed(space: Mapping[str, Any]) -> dict[str, Any]:
-    return {f"model__{k}": v for k, v in space.items()}
-
-
-def _capped_grid(grid: Mapping[str, Sequence[Any]], budget: int, seed: int) -> list[dict[str, Any]]:
-    """The full grid, or ``budget`` points of it drawn with ``seed`` when it is larger."""
-    keys = list(grid)
-    points = [dict(zip(keys, values, strict=True)) for values in itertools.product(*(grid[k] for k in keys))]
-    if len(points) > budget:
-        points = random.Random(seed).sample(points, budget)
-    return [{k: [v] for k, v in _prefixed(p).items()} for p in points] or [{}]
-
-
-def _none(estimator: Any, trainer: Trainer, cv: Any, scoring: str, budget: int, seed: int, n_jobs: int) -> Any:
+def _none(request: SearchRequest) -> Any:
     from sklearn.model_selection import GridSearchCV
 
-    return GridSearchCV(estimator, [{}], cv=cv, scoring=scoring, n_jobs=n_jobs, refit=True, error_score="raise",
+    return GridSearchCV(request.estimator, [{}], cv=request.cv, scoring=request.scoring, n_jobs=request.n_jobs,
+                        refit=True, error_score="raise", return_train_score=True)
+
+
+def _grid(request: SearchRequest) -> Any:
+    from sklearn.model_selection import GridSearchCV
+
+    if request.budget < 2:
+        return _none(request)
+    return GridSearchCV(request.estimator, capped_grid(request.trainer.grid, request.budget, request.seed),
+                        cv=request.cv, scoring=request.scoring, n_jobs=request.n_jobs, refit=True,
                         return_train_score=True)
 
 
-def _grid(estimator: Any, trainer: Trainer, cv: Any, scoring: str, budget: int, seed: int, n_jobs: int) -> Any:
+def _random(request: SearchRequest) -> Any:
     from sklearn.model_selection import GridSearchCV
 
-    if budget < 2:
-        return _none(estimator, trainer, cv, scoring, budget, seed, n_jobs)
-    return GridSearchCV(estimator, _capped_grid(trainer.grid, budget, seed), cv=cv, scoring=scoring,
-                        n_jobs=n_jobs, refit=True, return_train_score=True)
+    if not request.trainer.search_space() or request.budget < 2:
+        return _none(request)
+    return GridSearchCV(request.estimator, defaults_and_draws(request.trainer, request.budget, request.seed),
+                        cv=request.cv, scoring=request.scoring, n_jobs=request.n_jobs, refit=True,
+                        return_train_score=True)
 
 
-def _defaults_and_draws(trainer: Trainer, budget: int, seed: int) -> list[dict[str, Any]]:
-    """The family's defaults (``{}``) and ``budget - 1`` settings drawn from its distributions with ``seed``."""
-    from sklearn.model_selection import ParameterSampler
-
-    drawn = ParameterSampler(trainer.search_space(), n_iter=budget - 1, random_state=seed)
-    return [{}, *({k: [v] for k, v in _prefixed(point).items()} for point in drawn)]
-
-
-def _random(estimator: Any, trainer: Trainer, cv: Any, scoring: str, budget: int, seed: int, n_jobs: int) -> Any:
-    from sklearn.model_selection import GridSearchCV
-
-    if not trainer.search_space() or budget < 2:
-        return _none(estimator, trainer, cv, scoring, budget, seed, n_jobs)
-    return GridSearchCV(estimator, _defaults_and_draws(trainer, budget, seed), cv=cv, scoring=scoring,
-                        n_jobs=n_jobs, refit=True, return_train_score=True)
-
-
-def _halving_grid(estimator: Any, trainer: Trainer, cv: Any, scoring: str, budget: int, seed: int, n_jobs: int) -> Any:
+def _halving(request: SearchRequest, candidates: list[dict[str, Any]]) -> Any:
     from sklearn.experimental import enable_halving_search_cv  # noqa: F401
     from sklearn.model_selection import HalvingGridSearchCV
 
-    grid = _capped_grid(trainer.grid, budget, seed)
+    return HalvingGridSearchCV(request.estimator, candidates, cv=request.cv, scoring=request.scoring,
+                               n_jobs=request.n_jobs, factor=3, min_resources="exhaust", random_state=request.seed,
+                               refit=True, return_train_score=True)
+
+
+def _halving_grid(request: SearchRequest) -> Any:
+    grid = capped_grid(request.trainer.grid, request.budget, request.seed)
     if len(grid) < 2:
-        return _none(estimator, trainer, cv, scoring, budget, seed, n_jobs)
-    return HalvingGridSearchCV(estimator, grid, cv=cv, scoring=scoring, n_jobs=n_jobs, factor=3,
-                               min_resources="exhaust", random_state=seed, refit=True, return_train_score=True)
+        return _none(request)
+    return _halving(request, grid)
 
 
-def _halving_random(estimator: Any, trainer: Trainer, cv: Any, scoring: str, budget: int, seed: int,
-                    n_jobs: int) -> Any:
-    from sklearn.experimental import enable_halving_search_cv  # noqa: F401
-    from sklearn.model_selection import HalvingGridSearchCV
-
-    if not trainer.search_space() or budget < 2:
-        return _none(estimator, trainer, cv, scoring, budget, seed, n_jobs)
-    return HalvingGridSearchCV(estimator, _defaults_and_draws(trainer, budget, seed), cv=cv, scoring=scoring,
-                               n_jobs=n_jobs, factor=3, min_resources="exhaust", random_state=seed, refit=True,
-                               return_train_score=True)
+def _halving_random(request: SearchRequest) -> Any:
+    if not request.trainer.search_space() or request.budget < 2:
+        return _none(request)
+    return _halving(request, defaults_and_draws(request.trainer, request.budget, request.seed))
 
 
 BUILTIN_TUNERS = (

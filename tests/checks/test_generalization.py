@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from assay.kit import metric
 from assay.plugins import generalization as gen
-from assay.plugins.metrics import metric
 from assay.types import Check, Evidence, FittedModel
 from tests.checks.harness import by_name, fit, prepare
 

@@ -114,7 +114,7 @@ def test_watched_searches_find_what_unwatched_ones_find(tuning: str) -> None:
 
     from assay.plugins.search_progress import TrainProgress
     from assay.plugins.tuners import BUILTIN_TUNERS
-    from assay.types import Trainer
+    from assay.types import SearchRequest, Trainer
 
     X, y = make_classification(n_samples=600, n_features=8, random_state=0)
     trainer = Trainer("lr", frozenset({"binary"}), lambda task, run: LogisticRegression(max_iter=500),
@@ -126,8 +126,8 @@ def test_watched_searches_find_what_unwatched_ones_find(tuning: str) -> None:
         from sklearn.pipeline import Pipeline
 
         cv = StratifiedKFold(3, shuffle=True, random_state=0)
-        return tuner.make_search(Pipeline([("model", LogisticRegression(max_iter=500))]), trainer, cv, "roc_auc",
-                                 8, 7, 1)
+        return tuner.make_search(SearchRequest(Pipeline([("model", LogisticRegression(max_iter=500))]), trainer, cv,
+                                               "roc_auc", budget=8, seed=7, n_jobs=1))
 
     class FakeRun:
         def __init__(self) -> None:

@@ -15,8 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from assay.hookspecs import hookimpl
-from assay.types import Trainer, Tuner
+from assay import SearchRequest, Tuner, hookimpl
 
 
 def _fit_and_score(estimator: Any, X: Any, y: Any, train: Any, test: Any, scorer: Any,
@@ -75,10 +74,9 @@ class SuccessiveRandomSearch:
         return self
 
 
-def make_search(estimator: Any, trainer: Trainer, cv: Any, scoring: str, budget: int, seed: int,
-                n_jobs: int) -> SuccessiveRandomSearch:
-    space = {f"model__{k}": v for k, v in trainer.search_space().items()}
-    return SuccessiveRandomSearch(estimator, space, budget, cv, scoring, seed, n_jobs)
+def make_search(request: SearchRequest) -> SuccessiveRandomSearch:
+    return SuccessiveRandomSearch(request.estimator, request.space, request.budget, request.cv, request.scoring,
+                                  request.seed, request.n_jobs)
 
 
 @hookimpl

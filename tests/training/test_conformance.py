@@ -122,9 +122,24 @@ def test_a_broken_trainer_fails_the_check_that_names_its_fault(trainer: Trainer,
         check_trainer(trainer, "binary")
     assert failing in caught.value.failures, caught.value.failures
     assert failing in str(caught.value)
-    # a custom class is not on the skops trust list: the kit says so, and how to fix it
+    # a custom class the trainer does not declare is refused on load: the kit says so, and how to fix it
     assert "not trusted" in caught.value.failures["check_skops_roundtrip"]
-    assert "TRUSTED_TYPES" in caught.value.failures["check_skops_roundtrip"]
+    assert "trusted_types" in caught.value.failures["check_skops_roundtrip"]
+
+
+def test_a_custom_class_loads_once_its_trainer_declares_it() -> None:
+    from assay.modelio import dotted_name
+
+    undeclared = _broken(Unseeded)
+    with pytest.raises(TrainerCheckFailed) as caught:
+        check_trainer(undeclared, "binary")
+    assert dotted_name(Unseeded) in caught.value.failures["check_skops_roundtrip"]
+    declared = Trainer("declared", CLASSIFICATION, lambda task, run=None: Unseeded(), grid={"C": [0.1, 1.0]},
+                       trusted_types=(dotted_name(Unseeded),))
+    with pytest.raises(TrainerCheckFailed) as caught:
+        check_trainer(declared, "binary")
+    assert "check_skops_roundtrip" not in caught.value.failures
+    assert "check_deterministic" in caught.value.failures  # still unseeded: only the trust list changed
 
 
 def test_a_trainer_that_cannot_beat_a_dummy_is_flagged() -> None:

@@ -1,0 +1,388 @@
+"""The public kit for plugin authors (``assay.kit``): what a plugin legitimately reuses.
+
+A plugin imports only ``assay`` (the hook marker and the stage values), ``assay.kit`` and
+``assay.errors``; bundled plugins follow the same rule, so whatever they share lives here
+instead of in one plugin another imports. Importing this module is cheap (numpy, pandas,
+scikit-learn and scipy load inside the functions that need them), so a plugin may import it
+at module level without slowing down ``assay --help``.
+
+- **Metrics** by task: one table (:func:`metric`) serves the search (scikit-learn scorer
+  names), evaluation and the baseline, so every stage means the same thing by a name.
+  Ranking metrics (``ndcg@K`` for any K, ``map``, ``mrr``) are computed per query and
+  averaged; :func:`search_scorer` hands a search a :class:`QueryScorer` for them, which
+  looks each row's query id up by the row's index label (the training plugin labels rows by
+  their dataset position) and pickles for Dask workers.
+- **Search helpers** for tuners: :func:`capped_grid`, :func:`defaults_and_draws` and the
+  scipy distributions :func:`loguniform` / :func:`randint` for a trainer's search space.
+- **Pipeline helpers**: the functions the core's preprocessing wraps in a
+  ``FunctionTransformer``; saved models refer to them by these names, so they are trusted
+  on load without any plugin declaring them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from assay.types import Trainer
+
+__all__ = [
+    "PIPELINE_FUNCTIONS",
+    "RANKING_METRICS",
+    "TASK_METRICS",
+    "MetricDef",
+    "QueryScorer",
+    "as_text",
+    "calendar_features",
+    "capped_grid",
+    "defaults_and_draws",
+    "known_metrics",
+    "loguniform",
+    "mean_average_precision",
+    "mean_reciprocal_rank",
+    "metric",
+    "metrics_for",
+    "ndcg_at",
+    "positive_first",
+    "randint",
+    "ranking_metric",
+    "score_model",
+    "score_predictions",
+    "score_ranking",
+    "search_scorer",
+]
+
+# --------------------------------------------------------------------------- metrics
+
+
+@dataclass(frozen=True)
+class MetricDef:
+    name: str
+    scorer: str  # scikit-learn scorer name used by the search ("" for per-query metrics)
+    needs: str  # "proba" | "pred" | "query" (scores plus query ids)
+    greater_is_better: bool
+    fn: Callable[..., float]
+
+
+def _m() -> dict[str, MetricDef]:
+    from sklearn import metrics as skm
+
+    # Two-class metrics score "y == classes[1]" against proba[:, 1]: classes[1] is the positive
+    # class (data.positive_label may have reordered the classes), whatever the label order.
+    def roc_auc(y, proba, classes):
+        return skm.roc_auc_score(y == classes[1], proba[:, 1] if proba.ndim == 2 else proba)
+
+    def roc_auc_ovr(y, proba, classes):
+        return skm.roc_auc_score(y, proba, multi_class="ovr", average="macro", labels=classes)
+
+    def avg_precision(y, proba, classes):
+        return skm.average_precision_score(y == classes[1], proba[:, 1])
+
+    def log_loss(y, proba, classes):
+        if len(classes) == 2:
+            return skm.log_loss(y == classes[1], proba[:, 1], labels=[False, True])
+        return skm.log_loss(y, proba, labels=classes)
+
+    def brier(y, proba, classes):
+        return skm.brier_score_loss(y == classes[1], proba[:, 1])
+
+    def f1_binary(y, pred, classes):
+        return skm.f1_score(y, pred, pos_label=classes[1])
+
+    return {m.name: m for m in (
+        *(ranking_metric(name) for name in RANKING_METRICS),
+        MetricDef("roc_auc", "roc_auc", "proba", True, roc_auc),
+        MetricDef("roc_auc_ovr", "roc_auc_ovr", "proba", True, roc_auc_ovr),
+        MetricDef("average_precision", "average_precision", "proba", True, avg_precision),
+        MetricDef("log_loss", "neg_log_loss", "proba", False, log_loss),
+        MetricDef("brier", "neg_brier_score", "proba", False, brier),
+        MetricDef("accuracy", "accuracy", "pred", True, lambda y, p, c: skm.accuracy_score(y, p)),
+        MetricDef("balanced_accuracy", "balanced_accuracy", "pred", True,
+                  lambda y, p, c: skm.balanced_accuracy_score(y, p)),
+        MetricDef("f1", "f1", "pred", True, f1_binary),
+        MetricDef("f1_macro", "f1_macro", "pred", True, lambda y, p, c: skm.f1_score(y, p, average="macro")),
+        MetricDef("f1_weighted", "f1_weighted", "pred", True, lambda y, p, c: skm.f1_score(y, p, average="weighted")),
+        MetricDef("r2", "r2", "pred", True, lambda y, p, c: skm.r2_score(y, p)),
+        MetricDef("rmse", "neg_root_mean_squared_error", "pred", False,
+                  lambda y, p, c: skm.root_mean_squared_error(y, p)),
+        MetricDef("mae", "neg_mean_absolute_error", "pred", False, lambda y, p, c: skm.mean_absolute_error(y, p)),
+    )}
+
+
+_CACHE: dict[str, MetricDef] = {}
+RANKING_METRICS = ("ndcg@10", "ndcg@5", "ndcg@3", "ndcg@1", "map", "mrr")
+
+
+def metric(name: str) -> MetricDef:
+    if not _CACHE:
+        _CACHE.update(_m())
+    if name not in _CACHE and name.startswith("ndcg@") and name[5:].isdigit() and int(name[5:]) > 0:
+        _CACHE[name] = ranking_metric(name)
+    return _CACHE[name]
+
+
+# ............................................................ ranking metrics
+
+
+def _query_order(y: np.ndarray, scores: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows ordered by query, then score (best first); ties broken by a fixed-seed shuffle.
+
+    Returns the relevance in that order, each row's 1-based rank within its query, and
+    each row's query number (0..q-1). A seeded shuffle makes tied scores cost what they
+    cost on average, instead of rewarding whatever order the file happened to have.
+    """
+    import numpy as np
+
+    tiebreak = np.random.default_rng(0).permutation(len(y))
+    query_codes = np.unique(queries, return_inverse=True)[1].ravel()
+    order = np.lexsort((tiebreak, -np.asarray(scores, dtype=float), query_codes))
+    q = query_codes[order]
+    starts = np.flatnonzero(np.r_[True, q[1:] != q[:-1]])
+    sizes = np.diff(np.r_[starts, len(q)])
+    ranks = np.arange(len(q)) - np.repeat(starts, sizes) + 1
+    return np.asarray(y, dtype=float)[order], ranks, q
+
+
+def ndcg_at(k: int) -> Callable[[np.ndarray, np.ndarray, np.ndarray], float]:
+    """Mean NDCG@k over queries with a relevant item; gain 2^rel - 1, discount 1/log2(rank + 1)."""
+
+    def ndcg(y: np.ndarray, scores: np.ndarray, queries: np.ndarray) -> float:
+        import numpy as np
+
+        rel, ranks, q = _query_order(y, scores, queries)
+        n_queries = int(q.max()) + 1 if len(q) else 0
+        gains = (np.power(2.0, rel) - 1.0) / np.log2(ranks + 1.0)
+        dcg = np.bincount(q, weights=np.where(ranks <= k, gains, 0.0), minlength=n_queries)
+        ideal_rel, ideal_ranks, iq = _query_order(y, y, queries)  # relevance sorted, per query
+        ideal = (np.power(2.0, ideal_rel) - 1.0) / np.log2(ideal_ranks + 1.0)
+        idcg = np.bincount(iq, weights=np.where(ideal_ranks <= k, ideal, 0.0), minlength=n_queries)
+        judged = idcg > 0
+        return float(np.mean(dcg[judged] / idcg[judged])) if judged.any() else float("nan")
+
+    return ndcg
+
+
+def mean_average_precision(y: np.ndarray, scores: np.ndarray, queries: np.ndarray) -> float:
+    """Mean over queries of average precision (relevance > 0 counts as relevant)."""
+    import numpy as np
+
+    rel, ranks, q = _query_order(y, scores, queries)
+    hit = (rel > 0).astype(float)
+    n_queries = int(q.max()) + 1 if len(q) else 0
+    starts = np.flatnonzero(np.r_[True, q[1:] != q[:-1]]) if len(q) else np.array([], dtype=int)
+    cumulative = np.cumsum(hit)
+    before = np.repeat(np.r_[0.0, cumulative][starts], np.diff(np.r_[starts, len(q)]))
+    precision = (cumulative - before) / ranks
+    relevant = np.bincount(q, weights=hit, minlength=n_queries)
+    ap_sum = np.bincount(q, weights=precision * hit, minlength=n_queries)
+    judged = relevant > 0
+    return float(np.mean(ap_sum[judged] / relevant[judged])) if judged.any() else float("nan")
+
+
+def mean_reciprocal_rank(y: np.ndarray, scores: np.ndarray, queries: np.ndarray) -> float:
+    """Mean over queries of 1 / rank of the first relevant item (relevance > 0)."""
+    import numpy as np
+
+    rel, ranks, q = _query_order(y, scores, queries)
+    n_queries = int(q.max()) + 1 if len(q) else 0
+    first = np.full(n_queries, np.inf)
+    hits = rel > 0
+    np.minimum.at(first, q[hits], ranks[hits].astype(float))
+    judged = np.isfinite(first)
+    return float(np.mean(1.0 / first[judged])) if judged.any() else float("nan")
+
+
+def ranking_metric(name: str) -> MetricDef:
+    if name == "map":
+        return MetricDef("map", "", "query", True, mean_average_precision)
+    if name == "mrr":
+        return MetricDef("mrr", "", "query", True, mean_reciprocal_rank)
+    return MetricDef(name, "", "query", True, ndcg_at(int(name.removeprefix("ndcg@"))))
+
+
+def score_ranking(y: Any, scores: Any, queries: Any, names: tuple[str, ...]) -> dict[str, float | None]:
+    """Per-query ranking metrics averaged over queries; ``None`` when no query has a relevant item."""
+    import numpy as np
+
+    y, scores, queries = np.asarray(y, dtype=float), np.asarray(scores, dtype=float), np.asarray(queries)
+    return {name: _clean(metric(name).fn(y, scores, queries)) for name in names}
+
+
+class QueryScorer:
+    """A scikit-learn scorer for a per-query metric: ``scorer(estimator, X, y) -> float``.
+
+    ``queries`` maps row labels (dataset positions) to query ids; the rows of ``X`` are
+    looked up by ``X.index``, so it works on any subset the search hands it (CV folds,
+    successive-halving subsamples).
+    """
+
+    def __init__(self, name: str, queries: Any) -> None:
+        self.name = name
+        self.queries = queries
+
+    def __call__(self, estimator: Any, X: Any, y: Any, **_: Any) -> float:
+        import numpy as np
+
+        query_ids = self.queries.loc[X.index].to_numpy()
+        value = metric(self.name).fn(np.asarray(y, dtype=float), estimator.predict(X), query_ids)
+        return value if metric(self.name).greater_is_better else -value
+
+    def __repr__(self) -> str:
+        return f"QueryScorer({self.name!r})"
+
+
+def search_scorer(name: str, splits: Any) -> Any:
+    """What to hand a search as ``scoring``: a scikit-learn scorer name, or a QueryScorer."""
+    import numpy as np
+
+    m = metric(name)
+    if m.needs != "query":
+        return m.scorer
+    import pandas as pd
+
+    d = splits.dataset
+    group = next((c for c in d.frame.columns if d.roles.get(c) == "group"), None)
+    if group is None:
+        from assay.errors import BadInput
+
+        raise BadInput(f"train.metric: {name!r} is computed per query; set data.group_column to the query id")
+    return QueryScorer(name, pd.Series(d.frame[group].to_numpy(), index=np.arange(d.rows)))
+
+
+def known_metrics() -> list[str]:
+    metric("r2")
+    return sorted(_CACHE)
+
+
+TASK_METRICS = {
+    "binary": ("roc_auc", "average_precision", "accuracy", "balanced_accuracy", "f1", "log_loss", "brier"),
+    "multiclass": ("f1_macro", "accuracy", "balanced_accuracy", "roc_auc_ovr", "log_loss"),
+    "regression": ("r2", "rmse", "mae"),
+    "ranking": ("ndcg@10", "ndcg@3", "ndcg@1", "map", "mrr"),
+}
+
+
+def metrics_for(task: str, n_classes: int) -> tuple[str, ...]:
+    if task == "text":
+        return TASK_METRICS["binary" if n_classes == 2 else "multiclass"] + (("f1_macro",) if n_classes == 2 else ())
+    return TASK_METRICS.get(task, ())
+
+
+def _clean(value: float) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def positive_first(classes: np.ndarray, proba: np.ndarray | None, positive: Any = "") -> tuple[np.ndarray, np.ndarray | None]:
+    """Order two classes as (negative, positive): ``positive`` names it (``data.positive_label``),
+    else scikit-learn's convention holds (the greater label, ``classes[1]``, is positive)."""
+    if len(classes) != 2 or positive in ("", None) or str(classes[1]) == str(positive):
+        return classes, proba
+    if str(classes[0]) != str(positive):
+        from assay.errors import BadInput
+
+        raise BadInput(f"data.positive_label: {positive!r} is not one of the target's classes "
+                       f"({', '.join(map(str, classes))})")
+    return classes[::-1], (proba[:, ::-1] if proba is not None else None)
+
+
+def score_model(estimator: Any, X: Any, y: Any, names: tuple[str, ...], positive: Any = "") -> dict[str, float | None]:
+    """Score a fitted estimator on ``(X, y)`` for each metric name; ``None`` if undefined."""
+    import numpy as np
+
+    y = np.asarray(y)
+    classes = np.asarray(getattr(estimator, "classes_", []))
+    pred = estimator.predict(X)
+    proba = estimator.predict_proba(X) if hasattr(estimator, "predict_proba") and len(classes) else None
+    classes, proba = positive_first(classes, proba, positive)
+    return score_predictions(y, pred, proba, classes, names)
+
+
+def score_predictions(y: np.ndarray, pred: np.ndarray, proba: np.ndarray | None, classes: np.ndarray,
+                      names: tuple[str, ...]) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for name in names:
+        m = metric(name)
+        if (m.needs == "proba" and proba is None) or m.needs == "query":
+            continue
+        try:
+            out[name] = _clean(m.fn(y, proba if m.needs == "proba" else pred, classes))
+        except ValueError:  # e.g. one class present in a small holdout
+            out[name] = None
+    return out
+
+
+# --------------------------------------------------------------------------- search helpers
+
+
+def capped_grid(grid: Mapping[str, Sequence[Any]], budget: int, seed: int,
+                prefix: str = "model__") -> list[dict[str, list[Any]]]:
+    """The full grid, or ``budget`` points of it drawn with ``seed`` when it is larger.
+
+    Each point is a one-value-per-key grid (``{"model__C": [0.1]}``), the form
+    ``GridSearchCV`` takes a list of; an empty grid gives ``[{}]`` (the defaults alone).
+    """
+    keys = list(grid)
+    points = [dict(zip(keys, values, strict=True)) for values in itertools.product(*(grid[k] for k in keys))]
+    if len(points) > budget:
+        points = random.Random(seed).sample(points, budget)
+    return [{f"{prefix}{k}": [v] for k, v in p.items()} for p in points] or [{}]
+
+
+def defaults_and_draws(trainer: Trainer, budget: int, seed: int, prefix: str = "model__") -> list[dict[str, list[Any]]]:
+    """The family's defaults (``{}``) and ``budget - 1`` settings drawn from its search space with ``seed``.
+
+    Trying the defaults beside the draws means a search never does worse than the plain
+    estimator it replaces (see :mod:`assay.plugins.tuners`).
+    """
+    from sklearn.model_selection import ParameterSampler
+
+    drawn = ParameterSampler(trainer.search_space(), n_iter=budget - 1, random_state=seed)
+    return [{}, *({f"{prefix}{k}": [v] for k, v in point.items()} for point in drawn)]
+
+
+def loguniform(low: float, high: float) -> Any:
+    """scipy's log-uniform distribution on ``[low, high]``, for a trainer's ``distributions``."""
+    from scipy.stats import loguniform as _loguniform
+
+    return _loguniform(low, high)
+
+
+def randint(low: int, high: int) -> Any:
+    """scipy's uniform integer distribution on ``[low, high)``, for a trainer's ``distributions``."""
+    from scipy.stats import randint as _randint
+
+    return _randint(low, high)
+
+
+# --------------------------------------------------------------------------- pipeline helpers
+
+
+def as_text(frame: Any) -> Any:
+    """Categorical columns as text, so mixed-type categories encode consistently."""
+    return frame.astype(str)
+
+
+def calendar_features(frame: Any) -> Any:
+    """Year, month, day of week and hour of every datetime column, as floats."""
+    import pandas as pd
+
+    out = {}
+    for col in frame.columns:
+        s = pd.to_datetime(frame[col])
+        out[f"{col}_year"] = s.dt.year
+        out[f"{col}_month"] = s.dt.month
+        out[f"{col}_dayofweek"] = s.dt.dayofweek
+        out[f"{col}_hour"] = s.dt.hour
+    return pd.DataFrame(out, index=frame.index).astype(float)
+
+
+#: the functions above, which the core's preprocessing stores inside every saved pipeline
+PIPELINE_FUNCTIONS: tuple[Callable[..., Any], ...] = (as_text, calendar_features)
