@@ -302,14 +302,18 @@ def drift_types(reference: pd.DataFrame, roles: Mapping[str, str], task: str, ta
 
 
 def data_drift(reference: pd.DataFrame, current: pd.DataFrame, types: Mapping[str, str],
-               features: Sequence[str], extra: Mapping[str, str]) -> tuple[dict[str, Any], Any]:
+               features: Sequence[str], extra: Mapping[str, str], policy: Any = None) -> tuple[dict[str, Any], Any]:
     """Drift of the features (DataDriftPreset) and of ``extra`` columns (``{column: "sensitive"|"target"}``).
 
-    Returns the ``drift`` evidence and evidently's snapshot (for the HTML report), or
-    ``None`` for the snapshot when no column could be tested.
+    ``policy`` (the one judging the batch) sets evidently's drift-share and per-column test
+    thresholds (:func:`assay.plugins.monitor_page.drift_options`). Returns the ``drift``
+    evidence and evidently's snapshot (for the HTML report), or ``None`` for the snapshot
+    when no column could be tested.
     """
     from evidently.metrics import ValueDrift
     from evidently.presets import DataDriftPreset
+
+    from assay.plugins.monitor_page import drift_options, evidently_summary, value_drift_threshold
 
     wanted = [*features, *extra]
     ref_missing = reference[[c for c in wanted if c in reference.columns]].isna().mean()
@@ -326,13 +330,18 @@ def data_drift(reference: pd.DataFrame, current: pd.DataFrame, types: Mapping[st
             skipped[col] = "no values in the reference sample"
     tested = [c for c in features if c not in skipped]
     others = [c for c in extra if c not in skipped]
-    metrics: list[Any] = ([DataDriftPreset(columns=tested)] if tested else []) + [ValueDrift(column=c) for c in others]
+    # the policy's thresholds, so evidently's report and assay's verdict judge alike (assay.plugins.monitor_page)
+    metrics: list[Any] = ([DataDriftPreset(columns=tested, **drift_options(policy, tested))] if tested else []) + [
+        ValueDrift(column=c, threshold=value_drift_threshold(policy, c)) for c in others]
     columns = tested + others
     results: dict[str, dict[str, Any]] = {}
     snapshot = None
+    summary: dict[str, Any] | None = None
     if metrics:
         snapshot = run_report(metrics, reference[columns], current[columns], {c: types[c] for c in columns})
-        results = parse_snapshot(snapshot.dict())
+        document = snapshot.dict()
+        results = parse_snapshot(document)
+        summary = evidently_summary(document)
 
     def entry(col: str) -> dict[str, Any]:
         found = results.get(col)
@@ -355,6 +364,8 @@ def data_drift(reference: pd.DataFrame, current: pd.DataFrame, types: Mapping[st
         "drifted_columns": sorted(c for c, e in counted.items() if e["drifted"]),
         "columns": per_feature,
     }
+    if summary is not None:  # evidently's own dataset-drift conclusion, as its report states it
+        drift["evidently"] = summary
     if not counted:
         drift["detail"] = "no feature could be drift-tested: " + "; ".join(f"{c}: {r}" for c, r in skipped.items())
     sensitive = {c: entry(c) for c, group in extra.items() if group == "sensitive"}
@@ -399,7 +410,7 @@ def performance(y: np.ndarray, pred: np.ndarray, proba: np.ndarray | None, class
     """
     import numpy as np
 
-    from assay.kit import known_metrics, metrics_for, score_predictions
+    from assay.plugins.metrics import known_metrics, metrics_for, score_predictions
 
     names = metrics_for(task, max(len(classes), len(np.unique(y))))
     if primary not in names and primary in known_metrics():
