@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import click
     import pandas as pd
 
+    from assay.monitoring import MonitorContext
     from assay.spec import RunSpec
     from assay.types import (
         Check,
@@ -238,14 +239,17 @@ def gate(run: Run, evidence: dict[str, Any], policy: Any) -> Sequence[RuleOutcom
 
 
 @hookspec
-def monitor(run: Run, reference: pd.DataFrame, current: pd.DataFrame) -> Sequence[Check | Evidence] | None:
+def monitor(run: Run, reference: pd.DataFrame, current: pd.DataFrame,
+            context: MonitorContext) -> Sequence[Check | Evidence] | None:
     """Compare a production batch with the training-time reference (drift, performance).
 
     :param run: the training run being monitored.
     :param reference: the reference sample stored at training time.
     :param current: the new batch.
+    :param context: the monitoring run: its id, the training run's evidence, both frames and
+        whether the batch is labelled.
 
-    All results are collected.
+    All results are collected; the runner then gates them with the policy's ``monitor`` rules.
     """
 
 

@@ -1,20 +1,22 @@
 """The monitor runner: a production batch against a training run, judged by the policy.
 
-``assay monitor RUN_ID --current DATA`` goes, like a run, through hooks called from here
-only:
+``assay monitor RUN_ID --current DATA`` is a run of stages like ``assay run``, and like it
+calls no hook itself: the runner does (:func:`assay.runner.monitor_stored_run`).
 
-1. prepare — resolve the run, load its evidence and reference sample (stored at training
-   time by the monitoring plugin), read the batch and validate its schema, load the
-   policy. Anything wrong is a :class:`~assay.errors.BadInput` (exit 2) and nothing is
+1. prepare (here) — resolve the run, load its evidence and reference sample (stored at
+   training time by the monitoring plugin), read the batch and validate its schema, load
+   the policy. Anything wrong is a :class:`~assay.errors.BadInput` (exit 2) and nothing is
    written: a missing feature or a column of the wrong type names the column; new
-   categories are findings in the evidence, not errors.
-2. ``monitor`` hook — drift, prediction drift, and for labelled batches performance and
-   fairness; the results are merged into a *monitor evidence* document that also carries
-   the training run's ``metric``, ``model``, ``metrics.test`` and ``baseline``, so rules
-   such as ``metrics.current.roc_auc >= metrics.test.roc_auc - 0.05`` can be evaluated.
-3. the policy's ``stage = "monitor"`` rules → a :class:`~assay.types.Verdict`.
-4. ``record`` hook — a ``monitor`` record linked to the run (the ledger is the record of
-   truth), and a row in ``monitor_results`` (an index for ``assay monitor history``).
+   categories are findings in the evidence, not errors. What the stages need is one
+   frozen :class:`MonitorContext`.
+2. ``monitor`` hook (runner) — drift, prediction drift, and for labelled batches
+   performance and fairness; the results are merged into a *monitor evidence* document that
+   also carries the training run's ``metric``, ``model``, ``metrics.test`` and ``baseline``,
+   so rules such as ``metrics.current.roc_auc >= metrics.test.roc_auc - 0.05`` can be evaluated.
+3. ``gate`` hook with stage ``monitor`` (runner) — the policy's ``stage = "monitor"`` rules
+   → a :class:`~assay.types.Verdict`.
+4. ``record`` hook (runner) — a ``monitor`` record linked to the run (the ledger is the
+   record of truth); then a row in ``monitor_results`` here (an index for ``assay monitor history``).
 
 Exit codes: 0 stable, 1 beyond policy, 2 bad input, 3 plugin or internal error.
 """
@@ -31,9 +33,9 @@ from typing import TYPE_CHECKING, Any
 
 from sqlmodel import Field, Session, SQLModel, select
 
-from assay.errors import AssayError, BadInput, InternalError
+from assay.errors import BadInput
 from assay.store import utcnow
-from assay.types import Check, Event, Run, Verdict, to_jsonable
+from assay.types import Check, Verdict, to_jsonable
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -95,6 +97,28 @@ def _engine(settings: Settings) -> Any:
     engine = engine_for(settings.db_url)
     SQLModel.metadata.create_all(engine, tables=[MonitorRow.__table__])  # type: ignore[attr-defined]
     return engine
+
+
+@dataclass(frozen=True, eq=False)
+class MonitorContext:
+    """What the stages of a monitoring run share: the ``monitor`` hook's ``context`` argument.
+
+    ``training`` is the training run's evidence as its signed record holds it (the model's
+    artifact, ``monitoring.reference``, ``metrics.test``, ``metric``, ``task``); ``reference``
+    the sample stored at training time; ``current`` the batch, restricted to the stored
+    columns and converted to the training dtypes (it has the target column only when
+    ``labelled``); ``source`` the batch file's absolute path; ``policy`` the policy whose
+    monitor rules judge the batch (drift tests take their thresholds from it).
+    """
+
+    monitor_id: str
+    run_id: str
+    training: Mapping[str, Any]
+    reference: pd.DataFrame
+    current: pd.DataFrame
+    labelled: bool
+    source: str
+    policy: Any = None
 
 
 @dataclass
@@ -323,28 +347,6 @@ def validate_batch(current: pd.DataFrame, info: Mapping[str, Any], *, labels: bo
 # --------------------------------------------------------------------------- the run
 
 
-def collect_policies(pm: PluginManager) -> dict[str, str]:
-    packs: dict[str, str] = {}
-
-    def register(name: str, text: str) -> None:
-        packs[name] = text
-
-    pm.hook.register_policies(register=register)
-    return packs
-
-
-def evaluate_monitor_rules(policy: Any, evidence: Mapping[str, Any], today: date | None = None,
-                           waivers: Sequence[Any] = ()) -> Verdict:
-    """The policy's ``stage = "monitor"`` rules on the monitor evidence (fail closed), with the model's waivers."""
-    from assay.policies import Policy, evaluate_policy
-
-    if not isinstance(policy, Policy):
-        raise BadInput(f"policy {getattr(policy, 'name', policy)!r} is not an assay policy; monitoring needs its "
-                       "monitor-stage rules")
-    outcomes = evaluate_policy(policy, evidence, stage="monitor", waivers=waivers, today=today)
-    return Verdict.from_outcomes(outcomes, policy.name, policy.hash)
-
-
 def _rule_threshold(verdict: Verdict, path: str) -> float | None:
     for rule in verdict.rules:
         if rule.path == path and isinstance(rule.threshold, (int, float)) and not isinstance(rule.threshold, bool):
@@ -360,7 +362,7 @@ def run_monitor(pm: PluginManager, settings: Settings, run_ref: str, current_pat
     from assay.plugins.monitoring import frame_from_parquet
     from assay.policies import load_policy
     from assay.policies.waivers import trusted_waivers
-    from assay.runner import add_results
+    from assay.runner import add_results, collect_policies, monitor_stored_run
     from assay.signed import SignedLedger
     from assay.spec import RunSpec
     from assay.store import ArtifactStore
@@ -380,13 +382,13 @@ def run_monitor(pm: PluginManager, settings: Settings, run_ref: str, current_pat
     if not policy.rules_for("monitor"):
         warnings.append(f"policy {policy.name} has no monitor-stage rules: nothing is gated")
 
-    monitor_id = new_run_id()
-    run = Run(run_id=row.run_id, spec=spec, spec_path=row.spec_path, settings=settings)
-    run.facts["monitor"] = {"monitor_id": monitor_id, "evidence": training, "labels": labels}
+    source = str(Path(current_path).absolute())
+    context = MonitorContext(monitor_id=new_run_id(), run_id=row.run_id, training=training, reference=reference,
+                             current=current, labelled=labels, source=source, policy=policy)
     model = training["model"]
     evidence: dict[str, Any] = {
         "kind": "monitor",
-        "monitor_id": monitor_id,
+        "monitor_id": context.monitor_id,
         "run_id": row.run_id,
         "project": training.get("project", spec.project.name),
         "task": training.get("task"),
@@ -398,36 +400,20 @@ def run_monitor(pm: PluginManager, settings: Settings, run_ref: str, current_pat
         "data": {
             "reference": {"artifact": info["artifact"], "rows": info["rows"], "fingerprint": info.get("fingerprint"),
                           "part": info.get("part", "train")},
-            "current": {"source": str(Path(current_path).absolute()), "rows": len(raw),
-                        "fingerprint": fingerprint_frame(raw), "labelled": labels},
+            "current": {"source": source, "rows": len(raw), "fingerprint": fingerprint_frame(raw), "labelled": labels},
         },
         "schema": schema,
     }
     add_results(evidence, [schema_checks])
-
-    # 2. the monitor hook (plugins), 3. the policy, 4. the record
-    try:
-        results = pm.hook.monitor(run=run, reference=reference, current=current)
-        if not any(results):
-            raise InternalError("no plugin implements the monitor hook (is the monitoring plugin blocked?)")
-        add_results(evidence, results)
-    except BaseException as exc:
-        message = exc.message if isinstance(exc, AssayError) else f"{type(exc).__name__}: {exc}"
-        pm.hook.record(run=run, event=Event("monitor_failed", to_jsonable(
-            {"monitor_id": monitor_id, "error": message, "source": evidence["data"]["current"]})))
-        if isinstance(exc, AssayError) or not isinstance(exc, Exception):
-            raise
-        raise InternalError(f"monitoring run {row.run_id} failed: {message}") from exc
-    evidence = to_jsonable(evidence)
     waivers: list[Any] = []
     if model.get("ref"):  # monitor-stage rules waived for this model version (`assay waive`)
         waivers, ignored = trusted_waivers(SignedLedger.open(settings), model["ref"], model.get("artifact"))
         warnings += ignored
-    verdict = evaluate_monitor_rules(policy, evidence, today, waivers)
-    result = MonitorResult(monitor_id, row.run_id, evidence, verdict, policy, warnings)
-    pm.hook.record(run=run, event=Event("monitor", to_jsonable(
-        {"monitor_id": monitor_id, "status": result.status, "model": model.get("ref"),
-         "artifact": model.get("artifact"), "evidence": evidence, "verdict": verdict.to_json()})))
+
+    # 2. the monitor hook, 3. the gate, 4. the record: the runner's stages
+    document, verdict = monitor_stored_run(pm, settings, spec, spec_path, context, evidence, policy,
+                                           waivers=[w.to_json() for w in waivers], today=today)
+    result = MonitorResult(context.monitor_id, row.run_id, document, verdict, policy, warnings)
     _save_row(settings, result, row)
     return result
 

@@ -649,3 +649,52 @@ def collect_policies(pm: PluginManager) -> dict[str, str]:
 def add_plugin_commands(pm: PluginManager, cli: Any) -> None:
     """Let plugins add sub-commands to the click group ``cli`` (``register_commands``)."""
     pm.hook.register_commands(cli=cli)
+
+
+# --------------------------------------------------------------------------- monitoring runs
+
+if TYPE_CHECKING:
+    from assay.monitoring import MonitorContext
+
+
+def monitor_stored_run(pm: PluginManager, settings: Settings, spec: RunSpec, spec_path: Path, context: MonitorContext,
+                       evidence: Mapping[str, Any], policy: Any, *, waivers: Sequence[Mapping[str, Any]] = (),
+                       today: Any = None) -> tuple[dict[str, Any], Verdict]:
+    """A monitoring run's stages: a production batch judged against the training run ``context`` names.
+
+    1. ``monitor`` — every plugin's checks and evidence on the batch, merged into ``evidence``;
+    2. ``gate`` with stage ``monitor`` — the policy's monitor rules on that evidence, with ``waivers``;
+    3. ``record`` — a ``monitor`` record linked to the training run: the evidence and the verdict.
+
+    A stage that raises, or no ``monitor`` implementation at all, is recorded as ``monitor_failed``
+    and raised (exit 3 unless it is an :class:`AssayError` of its own).
+
+    :param spec: the training run's spec (the monitoring plugins read ``[monitor]`` and ``[evaluate]``).
+    :param evidence: the monitor evidence the caller built from its inputs (the batch's schema, its data).
+    :returns: the complete monitor evidence and its verdict.
+    """
+    runner = Runner(pm, settings, spec, spec_path)
+    run = Run(run_id=context.run_id, spec=spec, spec_path=str(spec_path), settings=settings)
+    document = dict(evidence)
+    try:
+        results = pm.hook.monitor(run=run, reference=context.reference, current=context.current, context=context)
+        if not any(results):
+            raise InternalError("no plugin implements the monitor hook (is the monitoring plugin blocked?)")
+        add_results(document, results)
+        document = to_jsonable(document)
+        outcomes = pm.hook.gate(run=run, evidence=document, policy=policy, stage="monitor", waivers=list(waivers),
+                                today=today)
+    except BaseException as exc:
+        message = exc.message if isinstance(exc, AssayError) else f"{type(exc).__name__}: {exc}"
+        runner.record(run, "monitor_failed", {"monitor_id": context.monitor_id, "error": message,
+                                              "source": document.get("data", {}).get("current")})
+        if isinstance(exc, AssayError) or not isinstance(exc, Exception):
+            raise
+        raise InternalError(f"monitoring run {context.run_id} failed: {message}") from exc
+    verdict = Verdict.from_outcomes([o for batch in outcomes for o in (batch or ())], policy.name, policy.hash)
+    model = document.get("model") or {}
+    runner.record(run, "monitor", {"monitor_id": context.monitor_id,
+                                   "status": "stable" if verdict.decision == "pass" else "beyond_policy",
+                                   "model": model.get("ref"), "artifact": model.get("artifact"),
+                                   "evidence": document, "verdict": verdict.to_json()})
+    return document, verdict

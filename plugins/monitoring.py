@@ -41,6 +41,8 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
+    from assay.monitoring import MonitorContext
+
 FEATURE_ROLES = ("numeric", "categorical", "text", "datetime")
 KEPT_ROLES = (*FEATURE_ROLES, "sensitive", "target")
 DRIFT_ROLES = ("numeric", "categorical", "text")  # datetime features always "drift": time moves on
@@ -550,19 +552,18 @@ def _num(value: Any) -> Any:
 
 
 @hookimpl
-def monitor(run: Run, reference: pd.DataFrame, current: pd.DataFrame) -> list[Check | Evidence]:
+def monitor(run: Run, reference: pd.DataFrame, current: pd.DataFrame, context: MonitorContext) -> list[Check | Evidence]:
     """Data drift, prediction drift and (labelled batches) performance and fairness, with evidently.
 
-    ``run.facts["monitor"]["evidence"]`` is the training run's evidence (model artifact,
-    reference roles, holdout sample); ``current`` carries the target column only when the
-    batch is labelled.
+    ``context.training`` is the training run's evidence (model artifact, reference roles,
+    holdout sample); ``current`` carries the target column only when the batch is labelled.
     """
     import numpy as np
 
     from assay.modelio import load_model
     from assay.store import ArtifactStore
 
-    training: dict[str, Any] = run.facts["monitor"]["evidence"]
+    training = context.training
     info = training["monitoring"]["reference"]
     roles: dict[str, str] = dict(info["roles"])
     features: list[str] = list(info["features"])
