@@ -8,18 +8,21 @@ result ("pick one provider"); all others collect every plugin's result.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 if TYPE_CHECKING:
+    from datetime import date
+
     import click
     import pandas as pd
 
     from assay.monitoring import MonitorContext
     from assay.spec import RunSpec
     from assay.types import (
+        Baseline,
         Check,
         Dataset,
         Event,
@@ -27,6 +30,8 @@ if TYPE_CHECKING:
         FittedModel,
         RuleOutcome,
         Run,
+        SampleWeights,
+        Scores,
         Splits,
         Trainer,
         Tuner,
@@ -149,13 +154,16 @@ def split_data(run: Run, dataset: Dataset) -> Splits | None:
 
 
 @hookspec
-def check_split(run: Run, splits: Splits) -> Sequence[Check | Evidence] | None:
+def check_split(run: Run, splits: Splits, target_domain: Dataset | None) -> Sequence[Check | Evidence | SampleWeights] | None:
     """Check the split for leakage (duplicates, shared entities, time order, ...).
 
     :param run: the run context.
     :param splits: the holdout split and CV folds.
+    :param target_domain: the ``data.target_domain`` table, loaded once by the runner (None when not set).
 
-    All results are collected.
+    All results are collected. A plugin that derives training weights from what it saw
+    (domain weighting) returns them as one :class:`SampleWeights` item; the runner passes
+    it to ``fit_model``. More than one plugin returning weights is an error.
     """
 
 
@@ -183,13 +191,18 @@ def register_tuners(register: Callable[[Tuner], None]) -> None:
 
 
 @hookspec(firstresult=True)
-def fit_model(run: Run, splits: Splits, trainers: Sequence[Trainer], tuner: Tuner) -> FittedModel | None:
+def fit_model(run: Run, splits: Splits, trainers: Sequence[Trainer], tuner: Tuner,
+              sample_weights: SampleWeights | None) -> FittedModel | None:
     """Search the candidate families on the training part only and refit the best one.
 
     :param run: the run context.
     :param splits: the split; the holdout must not be used here.
     :param trainers: the candidate families for the task.
     :param tuner: the search strategy.
+    :param sample_weights: per-row weights a ``check_split`` plugin returned, or None.
+
+    Report how the model was fitted in the :class:`FittedModel`'s conduct fields
+    (``preprocessing_inside_cv``, ``holdout_used_in_tuning``, ...): the leakage checks read them.
 
     Stops at the first non-None result.
     """
@@ -198,13 +211,30 @@ def fit_model(run: Run, splits: Splits, trainers: Sequence[Trainer], tuner: Tune
 # --------------------------------------------------------------------------- evaluation
 
 
+@hookspec(firstresult=True)
+def fit_baseline(run: Run, splits: Splits) -> Baseline | None:
+    """Fit (or load) the baseline named by ``evaluate.baseline`` on the training part.
+
+    :param run: the run context.
+    :param splits: the split; fit on the training part only.
+
+    Stops at the first non-None result. The runner calls it once per run, after fitting and
+    before any ``evaluate``; a registered ``NAME@latest`` must resolve to a version trained
+    before this run, never this run's own model.
+    """
+
+
 @hookspec
-def evaluate(run: Run, model: FittedModel, splits: Splits) -> Sequence[Check | Evidence] | None:
+def evaluate(run: Run, model: FittedModel, splits: Splits, scores: Scores,
+             target_domain: Dataset | None) -> Sequence[Check | Evidence] | None:
     """Measure the fitted model: metrics, baseline, generalization gap, fairness, cost.
 
     :param run: the run context.
     :param model: the selected, refitted model.
     :param splits: the split (the holdout is used here for the first time).
+    :param scores: the model's and the baseline's predictions on the holdout and the scored
+        training rows, made once by the runner: read them instead of predicting again.
+    :param target_domain: the ``data.target_domain`` table (None when not set).
 
     All results are collected and merged into the evidence.
     """
@@ -224,14 +254,19 @@ def register_policies(register: Callable[[str, str], None]) -> None:
 
 
 @hookspec
-def gate(run: Run, evidence: dict[str, Any], policy: Any) -> Sequence[RuleOutcome] | None:
+def gate(run: Run, evidence: dict[str, Any], policy: Any, stage: str, waivers: Sequence[Mapping[str, Any]],
+         today: date | None) -> Sequence[RuleOutcome] | None:
     """Evaluate a policy's rules on the evidence document (never on live objects).
 
     :param run: the run context (its id and spec; the evidence is the only input to judge).
     :param evidence: the run's evidence document.
     :param policy: the loaded policy.
+    :param stage: the stage whose rules apply (``train`` for a training run).
+    :param waivers: waivers in force for the run's model, as read from the ledger (``Waiver.to_json()``).
+    :param today: the UTC date waiver expiry is judged on (None: today).
 
-    All outcomes are collected; any ``block`` or ``error`` outcome blocks the verdict.
+    All outcomes are collected; any ``block`` or ``error`` outcome blocks the verdict, and so
+    does a gate where no plugin's rule applied to the stage (fail closed).
     """
 
 

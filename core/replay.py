@@ -150,8 +150,8 @@ class _SameVersion:
 class ReplayRunner(Runner):
     """The normal runner, but registering no model version: a replay retrains one, it does not add one."""
 
-    def __init__(self, pm: Any, settings: Any, spec: Any, spec_path: Path, version: Any) -> None:
-        super().__init__(pm, settings, spec, spec_path)
+    def __init__(self, pm: Any, settings: Any, spec: Any, spec_path: Path, version: Any, replay_of: str = "") -> None:
+        super().__init__(pm, settings, spec, spec_path, replay_of=replay_of)
         self.version = version
 
     def _stages(self, run: Any, dataset: Any, policy: Any, evidence: dict[str, Any], store: Any) -> Any:
@@ -218,9 +218,8 @@ def replay_run(pm: Any, settings: Any, run_id: str, tolerance: float = DEFAULT_T
         runner.record(original, "replay", _ledger_payload(report))
         return report, 1
 
-    run.facts["replay_of"] = row.run_id
     replayed = _replayed_version(row, recorded["model"])
-    replaying = ReplayRunner(pm, settings, spec, Path(row.spec_path), replayed)
+    replaying = ReplayRunner(pm, settings, spec, Path(row.spec_path), replayed, replay_of=row.run_id)
     result = replaying.execute(prepared=(run, dataset, policy))
     report["replay_run_id"] = result.run_id
     report["status"] = {"recorded": row.status, "replay": result.status}

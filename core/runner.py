@@ -336,25 +336,42 @@ class Runner:
         return run.tuners[name]
 
     # ------------------------------------------------------------------ helpers
+    def call(self, hook: str, **kwargs: Any) -> Any:
+        """Call one hook: the fail-closed wrapper around every hook call of a run.
+
+        An :class:`AssayError` a plugin raises (bad input, a finding) keeps its meaning; any
+        other exception becomes an :class:`InternalError` naming the hook and the plugin, so the
+        run is recorded as errored with a reason and the gate fails closed.
+        """
+        try:
+            return getattr(self.pm.hook, hook)(**kwargs)
+        except AssayError:
+            raise
+        except Exception as exc:
+            culprit = _raising_plugin(self.pm, exc)
+            who = f"plugin {culprit!r}" if culprit else "a plugin"
+            raise InternalError(f"{who} failed in hook {hook} (stage {self.current_stage!r}): "
+                                f"{type(exc).__name__}: {exc}") from exc
+
     def record(self, run: Run, kind: str, payload: Mapping[str, Any]) -> None:
         # Every record passes here, whichever plugin built its payload: no URL password gets signed.
-        self.pm.hook.record(run=run, event=Event(kind, redact_secrets(to_jsonable(payload))))
+        self.call("record", run=run, event=Event(kind, redact_secrets(to_jsonable(payload))))
 
     @contextmanager
     def stage(self, run: Run, name: str, summary: dict[str, Any]) -> Iterator[None]:
         self.current_stage = name
-        self.pm.hook.stage_started(run=run, stage=name)
+        self.call("stage_started", run=run, stage=name)
         with self.meter.measure(name):
             yield
-        self.pm.hook.stage_finished(run=run, stage=name, summary=summary)
+        self.call("stage_finished", run=run, stage=name, summary=summary)
 
     def _relay_progress(self, run: Run, stage: str, done: int, total: int, label: str) -> None:
-        self.pm.hook.stage_progress(run=run, stage=stage, done=done, total=total, label=label)
+        self.call("stage_progress", run=run, stage=stage, done=done, total=total, label=label)
 
-    def load_dataset(self, source: str) -> Dataset:
-        dataset = self.pm.hook.load_data(spec=self.spec, source=source, base_dir=str(self.base_dir))
+    def load_dataset(self, source: str, field: str = "data.source") -> Dataset:
+        dataset = self.call("load_data", spec=self.spec, source=source, base_dir=str(self.base_dir))
         if dataset is None:
-            raise BadInput(f"{self.spec_path}: data.source: no loader understands {redact_url(source)!r} "
+            raise BadInput(f"{self.spec_path}: {field}: no loader understands {redact_url(source)!r} "
                            "(use a .csv or .parquet path, or a SQLAlchemy URL with data.query)")
         return dataset
 
@@ -377,10 +394,8 @@ class Runner:
         from assay.spec import check_plugin_sections
 
         check_plugin_sections(self.spec, self.spec_path, self.pm)
-        run = Run(run_id=new_run_id(), spec=self.spec, spec_path=str(self.spec_path), settings=self.settings)
-        run.on_progress = self._relay_progress
-        run.trainers = self.collect_trainers()
-        run.tuners = self.collect_tuners()
+        run = Run(run_id=new_run_id(), spec=self.spec, spec_path=str(self.spec_path), settings=self.settings,
+                  trainers=self.collect_trainers(), tuners=self.collect_tuners(), on_progress=self._relay_progress)
         policy = self.load_policy()
         self.choose_tuner(run)
         with self.meter.measure("load"):
@@ -419,7 +434,7 @@ class Runner:
     def _run(self, run: Run, dataset: Dataset, policy: Any, evidence: dict[str, Any], store: Any,
              recorded_spec: RunSpec, environment: dict[str, Any]) -> RunResult:
         try:
-            self.pm.hook.run_started(run=run)
+            self.call("run_started", run=run)
             # The policy's parsed document rides along, so the ledger alone says what the run was held to.
             self.record(run, "run_started", {"project": self.spec.project.name, "spec": recorded_spec.model_dump(mode="json"),
                                              "spec_hash": recorded_spec.hash, "spec_path": str(self.spec_path),
@@ -436,7 +451,7 @@ class Runner:
         store.update_run(run.run_id, status=status, evidence_json=_dumps(evidence),
                          verdict_json=_dumps(verdict.to_json()), finished_at=_now())
         self.record(run, "run_finished", {"status": status, "decision": verdict.decision})
-        self.pm.hook.run_finished(run=run, verdict=verdict, evidence=evidence)
+        self.call("run_finished", run=run, verdict=verdict, evidence=evidence)
         return RunResult(run.run_id, status, evidence, verdict, model_info, exit_code=0 if status == "passed" else 1)
 
     def _stages(self, run: Run, dataset: Dataset, policy: Any, evidence: dict[str, Any], store: Any) -> tuple[Verdict, dict[str, Any]]:
@@ -451,12 +466,15 @@ class Runner:
                        **summarize(dataset.frame, dataset.roles, dataset.target)}
             evidence["data"] = data_ev
             self.record(run, "data", data_ev)
-            add_results(evidence, self.pm.hook.validate_data(run=run, dataset=dataset))
+            add_results(evidence, self.call("validate_data", run=run, dataset=dataset))
+            # the second table of data.target_domain, loaded once and handed to the hooks that compare with it
+            target_domain = (self.load_dataset(self.spec.data.target_domain, "data.target_domain")
+                             if self.spec.data.target_domain else None)
             summary.update(rows=dataset.rows, columns=len(dataset.frame.columns), fingerprint=dataset.fingerprint)
 
         summary = {}
         with self.stage(run, "split", summary):
-            splits: Splits | None = self.pm.hook.split_data(run=run, dataset=dataset)
+            splits: Splits | None = self.call("split_data", run=run, dataset=dataset)
             if splits is None:
                 raise InternalError(f"no plugin could split the data with strategy {self.spec.split.strategy!r}")
             from assay.dataset import fingerprint_frame
@@ -466,7 +484,13 @@ class Runner:
                         "test": {"rows": len(splits.test), "fingerprint": fingerprint_frame(splits.part("test"))}}
             evidence["split"] = split_ev
             self.record(run, "split", split_ev)
-            add_results(evidence, self.pm.hook.check_split(run=run, splits=splits))
+            weights: list[SampleWeights] = []
+            add_results(evidence, self.call("check_split", run=run, splits=splits, target_domain=target_domain),
+                        weights, (SampleWeights,))
+            if len(weights) > 1:
+                raise InternalError(f"check_split: {len(weights)} plugins returned sample weights "
+                                    f"({', '.join(w.source for w in weights)}); at most one may weight the fit")
+            sample_weights = weights[0] if weights else None
             summary.update(train=len(splits.train), test=len(splits.test), folds=len(splits.folds))
 
         summary = {}
@@ -476,7 +500,8 @@ class Runner:
             model: FittedModel | None = (
                 FittedModel(self.imported.family, self.imported.estimator, dict(self.imported.params), {}, [],
                             {"imported": True}) if self.imported
-                else self.pm.hook.fit_model(run=run, splits=splits, trainers=trainers, tuner=tuner))
+                else self.call("fit_model", run=run, splits=splits, trainers=trainers, tuner=tuner,
+                               sample_weights=sample_weights))
             if model is None:
                 raise InternalError("no plugin implements fit_model")
             artifacts = ArtifactStore(self.settings.home)
@@ -493,11 +518,12 @@ class Runner:
             self.record(run, "model", {k: model_ev[k] for k in ("name", "version", "family", "params", "artifact",
                                                                 "predictions_hash", "imported") if k in model_ev})
             summary.update(family=model.family, cv=model.cv.get(self.spec.metric, {}))
-        run.facts["model_ref"] = version.ref
 
         summary = {}
         with self.stage(run, "evaluate", summary):
-            checks = add_results(evidence, self.pm.hook.evaluate(run=run, model=model, splits=splits))
+            scores = self.score(run, model, splits)
+            checks = add_results(evidence, self.call("evaluate", run=run, model=model, splits=splits, scores=scores,
+                                                     target_domain=target_domain))
             self.record(run, "metrics", {k: evidence.get(k, {}) for k in ("metrics", "baseline", "gap")})
             for check in _all_checks(evidence):
                 self.record(run, "check", check)
@@ -505,7 +531,15 @@ class Runner:
 
         evidence["cost"] = self.meter.summary()
         evidence["plugins"] = {i.name: i.version for i in self.pm.infos if i.status == "loaded"}
-        evidence["facts"] = to_jsonable(run.facts)
+        # What the runner knows of the run's conduct, from the typed products (the evidence's ``facts``).
+        facts: dict[str, Any] = {**model.conduct(), "model_ref": version.ref}
+        if sample_weights is not None:
+            facts["sample_weight"] = sample_weights.summary()
+        if target_domain is not None:
+            facts["target_domain_fingerprint"] = target_domain.fingerprint
+        if self.replay_of:
+            facts["replay_of"] = self.replay_of
+        evidence["facts"] = to_jsonable(facts)
         # Redacted in place: the evidence recorded, digested by the verdict and stored is one document.
         evidence.update(redact_secrets(to_jsonable(evidence)))
         self.record(run, "evidence", evidence)
@@ -520,14 +554,33 @@ class Runner:
                       "family": model.family, "artifact": artifact}
         return verdict, model_info
 
-    def gate(self, run: Run, evidence: dict[str, Any], policy: Any) -> Verdict:
-        results = self.pm.hook.gate(run=run, evidence=evidence, policy=policy)
+    def score(self, run: Run, model: FittedModel, splits: Splits) -> Scores:
+        """Fit (or load) the baseline once and score it and the model on the holdout and training rows."""
+        baseline: Baseline | None = self.call("fit_baseline", run=run, splits=splits)
+        if baseline is None:
+            raise InternalError(f"no plugin could provide the baseline {self.spec.evaluate.baseline!r} "
+                                "(fit_baseline returned nothing)")
+        if baseline.run_id == run.run_id:
+            raise InternalError(f"fit_baseline returned this run's own model ({baseline.name}) as its baseline")
+        return score_splits(model, baseline, splits)
+
+    def gate(self, run: Run, evidence: dict[str, Any], policy: Any, waivers: Sequence[Mapping[str, Any]] = (),
+             today: date | None = None, stage: str = "train") -> Verdict:
+        """The verdict of every ``gate`` implementation on ``evidence``; blocks when no rule applied."""
+        results = self.call("gate", run=run, evidence=evidence, policy=policy, stage=stage,
+                            waivers=[dict(w) for w in waivers], today=today)
         outcomes = [o for batch in results for o in (batch or ())]
+        if all(o.outcome == "n/a" for o in outcomes):  # nothing was checked: fail closed, never pass unjudged
+            outcomes += [RuleOutcome(
+                id=NO_APPLICABLE_RULE, outcome="error", path="", measured=None, threshold=None,
+                description=f"at least one rule of the policy applies to stage {stage}",
+                reason=f"policy {policy.name!r} has no rule that applies to stage {stage!r}, so nothing was "
+                       f"checked; add a rule with stage = \"{stage}\" (the default) to the policy")]
         return Verdict.from_outcomes(outcomes, policy.name, policy.hash)
 
     def _fail(self, run: Run, exc: BaseException, evidence: dict[str, Any], store: Any) -> RunResult:
         _hold_signals()
-        stage = getattr(self, "current_stage", "start")
+        stage = self.current_stage
         if isinstance(exc, AssayError):
             message, code = exc.message, exc.exit_code
         elif isinstance(exc, Killed):
@@ -547,10 +600,29 @@ class Runner:
             store.update_run(run.run_id, status="errored", error=message, finished_at=_now(),
                              evidence_json=_dumps({**evidence, "status": "errored"}))
             with contextlib.suppress(Exception):  # a reporter must not hide the original error
-                self.pm.hook.run_failed(run=run, error=exc, stage=stage)
+                self.call("run_failed", run=run, error=exc, stage=stage)
         if isinstance(exc, KeyboardInterrupt):
             raise exc
         return RunResult(run.run_id, "errored", evidence, None, {}, error=message, exit_code=code)
+
+
+def _raising_plugin(pm: PluginManager, exc: BaseException) -> str:
+    """The name of the registered plugin whose code raised ``exc`` (its outermost frame), or ""."""
+    import inspect
+
+    modules: dict[str, str] = {}
+    for plugin in pm.get_plugins():
+        name = pm.get_name(plugin)
+        module = plugin.__name__ if inspect.ismodule(plugin) else type(plugin).__module__
+        if name:
+            modules.setdefault(str(module), name)
+    tb = exc.__traceback__
+    while tb is not None:
+        found = modules.get(str(tb.tb_frame.f_globals.get("__name__", "")))
+        if found:
+            return found
+        tb = tb.tb_next
+    return ""
 
 
 def _all_checks(evidence: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -582,7 +654,7 @@ def verdict_binding(run_id: str, evidence: Mapping[str, Any]) -> dict[str, Any]:
 
 def gate_stored_run(pm: PluginManager, settings: Settings, run_id: str, evidence: Mapping[str, Any],
                     started: Mapping[str, Any], policy_ref: str | None = None,
-                    waivers: Sequence[Mapping[str, Any]] = ()) -> tuple[Verdict, Any]:
+                    waivers: Sequence[Mapping[str, Any]] = (), today: date | None = None) -> tuple[Verdict, Any]:
     """Re-evaluate a policy on a finished run's signed evidence and record the verdict.
 
     :param evidence: the run's evidence as its signed ``evidence`` record holds it.
@@ -596,11 +668,10 @@ def gate_stored_run(pm: PluginManager, settings: Settings, run_id: str, evidence
     spec_path = Path(str(started.get("spec_path", "")))
     runner = Runner(pm, settings, spec, spec_path)
     run = Run(run_id=run_id, spec=spec, spec_path=str(spec_path), settings=settings)
-    run.facts["waivers"] = list(waivers)
     policy = load_policy(policy_ref or spec.gate.policy, spec_path.parent, runner.collect_policies())
     evidence = dict(evidence)
     binding = verdict_binding(run_id, evidence)
-    verdict = runner.gate(run, evidence, policy)
+    verdict = runner.gate(run, evidence, policy, waivers=waivers, today=today)
     runner.record(run, "verdict", {**verdict.to_json(), **binding})
     return verdict, policy
 

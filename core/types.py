@@ -7,6 +7,7 @@ referenced for typing, so importing this module stays cheap.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -221,9 +222,34 @@ class Tuner:
     description: str = ""
 
 
+@dataclass(frozen=True, eq=False)
+class SampleWeights:
+    """Per-row weights for fitting, returned by a ``check_split`` plugin; the runner hands them to ``fit_model``.
+
+    ``values`` has one weight per dataset row (by position, like :attr:`Splits.train`); ``source``
+    says who computed them (recorded under ``facts.sample_weight.from``).
+    """
+
+    values: np.ndarray
+    source: str
+
+    def summary(self) -> dict[str, Any]:
+        """What the evidence keeps of the weights: their origin, count and digest, not the numbers."""
+        import numpy as np
+
+        data = np.ascontiguousarray(self.values, dtype="<f8")
+        return {"from": self.source, "rows": len(data), "sha256": "sha256:" + hashlib.sha256(data.data).hexdigest()}
+
+
 @dataclass(frozen=True)
 class FittedModel:
-    """The selected, refitted model and what the search learned about it."""
+    """The selected, refitted model, what the search learned about it, and how it was fitted.
+
+    The conduct fields are the fitting plugin's own account, read by the leakage checks:
+    ``preprocessing_inside_cv`` (imputation, encoding, scaling fit inside each CV fold) and
+    ``holdout_used_in_tuning`` (the search saw the holdout); ``None`` means not reported,
+    and those checks then fail closed. ``class_weight`` is the weighting the fit used.
+    """
 
     family: str
     estimator: Any
@@ -231,6 +257,71 @@ class FittedModel:
     cv: Mapping[str, Mapping[str, float | None]]
     candidates: Sequence[Mapping[str, Any]]
     search: Mapping[str, Any] = field(default_factory=dict)
+    preprocessing_inside_cv: bool | None = None
+    holdout_used_in_tuning: bool | None = None
+    tuner: str = ""
+    class_weight: str | None = None
+    executor: str = ""
+
+    def conduct(self) -> dict[str, Any]:
+        """The conduct facts that were reported, as the evidence's ``facts`` section records them."""
+        facts = {"preprocessing_inside_cv": self.preprocessing_inside_cv,
+                 "holdout_used_in_tuning": self.holdout_used_in_tuning, "tuner": self.tuner,
+                 "class_weight": self.class_weight, "executor": self.executor}
+        return {k: v for k, v in facts.items() if v is not None and v != ""}
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The reference model the run is compared with (``evaluate.baseline``), fitted or loaded once per run.
+
+    ``estimator`` predicts from the dataset's feature columns; ``run_id`` is the run that trained
+    it when it is a registered version (never the run being evaluated).
+    """
+
+    name: str
+    estimator: Any
+    run_id: str = ""
+
+
+@dataclass(frozen=True, eq=False)
+class Predictions:
+    """One estimator's predictions on a set of dataset rows.
+
+    ``pred`` is the predicted label (classifiers: the most probable class), value or ranking
+    score; ``proba`` the class probabilities in ``classes`` order when the estimator gives them;
+    ``decision`` the decision scores of a classifier without probabilities; ``y`` the truth.
+    """
+
+    rows: np.ndarray
+    y: np.ndarray
+    pred: np.ndarray
+    proba: np.ndarray | None
+    classes: np.ndarray
+    decision: np.ndarray | None = None
+
+    def scored(self) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """``(pred, proba, classes)``, the triple the metric functions take."""
+        return self.pred, self.proba, self.classes
+
+
+@dataclass(frozen=True, eq=False)
+class Scores:
+    """What the fitted model and the baseline predict, computed once per run after fitting.
+
+    ``test`` is the holdout; ``train`` the scored training rows (all of them up to a limit,
+    else a seeded sample; ranking keeps every row so queries stay whole). The baseline is
+    scored on the very same rows. ``evaluate`` plugins read these instead of predicting again.
+    """
+
+    test: Predictions
+    train: Predictions
+    baseline: Baseline
+    baseline_test: Predictions
+    baseline_train: Predictions
 
 
 # --------------------------------------------------------------------------- gating
@@ -297,21 +388,21 @@ class Verdict:
 # --------------------------------------------------------------------------- the run
 
 
-@dataclass
+@dataclass(frozen=True)
 class Run:
     """The context every hook receives: identity, validated spec and where state lives.
 
-    ``facts`` is where the runner notes what it knows about its own conduct (e.g. that
-    preprocessing was fit inside the CV folds); checks read it, plugins never write it.
+    Frozen, and it carries nothing between stages: what one stage produces for the next is a
+    typed value the runner passes as a hook argument (:class:`Scores`, :class:`SampleWeights`,
+    the :class:`FittedModel` and its conduct facts).
     """
 
     run_id: str
     spec: RunSpec
     spec_path: str
     settings: Settings
-    trainers: dict[str, Trainer] = field(default_factory=dict)
-    tuners: dict[str, Tuner] = field(default_factory=dict)
-    facts: dict[str, Any] = field(default_factory=dict)
+    trainers: Mapping[str, Trainer] = field(default_factory=dict)
+    tuners: Mapping[str, Tuner] = field(default_factory=dict)
     #: set by the runner to relay :meth:`progress` to the ``stage_progress`` hook
     on_progress: Callable[[Run, str, int, int, str], None] | None = field(default=None, repr=False, compare=False)
 

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from assay.hookspecs import hookimpl
-from assay.types import Evidence, FittedModel, Run, Splits
+from assay.types import Evidence, Run, Scores, Splits
 
 MAX_POINTS = 200
 MAX_CLASSES = 12
@@ -143,32 +143,24 @@ def chart_data(task: str, y_true: Any, predicted: Any, score: Any = None, positi
 
 
 @hookimpl
-def evaluate(run: Run, model: FittedModel, splits: Splits) -> list[Evidence] | None:
+def evaluate(run: Run, splits: Splits, scores: Scores) -> list[Evidence] | None:
+    """Chart data of the holdout, from the predictions the runner made once (``scores.test``)."""
     task = splits.dataset.task
-    X, y = splits.X("test"), np.asarray(splits.y("test"))
-    est = model.estimator
+    held_out = scores.test
+    y = np.asarray(held_out.y)
     if len(y) == 0:
         return None
     queries = None
     score = positive = None
+    predicted = held_out.pred
     if task == "ranking":
         from assay.plugins.ranking import query_column
 
         column = query_column(splits.dataset)
-        queries = splits.part("test")[column].to_numpy() if column else None
-        predicted = est.predict(X)
-    elif task == "regression":
-        predicted = est.predict(X)
-    else:
-        classes = np.asarray(getattr(est, "classes_", []))
-        proba = est.predict_proba(X) if hasattr(est, "predict_proba") and len(classes) else None
-        if proba is not None:
-            predicted = classes[np.argmax(proba, axis=1)]
-            if len(classes) == 2:
-                from assay.plugins.metrics import positive_first
+        queries = splits.dataset.frame[column].to_numpy()[held_out.rows] if column else None
+    elif task != "regression" and held_out.proba is not None and len(held_out.classes) == 2:
+        from assay.plugins.metrics import positive_first
 
-                ordered, ordered_proba = positive_first(classes, proba, run.spec.data.positive_label)
-                positive, score = ordered[1], ordered_proba[:, 1]  # type: ignore[index]
-        else:
-            predicted = est.predict(X)
+        ordered, ordered_proba = positive_first(held_out.classes, held_out.proba, run.spec.data.positive_label)
+        positive, score = ordered[1], ordered_proba[:, 1]  # type: ignore[index]
     return [Evidence("curves", chart_data(task, y, predicted, score, positive, queries, seed=splits.seed))]

@@ -2,9 +2,8 @@
 the data it learns on, how it performs there, and optional importance weighting.
 
 ``data.target_domain`` names a second table with the same columns (labelled, so the
-model can be scored on it). It is read with the run's own conventions
-(:func:`assay.plugins.loaders.load_table`: hooks are the runner's to call, so a plugin
-reads a second table directly).
+model can be scored on it). The runner loads it once, through the ``load_data`` hook like
+the source, and hands it to ``check_split`` and ``evaluate`` (``target_domain``).
 
 ``check_split`` (after the split, before fitting) runs **adversarial validation**: a
 gradient-boosting classifier learns to tell the *training part* of the source from the
@@ -14,8 +13,8 @@ names the most shifted features. The holdout is not used, so it stays untouched.
 
 With ``train.domain_weighting = true`` the out-of-fold probabilities give each training
 row the importance weight ``p(target|x) / p(source|x) · n_source / n_target`` (an
-estimate of the density ratio), clipped to [1/20, 20] and scaled to mean 1, and the
-run fact ``sample_weight`` carries them to the fitting plugin (``model__sample_weight``).
+estimate of the density ratio), clipped to [1/20, 20] and scaled to mean 1, returned as a
+:class:`~assay.types.SampleWeights` that the runner passes to ``fit_model`` (``model__sample_weight``).
 Check_split is the one hook that knows the training rows and runs before ``fit_model``;
 ``validate_data`` would have had to look at the holdout rows too.
 
@@ -29,40 +28,30 @@ from typing import TYPE_CHECKING, Any
 
 from assay.errors import BadInput
 from assay.hookspecs import hookimpl
-from assay.types import Check, Evidence
+from assay.types import Check, Evidence, SampleWeights
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-    from assay.types import Dataset, FittedModel, Run, Splits, Status
+    from assay.types import Dataset, FittedModel, Run, Scores, Splits, Status
 
 CLIP = 20.0
 FOLDS = 5
 MAX_ROWS_PER_DOMAIN = 20_000
 TOP_FEATURES = 5
 SHIFT_WARN_AUC = 0.8
-FACT_FINGERPRINT = "target_domain_fingerprint"
+WEIGHTS_FROM = "domain classifier (plugins.domain)"
 
 
-def load_target(run: Run, source: Dataset) -> Dataset:
-    """The target-domain table, prepared like the source; same feature columns required."""
-    from assay.plugins.loaders import load_table
-
-    base_dir = str(_spec_dir(run))
-    target = load_table(run.spec, run.spec.data.target_domain, base_dir, "data.target_domain", "target_domain")
+def check_target(run: Run, source: Dataset, target: Dataset) -> Dataset:
+    """The target-domain table (loaded by the runner), refused unless it has the source's feature columns."""
     needed = [*source.features, source.target]
     missing = [c for c in needed if c not in target.frame.columns]
     if missing:
         raise BadInput(f"{run.spec_path}: data.target_domain: {run.spec.data.target_domain} lacks column(s) "
                        f"{', '.join(missing)} that the source has (the domains must share a schema)")
     return target
-
-
-def _spec_dir(run: Run) -> Any:
-    from pathlib import Path
-
-    return Path(run.spec_path).resolve().parent
 
 
 def _encode(source: pd.DataFrame, target: pd.DataFrame, dataset: Dataset) -> tuple[pd.DataFrame, list[bool], list[str]]:
@@ -182,18 +171,17 @@ def importance_weights(p_target: np.ndarray, prior: float) -> tuple[np.ndarray, 
 
 
 @hookimpl
-def check_split(run: Run, splits: Splits) -> list[Check | Evidence] | None:
+def check_split(run: Run, splits: Splits, target_domain: Dataset | None) -> list[Check | Evidence | SampleWeights] | None:
     import numpy as np
 
-    if not run.spec.data.target_domain:
+    if not run.spec.data.target_domain or target_domain is None:
         if run.spec.train.domain_weighting:
             raise BadInput(f"{run.spec_path}: train.domain_weighting = true needs data.target_domain "
                            "(the table whose distribution the weights should match)")
         return None
     if splits.dataset.task == "ranking":
         return [Check("data", "domain_shift", "skip", None, {"reason": "domain adaptation of rankers is not supported"})]
-    target = load_target(run, splits.dataset)
-    run.facts[FACT_FINGERPRINT] = target.fingerprint
+    target = check_target(run, splits.dataset, target_domain)
     found = adversarial_validation(run, splits, target)
     auc = found["auc"]
     evidence: dict[str, Any] = {
@@ -205,17 +193,19 @@ def check_split(run: Run, splits: Splits) -> list[Check | Evidence] | None:
         "shifted_features": found["shifted"],
     }
     weighting: dict[str, Any] = {"enabled": run.spec.train.domain_weighting}
+    out: list[Check | Evidence | SampleWeights] = []
     if run.spec.train.domain_weighting:
         w, clipped = importance_weights(found["p_target"], found["prior"])
         weights = np.ones(splits.dataset.rows)
         weights[splits.train] = w
-        run.facts["sample_weight"] = weights
+        out.append(SampleWeights(weights, WEIGHTS_FROM))
         weighting.update(ratio_clip=[1.0 / CLIP, CLIP], clipped_share=clipped, min=float(w.min()),
                          max=float(w.max()), effective_sample_size=float(w.sum() ** 2 / (w ** 2).sum()), rows=len(w))
     evidence["weighting"] = weighting
     status: Status = "warn" if auc >= SHIFT_WARN_AUC else "pass"
     top = ", ".join(s["feature"] for s in found["shifted"][:3])
     return [
+        *out,
         Evidence("domain", evidence),
         Check("data", "domain_shift", status, auc, {"metric": "adversarial ROC AUC", "threshold": SHIFT_WARN_AUC,
                                                      "most_shifted": [s["feature"] for s in found["shifted"]]},
@@ -225,32 +215,21 @@ def check_split(run: Run, splits: Splits) -> list[Check | Evidence] | None:
 
 
 @hookimpl
-def evaluate(run: Run, model: FittedModel, splits: Splits) -> list[Check | Evidence] | None:
-    import hashlib
+def evaluate(run: Run, model: FittedModel, splits: Splits, scores: Scores,
+             target_domain: Dataset | None) -> list[Check | Evidence] | None:
+    from assay.kit import metrics_for, positive_first, score_model, score_predictions
 
-    import numpy as np
-
-    from assay.kit import metrics_for, score_model
-    from assay.plugins.evaluation import baseline_estimator
-
-    if not run.spec.data.target_domain or splits.dataset.task == "ranking":
+    if not run.spec.data.target_domain or target_domain is None or splits.dataset.task == "ranking":
         return None
-    weights = run.facts.get("sample_weight")
-    if isinstance(weights, np.ndarray):  # consumed by the fit; the evidence keeps a summary, not 10^5 numbers
-        run.facts["sample_weight"] = {"from": "domain classifier (plugins.domain)", "rows": len(weights),
-                                      "sha256": "sha256:" + hashlib.sha256(weights.astype("<f8").data).hexdigest()}
-    target = load_target(run, splits.dataset)
-    if target.fingerprint != run.facts.get(FACT_FINGERPRINT):
-        return [Check("data", "domain_target_unchanged", "error", None,
-                      {"before": run.facts.get(FACT_FINGERPRINT), "now": target.fingerprint},
-                      message=f"{run.spec.data.target_domain} changed during the run")]
+    target = target_domain
     task = splits.dataset.task
     names = metrics_for(task, int(splits.dataset.frame[splits.dataset.target].nunique()))
     positive = run.spec.data.positive_label
     X_t, y_t = target.frame[splits.dataset.features], target.frame[splits.dataset.target]
-    source = score_model(model.estimator, splits.X("test"), splits.y("test"), names, positive)
+    classes, proba = positive_first(scores.test.classes, scores.test.proba, positive)
+    source = score_predictions(scores.test.y, scores.test.pred, proba, classes, names)
     on_target = score_model(model.estimator, X_t, y_t, names, positive)
-    base_name, base = baseline_estimator(run, splits)
+    base_name, base = scores.baseline.name, scores.baseline.estimator
     primary = run.spec.metric
     drop = (source.get(primary) - on_target[primary]  # type: ignore[operator]
             if source.get(primary) is not None and on_target.get(primary) is not None else None)

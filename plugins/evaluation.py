@@ -20,12 +20,12 @@ its probabilities are mapped back to the training prior first (odds × π₁/π�
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from assay.hookspecs import hookimpl
-from assay.types import Check, Evidence, FittedModel, Run, Splits
+from assay.types import Baseline, Check, Evidence, FittedModel, Predictions, Run, Scores, Splits
 
 RANKING_BASELINES = ("popularity", "random")
 
@@ -45,17 +45,21 @@ def _ranking_baseline(name: str, splits: Splits) -> Any:
     return PopularityRanker(key=key).fit(splits.X("train"), splits.y("train"))
 
 
-def baseline_estimator(run: Run, splits: Splits) -> tuple[str, Any]:
-    """The fitted baseline named by ``evaluate.baseline`` (it predicts from ``splits.X``)."""
+@hookimpl
+def fit_baseline(run: Run, splits: Splits) -> Baseline:
+    """The baseline named by ``evaluate.baseline``, fitted on the training part (or loaded, if registered).
+
+    A registered ``NAME@latest`` is the latest version trained before this run, never its own.
+    """
     ref = run.spec.evaluate.baseline
     task = splits.dataset.task
     if task == "ranking" and ref in ("dummy", *RANKING_BASELINES):
         name = "popularity" if ref == "dummy" else ref
-        return name, _ranking_baseline(name, splits)
+        return Baseline(name, _ranking_baseline(name, splits))
     if ref == "dummy":
         est = _dummy(task)
         est.fit(splits.X("train"), splits.y("train"))
-        return "dummy", est
+        return Baseline("dummy", est)
     if ref in RANKING_BASELINES:
         from assay.errors import BadInput
 
@@ -64,8 +68,8 @@ def baseline_estimator(run: Run, splits: Splits) -> tuple[str, Any]:
     from assay.modelio import load_model
     from assay.store import ArtifactStore, RunStore
 
-    version = RunStore(run.settings).resolve_model(ref)
-    return version.ref, load_model(ArtifactStore(run.settings.home), version.artifact)
+    version = RunStore(run.settings).resolve_model(ref, exclude_run=run.run_id)
+    return Baseline(version.ref, load_model(ArtifactStore(run.settings.home), version.artifact), version.run_id)
 
 
 def expected_cost(y: np.ndarray, proba: np.ndarray, positive: Any, cost: Any) -> tuple[float, float]:
@@ -97,29 +101,24 @@ def prior_corrected(proba: np.ndarray, estimator: Any, y_train: np.ndarray, posi
     return odds / (1 + odds), True
 
 
-def _positive_proba(estimator: Any, X: Any, positive: Any) -> np.ndarray:
-    classes = [str(c) for c in estimator.classes_]
-    return np.asarray(estimator.predict_proba(X))[:, classes.index(str(positive))]
+def _positive_proba(found: Predictions, positive: Any) -> np.ndarray:
+    assert found.proba is not None
+    return found.proba[:, [str(c) for c in found.classes].index(str(positive))]
 
 
-def _business_cost(run: Run, est: Any, base: Any, base_name: str, splits: Splits,
-                   test_proba: np.ndarray | None = None) -> list[Check | Evidence]:
-    """``test_proba``: the model's holdout probabilities in ``est.classes_`` order, when already computed."""
+def _business_cost(run: Run, est: Any, splits: Splits, scores: Scores) -> list[Check | Evidence]:
+    """Expected cost per decision of the model and the baseline on the holdout (``evaluate.cost``)."""
     cost = run.spec.evaluate.cost
-    classes = np.asarray(getattr(est, "classes_", []))
-    if cost is None or len(classes) != 2 or not hasattr(est, "predict_proba"):
+    classes = np.asarray(scores.test.classes)
+    if cost is None or len(classes) != 2 or scores.test.proba is None:
         return []
     positive = run.spec.data.positive_label or classes[1]
     matches = [c for c in classes if str(c) == str(positive)]
     if not matches:
         return []  # score_model has already refused the unknown positive label
     positive = matches[0]
-    y_test, y_train = np.asarray(splits.y("test")), np.asarray(splits.y("train"))
-    X_test = splits.X("test")
-    if test_proba is not None:
-        model_proba = test_proba[:, [str(c) for c in classes].index(str(positive))]
-    else:
-        model_proba = _positive_proba(est, X_test, positive)
+    y_test, y_train = np.asarray(scores.test.y), np.asarray(splits.y("train"))
+    model_proba = _positive_proba(scores.test, positive)
     proba, corrected = prior_corrected(model_proba, est, y_train, positive)
     model_cost, threshold = expected_cost(y_test, proba, positive, cost)
     out: list[Check | Evidence] = [
@@ -128,8 +127,9 @@ def _business_cost(run: Run, est: Any, base: Any, base_name: str, splits: Splits
                                    "probabilities": "prior-corrected (class_weight=balanced)" if corrected
                                    else "as predicted"}),
     ]
-    if hasattr(base, "predict_proba") and len(getattr(base, "classes_", [])) == 2:
-        base_proba, _ = prior_corrected(_positive_proba(base, X_test, positive), base, y_train, positive)
+    base, base_name = scores.baseline.estimator, scores.baseline.name
+    if scores.baseline_test.proba is not None and len(scores.baseline_test.classes) == 2:
+        base_proba, _ = prior_corrected(_positive_proba(scores.baseline_test, positive), base, y_train, positive)
         base_cost, _ = expected_cost(y_test, base_proba, positive, cost)
         out.append(Evidence("baseline", {"test": {"expected_cost": base_cost}}))
     else:
@@ -146,7 +146,7 @@ def _gap(train: dict[str, float | None], test: dict[str, float | None]) -> dict[
     return out
 
 
-def _evaluate_ranking(run: Run, model: FittedModel, splits: Splits) -> list[Check | Evidence]:
+def _evaluate_ranking(run: Run, splits: Splits, scores: Scores) -> list[Check | Evidence]:
     from assay.kit import metrics_for, score_ranking
     from assay.plugins.ranking import query_column
 
@@ -154,18 +154,20 @@ def _evaluate_ranking(run: Run, model: FittedModel, splits: Splits) -> list[Chec
     names = metrics_for("ranking", 0)
     if run.spec.metric not in names:
         names = (*names, run.spec.metric)
-    est = model.estimator
+    queries = splits.dataset.frame[column].to_numpy()
 
-    def scored(estimator: Any, part: Literal["train", "test"]) -> dict[str, float | None]:
-        queries = splits.part(part)[column].to_numpy()
-        return score_ranking(splits.y(part), estimator.predict(splits.X(part)), queries, names)
+    def scored(found: Predictions) -> dict[str, float | None]:
+        return score_ranking(found.y, found.pred, queries[found.rows], names)
 
-    train, test = scored(est, "train"), scored(est, "test")
-    base_name, base = baseline_estimator(run, splits)
-    baseline: dict[str, Any] = {"name": base_name, "test": scored(base, "test")}
-    for other in RANKING_BASELINES:
+    train, test = scored(scores.train), scored(scores.test)
+    base_name = scores.baseline.name
+    baseline: dict[str, Any] = {"name": base_name, "test": scored(scores.baseline_test)}
+    for other in RANKING_BASELINES:  # the other reference ranker, reported beside the chosen baseline
         if other != base_name:
-            baseline[other] = {"test": scored(_ranking_baseline(other, splits), "test")}
+            reference = _ranking_baseline(other, splits)
+            holdout = splits.X("test")
+            baseline[other] = {"test": score_ranking(splits.y("test"), reference.predict(holdout),
+                                                     queries[splits.test], names)}
     return [
         Evidence("metrics", {"train": train, "test": test}),
         Evidence("baseline", baseline),
@@ -174,37 +176,27 @@ def _evaluate_ranking(run: Run, model: FittedModel, splits: Splits) -> list[Chec
 
 
 @hookimpl
-def evaluate(run: Run, model: FittedModel, splits: Splits) -> list[Check | Evidence]:
-    from assay.kit import metrics_for, positive_first, score_model, score_predictions
-    from assay.plugins.generalization import scored_train_rows, split_predictions
+def evaluate(run: Run, model: FittedModel, splits: Splits, scores: Scores) -> list[Check | Evidence]:
+    from assay.kit import metrics_for, positive_first, score_predictions
 
     task = splits.dataset.task
     if task == "ranking":
-        return _evaluate_ranking(run, model, splits)
-    y_test = splits.y("test")
+        return _evaluate_ranking(run, splits, scores)
     names = metrics_for(task, int(splits.dataset.frame[splits.dataset.target].nunique()))
     positive = run.spec.data.positive_label
-    est = model.estimator
 
-    def scored(y: Any, found: tuple[Any, Any, Any]) -> dict[str, float | None]:
-        pred, proba, classes = found
-        classes, proba = positive_first(classes, proba, positive)
-        return score_predictions(np.asarray(y), pred, proba, classes, names)
+    def scored(found: Predictions) -> dict[str, float | None]:
+        classes, proba = positive_first(found.classes, found.proba, positive)
+        return score_predictions(np.asarray(found.y), found.pred, proba, classes, names)
 
-    # The predictions generalization and fairness share: one pass (predict_proba, its most probable
-    # class as the label) over the holdout and the training rows the gap check scores, all of them
-    # up to 20,000, else a seeded sample. On 200k rows, predict and predict_proba on the whole
+    # The runner's one pass over the holdout and the training rows the gap check scores (all of
+    # them up to 20,000, else a seeded sample). On 200k rows, predict and predict_proba on the whole
     # training part took 2 of the 3 seconds of this stage; the 20,000-row sample's train AUC was
     # 0.9859 against 0.9869 on all 160,000 rows (the gap check has always used the sample).
-    held_out = split_predictions(model, splits, "test")
-    y_scored = splits.dataset.frame[splits.dataset.target].to_numpy()[scored_train_rows(splits)]
-    train = scored(y_scored, split_predictions(model, splits, "train"))
-    test = scored(y_test, held_out)
-    base_name, base = baseline_estimator(run, splits)
-    base_test = score_model(base, splits.X("test"), y_test, names, positive)
+    train, test = scored(scores.train), scored(scores.test)
     out: list[Check | Evidence] = [
         Evidence("metrics", {"train": train, "test": test}),
-        Evidence("baseline", {"name": base_name, "test": base_test}),
+        Evidence("baseline", {"name": scores.baseline.name, "test": scored(scores.baseline_test)}),
         Evidence("gap", _gap(train, test)),
     ]
-    return out + _business_cost(run, est, base, base_name, splits, held_out[1])
+    return out + _business_cost(run, model.estimator, splits, scores)

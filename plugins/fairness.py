@@ -63,7 +63,7 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-    from assay.types import FittedModel, Run, Splits
+    from assay.types import FittedModel, Run, Scores, Splits
 
 GROUP = "fairness"
 FOUR_FIFTHS = 0.8
@@ -515,18 +515,16 @@ def checks_for(key: str, ev: dict[str, Any], task: str, test_size: float | None 
             for c in out]
 
 
-def fairness_results(run: Run, model: FittedModel, splits: Splits) -> list[Check | Evidence]:
+def fairness_results(run: Run, model: FittedModel, splits: Splits, scores: Scores) -> list[Check | Evidence]:
     import numpy as np
-
-    from assay.plugins.generalization import split_predictions
 
     sensitive = list(run.spec.data.sensitive)
     if not sensitive:
         return [Check(GROUP, "sensitive_features", "skip", None, {"reason": "data.sensitive is empty"})]
     dataset = splits.dataset
     test = splits.part("test")
-    y = np.asarray(splits.y("test"))
-    pred, proba, classes = split_predictions(model, splits, "test")
+    y = np.asarray(scores.test.y)
+    pred, proba, classes = scores.test.scored()
     min_size = run.spec.evaluate.min_group_size
     resamples = run.spec.evaluate.bootstrap
     name = run.spec.metric
@@ -557,6 +555,6 @@ def fairness_results(run: Run, model: FittedModel, splits: Splits) -> list[Check
 
 
 @hookimpl
-def evaluate(run: Run, model: FittedModel, splits: Splits) -> list[Check | Evidence]:
+def evaluate(run: Run, model: FittedModel, splits: Splits, scores: Scores) -> list[Check | Evidence]:
     """Group metrics and disparities per sensitive feature and intersection (fairlearn)."""
-    return guarded(GROUP, "fairness", lambda: fairness_results(run, model, splits))
+    return guarded(GROUP, "fairness", lambda: fairness_results(run, model, splits, scores))

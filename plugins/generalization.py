@@ -14,8 +14,8 @@ resamples of the holdout, seeded with ``split.seed``):
   or ``path = "metrics.test.${metric}", bound = "lower", op = ">", threshold = "baseline"``.
 - ``bootstrap`` — resamples, seed, level, method.
 
-The bootstrap is vectorized: the model predicts once (holdout and scored training rows in
-one call, shared with the fairness plugin); resamples are count matrices, and
+The bootstrap is vectorized: it reads the runner's :class:`~assay.types.Scores` (the model
+and the baseline predicted once, on the holdout and the scored training rows); resamples are count matrices, and
 the metrics are computed from weighted sums (ROC AUC from weighted ranks), so 200
 resamples cost about as much as a few metric calls. Metrics without a weighted form fall
 back to a loop over resampled indices.
@@ -38,10 +38,8 @@ check               value                                          warn         
 
 from __future__ import annotations
 
-import contextlib
-import weakref
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from assay.hookspecs import hookimpl
 from assay.plugins.datachecks import guarded, with_fix
@@ -50,7 +48,7 @@ from assay.types import Check, Evidence
 if TYPE_CHECKING:
     import numpy as np
 
-    from assay.types import FittedModel, Run, Splits
+    from assay.types import FittedModel, Run, Scores, Splits
 
 GROUP = "generalization"
 LEVEL = 0.95
@@ -58,8 +56,6 @@ GAP_WARN, GAP_FAIL = 0.05, 0.15
 SPREAD_WARN, SPREAD_FAIL = 0.05, 0.10
 CV_HOLDOUT_SIGMAS, CV_HOLDOUT_MIN = 3.0, 0.03
 MAX_CELLS = 2_000_000  # resamples × rows per chunk of the count matrix
-TRAIN_SCORED = 20_000  # training rows scored for the train side of the gap interval
-SINGLE_THREAD_ROWS = 100_000
 BOUNDED = {"roc_auc", "roc_auc_ovr", "average_precision", "accuracy", "balanced_accuracy", "f1", "f1_macro",
            "f1_weighted", "r2", "map", "mrr"}
 
@@ -204,77 +200,6 @@ def interval(values: np.ndarray, level: float = LEVEL, min_valid: float = 0.9) -
 # --------------------------------------------------------------------------- predictions
 
 
-Scored = tuple["np.ndarray", "np.ndarray | None", "np.ndarray"]
-_CACHE: weakref.WeakKeyDictionary[Any, tuple[Any, dict[str, Any]]] = weakref.WeakKeyDictionary()
-
-
-def predictions(estimator: Any, X: Any) -> Scored:
-    """``(pred, proba or None, classes)`` of a fitted estimator on ``X``, in one pass.
-
-    For classifiers the prediction is the most probable class (what ``predict`` returns for
-    the bundled families), so the model runs once instead of twice.
-    """
-    import numpy as np
-
-    classes = np.asarray(getattr(estimator, "classes_", []))
-    with _few_threads(len(X)):
-        if len(classes) and hasattr(estimator, "predict_proba"):
-            proba = np.asarray(estimator.predict_proba(X))
-            return classes[np.argmax(proba, axis=1)], proba, classes
-        return np.asarray(estimator.predict(X)), None, classes
-
-
-def _few_threads(rows: int) -> Any:
-    """One native thread for scoring up to ``SINGLE_THREAD_ROWS`` rows.
-
-    Tree ensembles synchronise their OpenMP threads once per tree; for a few tens of
-    thousands of rows that costs more than it saves, and far more on a busy machine
-    (measured on the Adult example: 0.23-0.36 s single-threaded against 0.65-1.1 s).
-    """
-    if rows > SINGLE_THREAD_ROWS:
-        return contextlib.nullcontext()
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(1)
-
-
-def scored_train_rows(splits: Splits) -> np.ndarray:
-    """The training rows the train-side bootstrap scores: all of them up to ``TRAIN_SCORED``,
-    else a seeded random sample (ranking keeps every row: queries must stay whole)."""
-    import numpy as np
-
-    train = np.asarray(splits.train)
-    if len(train) <= TRAIN_SCORED or splits.dataset.task == "ranking":
-        return train
-    rng = np.random.default_rng([splits.seed, 11])
-    return np.sort(rng.choice(train, TRAIN_SCORED, replace=False))
-
-
-def split_predictions(model: FittedModel, splits: Splits, part: Literal["train", "test"]) -> Scored:
-    """The model's predictions on the holdout (``test``) or on :func:`scored_train_rows` (``train``).
-
-    Both come from one prediction call over the holdout and the scored training rows,
-    made once per run and shared by the bundled evaluate plugins (generalization, fairness).
-    """
-    import numpy as np
-
-    try:
-        hit = _CACHE.get(model.estimator)
-    except TypeError:  # not weak-referenceable: computed each time
-        hit = None
-    if hit is not None and hit[0] is splits:
-        return hit[1][part]
-    test, train = np.asarray(splits.test), scored_train_rows(splits)
-    rows = np.concatenate([test, train])
-    pred, proba, classes = predictions(model.estimator, splits.dataset.frame.iloc[rows][splits.dataset.features])
-    cut = len(test)
-    parts = {"test": (pred[:cut], None if proba is None else proba[:cut], classes),
-             "train": (pred[cut:], None if proba is None else proba[cut:], classes)}
-    with contextlib.suppress(TypeError):
-        _CACHE[model.estimator] = (splits, parts)
-    return parts[part]
-
-
 def _positive_first(classes: np.ndarray, proba: np.ndarray | None, positive: str) -> tuple[np.ndarray, np.ndarray | None]:
     """Two classes ordered (negative, positive) as the metrics table expects (``data.positive_label``)."""
     from assay.kit import positive_first
@@ -369,31 +294,29 @@ def _baseline_check(name: str, improvement: float | None, ci: list[float] | None
                     "holdout rows the interval is wide: a larger split.test_size narrows it")
 
 
-def generalization_results(run: Run, model: FittedModel, splits: Splits) -> list[Check | Evidence]:
+def generalization_results(run: Run, model: FittedModel, splits: Splits, scores: Scores) -> list[Check | Evidence]:
     import numpy as np
 
     from assay.kit import known_metrics, metric, score_predictions
-    from assay.plugins.evaluation import baseline_estimator
 
     name = run.spec.metric
     if name not in known_metrics():
         reason = {"reason": f"metric {name!r} has no bootstrap here", "metric": name}
         return [Check(GROUP, n, "skip", None, reason) for n in ("gap", "cv_spread", "cv_holdout", "beats_baseline")]
     if getattr(metric(name), "needs", "") == "query":
-        return ranking_results(run, model, splits)
+        return ranking_results(run, model, splits, scores)
     greater = metric(name).greater_is_better
     resamples = run.spec.evaluate.bootstrap
     rng = np.random.default_rng([run.seed, 5])
-    train_rows = scored_train_rows(splits)
-    y_te = np.asarray(splits.y("test"))
-    y_tr = splits.dataset.frame[splits.dataset.target].to_numpy()[train_rows]
-    pred_te, proba_te, classes = split_predictions(model, splits, "test")
-    pred_tr, proba_tr, _ = split_predictions(model, splits, "train")
-    base_name, base = baseline_estimator(run, splits)
-    bpred, bproba, bclasses = predictions(base, splits.X("test"))
+    train_rows = scores.train.rows
+    y_te, y_tr = np.asarray(scores.test.y), np.asarray(scores.train.y)
+    pred_te, proba_te, classes = scores.test.scored()
+    pred_tr, proba_tr, _ = scores.train.scored()
+    base_name = scores.baseline.name
+    bpred, bproba, bclasses = scores.baseline_test.scored()
     positive = run.spec.data.positive_label
+    _, proba_tr = _positive_first(classes, proba_tr, positive)
     classes, proba_te = _positive_first(classes, proba_te, positive)
-    _, proba_tr = _positive_first(np.asarray(getattr(model.estimator, "classes_", [])), proba_tr, positive)
     bclasses, bproba = _positive_first(bclasses, bproba, positive)
     point = lambda yy, pp, pr, cl: score_predictions(yy, pp, pr, cl, (name,)).get(name)  # noqa: E731
     test_v, train_v, base_v = point(y_te, pred_te, proba_te, classes), point(y_tr, pred_tr, proba_tr, classes), \
@@ -446,25 +369,22 @@ def query_resamples(queries: np.ndarray, resamples: int, rng: np.random.Generato
         yield order[np.repeat(starts[drawn], lengths) + offsets], np.repeat(np.arange(n_queries), lengths)
 
 
-def ranking_results(run: Run, model: FittedModel, splits: Splits) -> list[Check | Evidence]:
+def ranking_results(run: Run, model: FittedModel, splits: Splits, scores: Scores) -> list[Check | Evidence]:
     """The same evidence for per-query metrics, resampling whole queries (``data.group_column``)."""
     import numpy as np
 
     from assay.kit import metric
-    from assay.plugins.evaluation import baseline_estimator
 
     name = run.spec.metric
     fn = metric(name).fn
     column = run.spec.data.group_column
     frame = splits.dataset.frame
-    q_te = frame[column].to_numpy()[splits.test]
-    q_tr = frame[column].to_numpy()[scored_train_rows(splits)]
-    y_te = np.asarray(splits.y("test"), dtype=float)
-    y_tr = frame[splits.dataset.target].to_numpy(dtype=float)[scored_train_rows(splits)]
-    s_te = np.asarray(split_predictions(model, splits, "test")[0], dtype=float)
-    s_tr = np.asarray(split_predictions(model, splits, "train")[0], dtype=float)
-    base_name, base = baseline_estimator(run, splits)
-    b_te = np.asarray(base.predict(splits.X("test")), dtype=float)
+    q_te = frame[column].to_numpy()[scores.test.rows]
+    q_tr = frame[column].to_numpy()[scores.train.rows]
+    y_te, y_tr = np.asarray(scores.test.y, dtype=float), np.asarray(scores.train.y, dtype=float)
+    s_te, s_tr = np.asarray(scores.test.pred, dtype=float), np.asarray(scores.train.pred, dtype=float)
+    base_name = scores.baseline.name
+    b_te = np.asarray(scores.baseline_test.pred, dtype=float)
 
     def score(y: np.ndarray, s: np.ndarray, q: np.ndarray) -> float:
         value = float(fn(y, s, q))
@@ -498,6 +418,6 @@ def ranking_results(run: Run, model: FittedModel, splits: Splits) -> list[Check 
 
 
 @hookimpl
-def evaluate(run: Run, model: FittedModel, splits: Splits) -> list[Check | Evidence]:
+def evaluate(run: Run, model: FittedModel, splits: Splits, scores: Scores) -> list[Check | Evidence]:
     """Train/CV/holdout gaps, CV spread and bootstrap intervals on the primary metric."""
-    return guarded(GROUP, "gap", lambda: generalization_results(run, model, splits))
+    return guarded(GROUP, "gap", lambda: generalization_results(run, model, splits, scores))

@@ -18,7 +18,7 @@ import numpy as np
 
 from assay.errors import BadInput
 from assay.hookspecs import hookimpl
-from assay.types import Dataset, FittedModel, Run, SearchRequest, Splits, Trainer, Tuner
+from assay.types import Dataset, FittedModel, Run, SampleWeights, SearchRequest, Splits, Trainer, Tuner
 
 if TYPE_CHECKING:
     from assay.spec import TrainSpec
@@ -175,12 +175,13 @@ def build_preprocessor(dataset: Dataset, kind: str, train: Any | None = None) ->
     return ColumnTransformer(parts, remainder="drop", sparse_threshold=0.3 if texts else 0.0), mask
 
 
-def make_pipeline_for(trainer: Trainer, run: Run, dataset: Dataset, train: Any) -> Any:
+def make_pipeline_for(trainer: Trainer, run: Run, dataset: Dataset, train: Any, class_weight: str = "none") -> Any:
+    """``Pipeline(prep, model)`` for one family; ``class_weight`` is what the run resolved it to."""
     from sklearn.pipeline import Pipeline
 
     prep, mask = build_preprocessor(dataset, trainer.preprocessing, train)
     model = trainer.build(dataset.task, run)
-    if run.spec.train.class_weight is None and run.facts.get("class_weight") == "balanced":
+    if run.spec.train.class_weight is None and class_weight == "balanced":
         # families that read train.class_weight themselves saw "not given": give them what it resolved to
         unset = [k for k, v in model.get_params().items() if k.endswith("class_weight") and v is None]
         model.set_params(**dict.fromkeys(unset, "balanced"))
@@ -292,7 +293,8 @@ def _check_cluster(client: Any, address: str, modules: Sequence[str]) -> None:
 
 
 @hookimpl
-def fit_model(run: Run, splits: Splits, trainers: Sequence[Trainer], tuner: Tuner) -> FittedModel:
+def fit_model(run: Run, splits: Splits, trainers: Sequence[Trainer], tuner: Tuner,
+              sample_weights: SampleWeights | None = None) -> FittedModel:
     import pandas as pd
 
     from assay.kit import known_metrics, metric, search_scorer
@@ -310,9 +312,8 @@ def fit_model(run: Run, splits: Splits, trainers: Sequence[Trainer], tuner: Tune
     label_folds = [(splits.train[tr], splits.train[va]) for tr, va in splits.folds]
     cv = FoldsByIndex(label_folds)
     fit_params: dict[str, Any] = {}
-    weights = run.facts.get("sample_weight")
-    if weights is not None:
-        fit_params["model__sample_weight"] = np.asarray(weights)[splits.train]
+    if sample_weights is not None:
+        fit_params["model__sample_weight"] = np.asarray(sample_weights.values)[splits.train]
     fit_params.update(query_fit_params(splits))  # ranking: each training row's query id
     scoring = search_scorer(primary, splits)  # a scorer name, or a per-query scorer for ranking metrics
     candidates: list[dict[str, Any]] = []
@@ -321,10 +322,10 @@ def fit_model(run: Run, splits: Splits, trainers: Sequence[Trainer], tuner: Tune
     counts = list(y.value_counts()) if task in CLASSIFICATION_TASKS else []
     settings = scaled_defaults(spec, task, len(y), counts)
     budget, n_jobs = settings["budget"].value, settings["n_jobs"].value
-    run.facts["class_weight"] = settings["class_weight"].value
+    class_weight = settings["class_weight"].value
     searches = []
     for trainer in trainers:
-        pipeline = make_pipeline_for(trainer, run, splits.dataset, X)
+        pipeline = make_pipeline_for(trainer, run, splits.dataset, X, class_weight)
         search = tuner.make_search(SearchRequest(pipeline, trainer, cv, scoring, budget, run.seed, n_jobs))
         if not settings["train_scores"].value and getattr(search, "return_train_score", False):
             search.set_params(return_train_score=False)
@@ -346,8 +347,6 @@ def fit_model(run: Run, splits: Splits, trainers: Sequence[Trainer], tuner: Tune
     assert best is not None
     mean, trainer, search = best
     chosen = next(c for c in candidates if c["family"] == trainer.name)
-    run.facts.update(preprocessing_inside_cv=True, holdout_used_in_tuning=False, tuner=tuner.name,
-                     executor=spec.executor)
     return FittedModel(
         family=trainer.name,
         estimator=search.best_estimator_,
@@ -357,6 +356,9 @@ def fit_model(run: Run, splits: Splits, trainers: Sequence[Trainer], tuner: Tune
         search={"tuner": tuner.name, "budget": budget, "metric": primary, "folds": len(splits.folds),
                 "seed": run.seed, "executor": spec.executor, "n_jobs": n_jobs,
                 "settings": {name: s.as_json() for name, s in settings.items()}},
+        # every family is Pipeline(prep, model) searched on the training part's folds only
+        preprocessing_inside_cv=True, holdout_used_in_tuning=False, tuner=tuner.name,
+        class_weight=class_weight, executor=spec.executor,
     )
 
 

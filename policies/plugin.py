@@ -1,15 +1,14 @@
 """The bundled gate plugin: registers the policy packs and evaluates policies at the gate.
 
 Registered like any third-party plugin (entry point ``policies`` in the ``assay`` group).
-The gate reads only the evidence document and the waivers the caller put in
-``run.facts["waivers"]`` (plain ``Waiver.to_json()`` mappings, already read from the
-ledger); ``run.facts["today"]`` (``YYYY-MM-DD``) fixes the date for waiver expiry, which
-otherwise is today in UTC.
+The gate reads only the evidence document and the arguments the runner passes: the stage
+whose rules apply, the waivers (plain ``Waiver.to_json()`` mappings, already read from the
+ledger) and ``today``, the date for waiver expiry (None: today in UTC).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import date
 from typing import Any
 
@@ -18,7 +17,7 @@ from assay.policies.evaluate import evaluate_policy
 from assay.policies.language import Policy
 from assay.policies.packs import bundled_packs
 from assay.policies.waivers import Waiver
-from assay.types import RuleOutcome, Run
+from assay.types import RuleOutcome
 
 
 @hookimpl
@@ -28,10 +27,10 @@ def register_policies(register: Callable[[str, str], None]) -> None:
         register(name, text)
 
 
-def waivers_from_facts(run: Run) -> list[Waiver]:
-    """The waivers the caller passed in ``run.facts["waivers"]`` (malformed ones are ignored)."""
+def parse_waivers(items: Sequence[Any]) -> list[Waiver]:
+    """The waivers the runner passed (malformed ones are ignored)."""
     found = []
-    for item in run.facts.get("waivers", ()) or ():
+    for item in items or ():
         try:
             found.append(item if isinstance(item, Waiver) else Waiver.from_json(item))
         except (ValueError, AttributeError):
@@ -39,16 +38,10 @@ def waivers_from_facts(run: Run) -> list[Waiver]:
     return found
 
 
-def gate_date(run: Run) -> date | None:
-    value = run.facts.get("today")
-    if isinstance(value, date):
-        return value
-    return date.fromisoformat(value) if isinstance(value, str) and value else None
-
-
 @hookimpl
-def gate(run: Run, evidence: dict[str, Any], policy: Any) -> list[RuleOutcome] | None:
-    """Evaluate an assay policy's train-stage rules on the evidence (other policy types: not ours)."""
+def gate(evidence: dict[str, Any], policy: Any, stage: str, waivers: Sequence[Any],
+         today: date | None) -> list[RuleOutcome] | None:
+    """Evaluate an assay policy's rules of ``stage`` on the evidence (other policy types: not ours)."""
     if not isinstance(policy, Policy):
         return None
-    return evaluate_policy(policy, evidence, stage="train", waivers=waivers_from_facts(run), today=gate_date(run))
+    return evaluate_policy(policy, evidence, stage=stage, waivers=parse_waivers(waivers), today=today)

@@ -47,8 +47,6 @@ def test_a_registered_version_is_the_baseline_on_the_same_holdout(trained: Train
     assert pinned["baseline"]["test"]["log_loss"] == first["metrics"]["test"]["log_loss"]
 
 
-@pytest.mark.xfail(strict=True, reason="plugins/evaluation.py resolves NAME@latest after the run registered its own "
-                                       "model; it should call resolve_model(ref, exclude_run=run.run_id)")
 def test_the_latest_version_baseline_is_the_model_before_this_run(trained: Trained) -> None:
     before = RunStore(Settings.resolve(trained.home)).resolve_model("adult-3k@latest")
     run = assay_run(trained.directory, trained.home, "evaluate.baseline='adult-3k@latest'")
