@@ -273,22 +273,25 @@ def run_page(view: LedgerView, ref: str) -> dict[str, Any]:
 
 
 def run_report_html(view: LedgerView, data: dict[str, Any]) -> str:
-    """The body of ``assay report``'s page for this run, from its first section on: the run page
-    has its own header, and lists the records with their integrity instead of the report's table."""
-    from assay.report import render
+    """The evidence pack's sections after its attention list (``assay.report.render_body``): the run
+    page has its own header, attention list and decision, and lists the records with their integrity."""
+    from types import SimpleNamespace
+
+    from assay.report import render_body
     from assay.store import RunRow
 
     status = view.status
     row = RunRow(run_id=data["run_id"], project=data["project"], status=data["status"], error=data["error"])
-    records = [Record.from_row(r["seq"], b"{}", bytes.fromhex(r["hash"]), bytes.fromhex(r["signature"]))
+    records = [SimpleNamespace(**{k: r.get(k) for k in ("seq", "run_id", "kind", "time", "payload", "hash", "key_id")})
                for r in data["records"]]
+    started = next((r for r in records if r.kind == "run_started"), None)
+    context = {"spec": (started.payload or {}).get("spec") if started is not None else {},
+               "signers": {r["key_id"]: r["signer"] for r in data["records"]},
+               "model_records": [SimpleNamespace(seq=d["seq"], kind=d["kind"], time=d["time"], payload=d["payload"],
+                                                 key_id="") for d in data["deployment"]]}
     verdict = data["verdict"] if data["verdict"] and not data["verdict"].get("summary_only") else None
-    html = render(row, data["evidence"] or {}, verdict, records,
-                  {"ok": status.ok, "summary": status.headline()})
-    body = html.split("<body>", 1)[-1].rsplit("</body>", 1)[0]
-    start = body.find("<h2>")  # its title and status line: the run page has its own header
-    cut = body.find("<h2>Ledger records (")
-    return body[max(start, 0) : cut if cut >= 0 else len(body)]
+    return render_body(row, data["evidence"] or {}, verdict, records, {"ok": status.ok, "summary": status.headline()},
+                       context)
 
 
 # --------------------------------------------------------------------------- registry
