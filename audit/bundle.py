@@ -472,6 +472,7 @@ class _Verifier:
         self.bodies: dict[int, dict[str, Any]] = {}
         self.hashes: dict[int, bytes] = {}
         self.keys: KeyState | None = None
+        self.changed: set[str] = set()  # files whose digest is not the manifest's
 
     def read(self, name: str) -> bytes | None:
         if name in self.data:
@@ -523,6 +524,7 @@ class _Verifier:
             if data is None:
                 self.add(name, "is listed in manifest.json but missing")
             elif _sha256(data) != digest:
+                self.changed.add(name)
                 self.add(name, f"its SHA-256 is {_sha256(data)}, manifest.json lists {digest} (the file was changed)")
         for name in REQUIRED:
             if name not in listed:
@@ -600,6 +602,7 @@ class _Verifier:
                 self.add(RECORDS, f"line {i} is not a record body (JSON object with a seq)")
                 continue
             seq = doc["seq"]
+            self.bodies.setdefault(seq, doc)  # present, even when its proof line is what is broken
             if not isinstance(proof, dict) or proof.get("seq") != seq or canonical(proof) != line:
                 self.add(PROOFS, f"line {i} is not the proof of record {seq} (canonical JSON with its seq)", seq)
                 continue
@@ -617,7 +620,6 @@ class _Verifier:
         prev_seq, prev_hash = None, b""
         events: list[tuple[int, bytes]] = []
         for seq, doc, body, proof in parsed:
-            self.bodies[seq] = doc
             h, sig = _hex(proof.get("hash"), 32), _hex(proof.get("signature"))
             prev, key_id = _hex(doc.get("prev_hash"), 32), _hex(doc.get("key_id"), 32)
             path = proof.get("inclusion")
@@ -882,8 +884,7 @@ def verify_bundle(path: Path | str, trust: Path | str | None = None, witness_key
     v.run(manifest)
     # Lead with the files the manifest says were changed, then everything in bundle order.
     order = {name: i for i, name in enumerate((MANIFEST_SIG, MANIFEST, KEYS, CHECKPOINT, RECORDS, PROOFS))}
-    changed = {p.file for p in v.report.problems if "manifest.json lists" in p.what}
-    v.report.problems.sort(key=lambda p: (p.file not in changed, order.get(p.file, len(order))))
+    v.report.problems.sort(key=lambda p: (p.file not in v.changed, order.get(p.file, len(order))))
     return v.report
 
 

@@ -338,7 +338,10 @@ def _policy_source(ledger: Any, run_id: str, path: Path) -> bytes:
 
     started = next((r for r in ledger.records(run_id=run_id, kind="run_started")), None)
     recorded = ((started.payload.get("policy") or {}) if started is not None else {}).get("hash")
-    loaded = load_policy(str(path.resolve()), path.resolve().parent, collect_policies(make_plugin_manager()))
+    try:
+        loaded = load_policy(str(path.resolve()), path.resolve().parent, collect_policies(make_plugin_manager()))
+    except BadInput as exc:
+        raise BadInput(f"--policy-file {path}: not a policy the run could have been gated under: {exc.message}") from None
     if loaded.hash != recorded:
         raise BadInput(f"--policy-file {path}: resolves to policy digest {loaded.hash}, but run {run_id} was gated "
                        f"under {recorded} (pass the file as it was when the run was gated)")
