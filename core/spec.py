@@ -11,10 +11,12 @@ import difflib
 import hashlib
 import re
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -38,6 +40,64 @@ DEFAULT_METRIC = {
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# --------------------------------------------------------------------------- time expressions
+
+#: Units of a ``data.decision_time`` / ``data.available_at`` offset, in seconds (singular or plural).
+TIME_UNITS = {"minute": 60, "hour": 3_600, "day": 86_400}
+TIME_EXPRESSION_SYNTAX = '"<column>" or "<column> - <N> minutes|hours|days" (or +), e.g. "departure - 2 hours"'
+_MAX_OFFSET_S = 100 * 366 * 86_400
+_OFFSET = re.compile(r"(?P<sign>[+-])\s*(?P<amount>\d+(?:\.\d+)?)\s*(?P<unit>minute|hour|day)s?\s*$", re.IGNORECASE)
+_SIGN_AFTER_SPACE = re.compile(r"\s[+-]")
+
+
+@dataclass(frozen=True)
+class TimeExpression:
+    """A time per row: the value of a date/time ``column``, shifted by ``seconds`` (signed)."""
+
+    column: str
+    seconds: float = 0.0
+
+    def __str__(self) -> str:
+        if not self.seconds:
+            return self.column
+        size = abs(self.seconds)
+        unit, per = next(((u, n) for u, n in reversed(TIME_UNITS.items()) if size % n == 0), ("minute", 60))
+        amount = size / per
+        return f"{self.column} {'-' if self.seconds < 0 else '+'} {amount:g} {unit}{'' if amount == 1 else 's'}"
+
+
+def parse_time_expression(text: str) -> TimeExpression:
+    """``"col"``, ``"col - 1 days"``, ``"col + 90 minutes"`` → :class:`TimeExpression`; ValueError says how to write one."""
+    stripped = text.strip()
+    match = _OFFSET.search(stripped)
+    seconds = 0.0
+    if match:
+        column = stripped[:match.start()].strip()
+        size = float(match["amount"]) * TIME_UNITS[match["unit"].lower()]
+        if size > _MAX_OFFSET_S:
+            raise ValueError(f"offset {match.group(0).strip()!r} is more than 100 years; write {TIME_EXPRESSION_SYNTAX}")
+        seconds = -size if match["sign"] == "-" else size
+    else:
+        signs = list(_SIGN_AFTER_SPACE.finditer(stripped))
+        if signs:
+            offset = stripped[signs[-1].start():].strip()
+            raise ValueError(f"cannot read the offset {offset!r} (a number, then minutes, hours or days); "
+                             f"write {TIME_EXPRESSION_SYNTAX}")
+        column = stripped
+    if not column or column[-1] in "+-":
+        raise ValueError(f"names no column; write {TIME_EXPRESSION_SYNTAX}")
+    return TimeExpression(column, seconds)
+
+
+def _time_expression(value: str) -> str:
+    parse_time_expression(value)
+    return value
+
+
+def _time_expression_or_empty(value: str) -> str:
+    return _time_expression(value) if value.strip() else value
 
 
 class ProjectSpec(_Section):
@@ -73,6 +133,10 @@ class DataSpec(_Section):
     positive_label: str = ""
     #: the CSV field separator of data.source and data.target_domain: one character ("\t" for tabs)
     sep: str = ","
+    #: when the prediction is made, per row: a date/time column, optionally shifted (TIME_EXPRESSION_SYNTAX)
+    decision_time: Annotated[str, AfterValidator(_time_expression_or_empty)] = ""
+    #: when a column's value becomes known, per row (same syntax); a column left out is known by the decision
+    available_at: dict[str, Annotated[str, AfterValidator(_time_expression)]] = {}
 
     @field_validator("sep", mode="before")
     @classmethod
@@ -83,12 +147,26 @@ class DataSpec(_Section):
         return value
 
     @model_serializer(mode="wrap")
-    def _without_default_sep(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        # Comma-separated specs keep the dump, and so the hash, they had before the key existed.
+    def _without_unset_keys(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Specs that leave these keys out (comma-separated, no decision time) keep the dump, and so
+        # the hash, they had before the keys existed.
         data: dict[str, Any] = handler(self)
         if self.sep == ",":
             data.pop("sep", None)
+        for key in ("decision_time", "available_at"):
+            if not data.get(key):
+                data.pop(key, None)
         return data
+
+    def timing_columns(self) -> list[tuple[str, str]]:
+        """``(spec key, column)`` for each column ``decision_time`` and ``available_at`` name (keys included)."""
+        named: list[tuple[str, str]] = []
+        if self.decision_time.strip():
+            named.append(("data.decision_time", parse_time_expression(self.decision_time).column))
+        for column, when in self.available_at.items():
+            named += [("data.available_at", column),
+                      (f"data.available_at.{column}", parse_time_expression(when).column)]
+        return named
 
     @model_validator(mode="after")
     def _consistent(self) -> DataSpec:
@@ -100,6 +178,9 @@ class DataSpec(_Section):
             raise ValueError("task = 'text' needs text_column = '<column with the documents>'")
         if self.task == "ranking" and not self.group_column:
             raise ValueError("task = 'ranking' needs group_column = '<query id column>'")
+        if self.available_at and not self.decision_time.strip():
+            raise ValueError("available_at says when columns become known, but there is no decision time to "
+                             f"compare with; add decision_time = {TIME_EXPRESSION_SYNTAX}")
         return self
 
 
