@@ -20,6 +20,9 @@ check                     value                                            warn 
 ``fold_temporal_order``   the same for CV folds (worst fold)               > 0          ≥ 1 %
 ``future_features``       share of rows where a date/time feature is       > 0          ≥ 1 %
                           later than the row's ``time_column`` value
+``post_decision_features``  worst feature's share of rows where it becomes  > 0          ≥ 1 %
+                          known (``data.available_at``; a date/time: its
+                          own value) after ``data.decision_time``
 ``target_leakage``        best single-feature score: out-of-fold ROC AUC   ≥ 0.95 /     ≥ 0.99 /
                           (classification) or R² (regression)              R² ≥ 0.95    R² ≥ 0.99
 ``identifier_columns``    best score of an identifier-like feature         ≥ 0.60 /     ≥ 0.70 /
@@ -48,7 +51,9 @@ Without the columns a check needs (no ``time_column``, no text column, ...) it r
 
 from __future__ import annotations
 
+import difflib
 import json
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 from assay.hookspecs import hookimpl
@@ -59,6 +64,7 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
+    from assay.spec import RunSpec, TimeExpression
     from assay.types import Dataset, FittedModel, Run, Splits
 
 GROUP = "leakage"
@@ -392,6 +398,134 @@ def temporal_checks(run: Run, splits: Splits) -> list[Check | Evidence]:
     return out
 
 
+# --------------------------------------------------------------------------- decision time
+
+
+def row_times(frame: pd.DataFrame, expression: TimeExpression) -> np.ndarray:
+    """The time per row of ``expression`` (``datetime64[ns]``; NaT where its column is missing).
+
+    Times with a time zone are compared in UTC; the loader refuses a mix of zoned and naive ones.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from assay.plugins.loaders import parse_datetime
+
+    values = parse_datetime(frame[expression.column])
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+    times: np.ndarray = values.to_numpy(dtype="datetime64[ns]")
+    return times + np.timedelta64(round(expression.seconds * 1e9), "ns")
+
+
+def duration_words(ns: float) -> str:
+    """A non-negative duration in nanoseconds as days, hours and minutes (``"1 day 2 h 5 min"``)."""
+    minutes = round(ns / 60e9)
+    if minutes == 0:
+        return "less than a minute" if ns > 0 else "0 min"
+    days, rest = divmod(minutes, 1440)
+    hours, mins = divmod(rest, 60)
+    parts = [f"{days} day{'s' if days != 1 else ''}" if days else "", f"{hours} h" if hours else "",
+             f"{mins} min" if mins else ""]
+    return " ".join(p for p in parts if p)
+
+
+def decision_checks(run: Run, splits: Splits) -> list[Check | Evidence]:
+    """Features whose value becomes known only after the decision (``data.decision_time``)."""
+    import numpy as np
+
+    from assay.spec import TimeExpression, parse_time_expression
+
+    d = run.spec.data
+    name = "post_decision_features"
+    if not d.decision_time.strip():
+        return [Check(GROUP, name, "skip", None, {
+            "reason": "no data.decision_time: declare when the prediction is made (e.g. data.decision_time = "
+                      "\"<column> - 1 days\") and, with data.available_at, when columns become known"})]
+    dataset = splits.dataset
+    frame = dataset.frame
+    anchor = parse_time_expression(d.decision_time)
+    decision = row_times(frame, anchor)
+    has_decision = ~np.isnat(decision)
+    features = dataset.features
+    per_col: dict[str, Any] = {}
+    for col in features:
+        declared = d.available_at.get(col)
+        if declared is not None:
+            known, basis = row_times(frame, parse_time_expression(declared)), declared
+        elif dataset.roles.get(col) == "datetime" and col != anchor.column:
+            # a date/time is known no earlier than itself (the decision's own column is what it is scheduled by)
+            known, basis = row_times(frame, TimeExpression(col)), "its own value"
+        else:
+            continue
+        compared = has_decision & ~np.isnat(known)
+        later = compared & (known > decision)
+        share = float(later.sum() / compared.sum()) if compared.any() else 0.0
+        after = (known[later] - decision[later]).astype("int64")
+        per_col[col] = {"available_at": basis, "declared": declared is not None, "share": round(share, 6),
+                        "rows": int(later.sum()), "rows_compared": int(compared.sum()),
+                        "median_after_decision": duration_words(float(np.median(after))) if len(after) else None,
+                        "examples": [int(r) for r in np.flatnonzero(later)[:EXAMPLES]]}
+    flagged = sorted((c for c, v in per_col.items() if v["rows"]), key=lambda c: -per_col[c]["share"])
+    worst = max((per_col[c]["share"] for c in flagged), default=0.0)
+
+    def said(col: str) -> str:
+        v = per_col[col]
+        when = (f"becomes known at {v['available_at']!r}" if v["declared"] else "is a date/time")
+        return (f"{col} {when}, after the decision at {d.decision_time!r} on {v['share']:.2%} of rows "
+                f"(median {v['median_after_decision']} after)")
+
+    thresholds = {"warn_above": 0.0, "fail_share": OVERLAP_FAIL}
+    check = Check(GROUP, name, _status(worst, 1.0, OVERLAP_FAIL, warn_above_zero=True), round(worst, 6),
+                  {"decision_time": d.decision_time, "columns": per_col, "flagged": flagged,
+                   "rows_without_decision_time": int((~has_decision).sum()),
+                   "assumed_known_at_decision": [c for c in features if c not in per_col],
+                   "declared_not_features": sorted(c for c in d.available_at if c not in features),
+                   "thresholds": thresholds},
+                  message="; ".join(said(c) for c in flagged))
+    drop = sorted({*dataset_drop(dataset), *flagged})
+    fix = (f"leave {', '.join(repr(c) for c in flagged)} out: data.drop = {json.dumps(drop)} "
+           f"(assay run --set 'data.drop={json.dumps(drop)}'); if a value is in fact known by the decision, "
+           "say when with data.available_at")
+    return [with_fix(check, fix)]
+
+
+def check_timing_columns(spec: RunSpec, dataset: Dataset) -> None:
+    """The columns ``data.decision_time`` and ``data.available_at`` name exist and hold date/times (exit 2)."""
+    import pandas as pd
+
+    from assay.errors import BadInput
+    from assay.plugins.loaders import parse_datetime
+    from assay.settings import redact_url
+
+    frame = dataset.frame
+    columns = [str(c) for c in frame.columns]
+    source = redact_url(spec.data.source)
+    zoned: dict[str, bool] = {}
+    for key, col in spec.data.timing_columns():
+        if col not in columns:
+            near = difflib.get_close_matches(col, columns, n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise BadInput(f"{key}: column {col!r} is not in {source}{hint} (columns: {', '.join(columns)})")
+        if key == "data.available_at":  # the column whose availability is declared: any type
+            continue
+        s = frame[col]
+        if not pd.api.types.is_datetime64_any_dtype(s.dtype) and (
+                pd.api.types.is_numeric_dtype(s.dtype) or pd.api.types.is_bool_dtype(s.dtype)):
+            raise BadInput(f"{key}: column {col!r} of {source} is {s.dtype}, not a date/time; name a date/time "
+                           "column (text such as 2013-01-01 06:00 is read as one)")
+        try:
+            parsed = parse_datetime(s)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise BadInput(f"{key}: column {col!r} of {source} is not a date/time: {exc}") from exc
+        zoned[f"{key} ({col!r})"] = isinstance(parsed.dtype, pd.DatetimeTZDtype)
+    if len(set(zoned.values())) > 1:
+        with_zone = ", ".join(k for k, z in zoned.items() if z)
+        without = ", ".join(k for k, z in zoned.items() if not z)
+        raise BadInput(f"data.decision_time: times with a time zone ({with_zone}) cannot be compared with times "
+                       f"without one ({without}); write all of them with a UTC offset, or none")
+
+
 # --------------------------------------------------------------------------- single-feature leakage
 
 
@@ -548,14 +682,27 @@ def _drop_fix(dataset: Dataset, columns: list[str], why: str) -> str:
 
 @hookimpl
 def check_split(run: Run, splits: Splits) -> list[Check | Evidence]:
-    """Duplicates, near-duplicate texts, shared entities, time order and single-feature leakage."""
+    """Duplicates, near-duplicate texts, shared entities, time order, single-feature leakage, post-decision features."""
     out: list[Check | Evidence] = []
     out += guarded(GROUP, "duplicates", lambda: duplicate_checks(splits))
     out += guarded(GROUP, "near_duplicate_texts", lambda: text_checks(splits))
     out += guarded(GROUP, "entity_overlap", lambda: entity_checks(run, splits))
     out += guarded(GROUP, "temporal_order", lambda: temporal_checks(run, splits))
     out += guarded(GROUP, "target_leakage", lambda: target_checks(splits))
+    out += guarded(GROUP, "post_decision_features", lambda: decision_checks(run, splits))
     return out
+
+
+@hookimpl(wrapper=True)
+def load_data(spec: RunSpec, source: str) -> Generator[None, Dataset | None, Dataset | None]:
+    """Refuse a ``data.decision_time`` / ``data.available_at`` naming a missing or non-date/time column.
+
+    It runs as the data is loaded, before the run writes anything: a bad column is exit 2.
+    """
+    dataset = yield
+    if dataset is not None and source == spec.data.source:
+        check_timing_columns(spec, dataset)
+    return dataset
 
 
 def conduct_checks(facts: dict[str, Any]) -> list[Check | Evidence]:
