@@ -8,7 +8,7 @@ from typing import Any
 
 from assay.settings import Settings
 from assay.spec import load_spec
-from assay.types import Dataset, Run, Splits
+from assay.types import Dataset, Run, Scores, Splits
 
 
 @dataclass
@@ -23,7 +23,8 @@ def prepare(spec_path: Path, overrides: list[str] | None = None, home: Path | No
 
     spec, base_dir = load_spec(spec_path, overrides or [])
     settings = Settings.resolve(home or base_dir / ".assay")
-    run = Run(run_id="test", spec=spec, spec_path=str(spec_path), settings=settings)
+    run = Run(run_id="test", spec=spec, spec_path=str(spec_path), settings=settings, trainers=_trainers(),
+              tuners=_tuners())
     dataset = loaders.load_data(spec=spec, source=spec.data.source, base_dir=str(base_dir))
     splits = splitting.split_data(run=run, dataset=dataset)
     return Prepared(run, dataset, splits)
@@ -36,15 +37,34 @@ def by_name(results: Any) -> dict[str, Any]:
     return {c.name: c for c in results if isinstance(c, Check)}
 
 
-def fit(prepared: Prepared, candidates: tuple[str, ...] = ("logistic_regression",), tuning: str = "none") -> Any:
-    """Fit with the bundled trainers, tuners and fit_model (facts land in ``prepared.run.facts``)."""
-    from assay.plugins import trainers, training, tuners
+def _trainers() -> dict[str, Any]:
+    from assay.plugins import trainers
 
     found: dict[str, Any] = {}
     trainers.register_trainers(register=lambda t: found.__setitem__(t.name, t))
-    searches: dict[str, Any] = {}
-    tuners.register_tuners(register=lambda t: searches.__setitem__(t.name, t))
-    prepared.run.trainers = found
-    prepared.run.tuners = searches
-    return training.fit_model(run=prepared.run, splits=prepared.splits, trainers=[found[c] for c in candidates],
-                              tuner=searches[tuning])
+    return found
+
+
+def _tuners() -> dict[str, Any]:
+    from assay.plugins import tuners
+
+    found: dict[str, Any] = {}
+    tuners.register_tuners(register=lambda t: found.__setitem__(t.name, t))
+    return found
+
+
+def fit(prepared: Prepared, candidates: tuple[str, ...] = ("logistic_regression",), tuning: str = "none") -> Any:
+    """Fit with the bundled trainers, tuners and fit_model (its conduct facts are on the returned model)."""
+    from assay.plugins import training
+
+    run = prepared.run
+    return training.fit_model(run=run, splits=prepared.splits, trainers=[run.trainers[c] for c in candidates],
+                              tuner=run.tuners[tuning])
+
+
+def scores(run: Run, model: Any, splits: Splits) -> Scores:
+    """What the runner hands ``evaluate``: the bundled baseline and both models' predictions, made once."""
+    from assay.plugins.evaluation import fit_baseline
+    from assay.runner import score_splits
+
+    return score_splits(model, fit_baseline(run=run, splits=splits), splits)

@@ -12,7 +12,7 @@ import pytest
 from assay.plugins import fairness
 from assay.types import Evidence
 from tests.checks import datasets as ds
-from tests.checks.harness import by_name, fit, prepare
+from tests.checks.harness import by_name, fit, prepare, scores
 from tests.conftest import EXAMPLES
 
 
@@ -25,7 +25,8 @@ def adult(adult_small: Path) -> Any:
     """The stratified Adult sample (sensitive: sex, race), a fitted model and its holdout predictions."""
     prepared = prepare(adult_small / "assay.toml", ["split.cv_folds=3"])
     model = fit(prepared)
-    results = fairness.evaluate(run=prepared.run, model=model, splits=prepared.splits)
+    results = fairness.evaluate(run=prepared.run, model=model, splits=prepared.splits,
+                                scores=scores(prepared.run, model, prepared.splits))
     evidence = _fairness(results)
     test = prepared.splits.part("test")
     y = prepared.splits.y("test").to_numpy()
@@ -117,7 +118,8 @@ def test_four_fifths_check_reads_the_ratio(adult: Any) -> None:
 def test_too_few_groups_is_null_with_a_reason(adult_small: Path) -> None:
     prepared = prepare(adult_small / "assay.toml", ["split.cv_folds=3", "evaluate.min_group_size=5000"])
     model = fit(prepared)
-    results = fairness.evaluate(run=prepared.run, model=model, splits=prepared.splits)
+    results = fairness.evaluate(run=prepared.run, model=model, splits=prepared.splits,
+                                scores=scores(prepared.run, model, prepared.splits))
     evidence = _fairness(results)
     assert evidence["sex"]["selection_rate_ratio"] is None
     assert "only 0 group(s)" in evidence["sex"]["reason"]
@@ -130,7 +132,8 @@ def test_regression_mean_error_per_group(tmp_path: Path) -> None:
             'sensitive = ["black", "hispanic"]\n[split]\nstrategy = "random"\ncv_folds = 3\n[train]\ntuning = "none"\n')
     prepared = prepare(ds.write(tmp_path, earnings, spec))
     model = fit(prepared, ("ridge",))
-    results = fairness.evaluate(run=prepared.run, model=model, splits=prepared.splits)
+    results = fairness.evaluate(run=prepared.run, model=model, splits=prepared.splits,
+                                scores=scores(prepared.run, model, prepared.splits))
     evidence = _fairness(results)
     test = prepared.splits.part("test")
     err = model.estimator.predict(prepared.splits.X("test")) - test["earnings_1978"].to_numpy()
@@ -170,7 +173,9 @@ def test_ranking_exposure_per_item_group() -> None:
 
 def test_the_sensitive_list_reaches_the_gate_even_without_the_data_checks(adult: Any) -> None:
     prepared, *_ = adult
-    results = fairness.evaluate(run=prepared.run, model=fit(prepared), splits=prepared.splits)
+    model = fit(prepared)
+    results = fairness.evaluate(run=prepared.run, model=model, splits=prepared.splits,
+                                scores=scores(prepared.run, model, prepared.splits))
     assert Evidence("data", {"sensitive": ["sex", "race"]}) in results
 
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from assay.kit import metric
 from assay.plugins import generalization as gen
 from assay.types import Check, Evidence, FittedModel
-from tests.checks.harness import by_name, fit, prepare
+from tests.checks.harness import by_name, fit, prepare, scores
 
 
 def _explicit(name: str, y: np.ndarray, pred: np.ndarray, proba: np.ndarray | None, classes: np.ndarray,
@@ -98,8 +98,10 @@ def test_intervals_bracket_the_point_estimates(adult: Any) -> None:
     from assay.plugins.evaluation import evaluate
 
     prepared, model = adult
-    points = _evidence(list(evaluate(run=prepared.run, model=model, splits=prepared.splits)))
-    results = gen.evaluate(run=prepared.run, model=model, splits=prepared.splits)
+    points = _evidence(list(evaluate(run=prepared.run, model=model, splits=prepared.splits,
+        scores=scores(prepared.run, model, prepared.splits))))
+    results = gen.evaluate(run=prepared.run, model=model, splits=prepared.splits,
+        scores=scores(prepared.run, model, prepared.splits))
     ev = _evidence(results)
     lo, hi = ev["metrics"]["test"]["roc_auc_ci"]
     assert lo < points["metrics"]["test"]["roc_auc"] < hi and hi - lo < 0.1
@@ -115,15 +117,18 @@ def test_intervals_bracket_the_point_estimates(adult: Any) -> None:
 
 def test_bootstrap_is_seeded(adult: Any) -> None:
     prepared, model = adult
-    a = _evidence(gen.evaluate(run=prepared.run, model=model, splits=prepared.splits))
-    b = _evidence(gen.evaluate(run=prepared.run, model=model, splits=prepared.splits))
+    a = _evidence(gen.evaluate(run=prepared.run, model=model, splits=prepared.splits,
+        scores=scores(prepared.run, model, prepared.splits)))
+    b = _evidence(gen.evaluate(run=prepared.run, model=model, splits=prepared.splits,
+        scores=scores(prepared.run, model, prepared.splits)))
     assert a == b
 
 
 def test_no_resamples_means_no_interval(adult_small: Path) -> None:
     prepared = prepare(adult_small / "assay.toml", ["evaluate.bootstrap=0", "split.cv_folds=3"])
     model = fit(prepared)
-    results = gen.evaluate(run=prepared.run, model=model, splits=prepared.splits)
+    results = gen.evaluate(run=prepared.run, model=model, splits=prepared.splits,
+        scores=scores(prepared.run, model, prepared.splits))
     ev = _evidence(results)
     assert ev["metrics"]["test"]["roc_auc_ci"] is None and ev["gap"]["roc_auc_ci"] is None
     check = by_name(results)["beats_baseline"]
@@ -141,7 +146,8 @@ def test_a_memorizing_model_fails_the_gap(adult_small: Path) -> None:
     tree = Pipeline([("prep", prep), ("model", DecisionTreeClassifier(random_state=0))])
     tree.fit(prepared.splits.X("train"), prepared.splits.y("train"))
     model = FittedModel("tree", tree, {}, {"roc_auc": {"mean": 0.74, "std": 0.01, "train_mean": 1.0}}, [])
-    checks = by_name(gen.evaluate(run=prepared.run, model=model, splits=prepared.splits))
+    checks = by_name(gen.evaluate(run=prepared.run, model=model, splits=prepared.splits,
+        scores=scores(prepared.run, model, prepared.splits)))
     assert checks["gap"].status == "fail" and checks["gap"].value > 0.15
     assert checks["gap"].detail["train"] == pytest.approx(1.0, abs=1e-3)
 
@@ -156,14 +162,16 @@ def test_cluster_bootstrap_keeps_queries_whole() -> None:
 
 
 def test_a_large_training_part_is_scored_on_a_sample(adult: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from assay import runner
     from assay.plugins.evaluation import evaluate
 
     prepared, model = adult
-    monkeypatch.setattr(gen, "TRAIN_SCORED", 1000)
-    monkeypatch.setattr(gen, "_CACHE", type(gen._CACHE)())
-    results = gen.evaluate(run=prepared.run, model=model, splits=prepared.splits)
+    run, splits = prepared.run, prepared.splits
+    every_row = scores(run, model, splits)
+    monkeypatch.setattr(runner, "TRAIN_SCORED", 1000)
+    results = gen.evaluate(run=run, model=model, splits=splits, scores=scores(run, model, splits))
     gap = by_name(results)["gap"]
     assert gap.detail["train_rows_scored"] == 1000 < gap.detail["train_rows"]
-    full_gap = _evidence(list(evaluate(run=prepared.run, model=model, splits=prepared.splits)))["gap"]["roc_auc"]
+    full_gap = _evidence(list(evaluate(run=run, model=model, splits=splits, scores=every_row)))["gap"]["roc_auc"]
     lo, hi = _evidence(results)["gap"]["roc_auc_ci"]
     assert lo < full_gap < hi

@@ -223,10 +223,16 @@ def test_near_duplicate_reviews_across_the_split(tmp_path: Path) -> None:
 
 
 def test_conduct_facts() -> None:
-    good = by_name(leakage.conduct_checks({"preprocessing_inside_cv": True, "holdout_used_in_tuning": False}))
-    assert {c.status for c in good.values()} == {"pass"}
-    bad = by_name(leakage.conduct_checks({"preprocessing_inside_cv": False, "holdout_used_in_tuning": True}))
+    from assay.types import FittedModel
+
+    def model(**conduct: object) -> FittedModel:
+        return FittedModel("f", None, {}, {}, [], **conduct)  # type: ignore[arg-type]
+
+    good = by_name(leakage.evaluate(model=model(preprocessing_inside_cv=True, holdout_used_in_tuning=False,
+                                                tuner="random")))
+    assert {c.status for c in good.values()} == {"pass"} and good["holdout_used_in_tuning"].detail["tuner"] == "random"
+    bad = by_name(leakage.evaluate(model=model(preprocessing_inside_cv=False, holdout_used_in_tuning=True)))
     assert {c.status for c in bad.values()} == {"fail"}
-    unknown = by_name(leakage.conduct_checks({}))
+    unknown = by_name(leakage.evaluate(model=model()))
     assert {c.status for c in unknown.values()} == {"error"}
-    assert "did not record" in unknown["preprocessing_inside_cv"].detail["reason"]
+    assert "did not report" in unknown["preprocessing_inside_cv"].detail["reason"]

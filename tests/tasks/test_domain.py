@@ -7,6 +7,7 @@ a spec asking for weights without a target domain is refused.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,38 +16,41 @@ import pytest
 
 from assay.errors import BadInput
 from assay.plugins.domain import CLIP, check_split, importance_weights
-from assay.plugins.loaders import load_table
+from assay.plugins.loaders import load_data
 from assay.plugins.splitting import split_data
-from assay.types import Run
+from assay.types import Dataset, Run, SampleWeights, Splits
 from tests.conftest import EXAMPLES
 from tests.tasks.conftest import make_run, make_spec
 
 CPS = EXAMPLES / "earnings_cps_psid" / "data" / "source.csv"
 
 
-def _run(tmp_path: Path, source: pd.DataFrame, target: pd.DataFrame | None, weighting: bool) -> tuple[Run, object]:
+def _run(tmp_path: Path, source: pd.DataFrame, target: pd.DataFrame | None,
+         weighting: bool) -> tuple[Run, Splits, Dataset | None]:
+    """A run, its split and the target domain as the runner loads it (the ``load_data`` hook)."""
     source.to_csv(tmp_path / "source.csv", index=False)
     data = {"source": "source.csv", "target": "earnings_1978", "task": "regression"}
     if target is not None:
         target.to_csv(tmp_path / "target.csv", index=False)
         data["target_domain"] = "target.csv"
     spec = make_spec(data, split={"cv_folds": 3}, train={"domain_weighting": weighting})
-    run = make_run(spec)
-    run.spec_path = str(tmp_path / "assay.toml")
-    dataset = load_table(spec, "source.csv", str(tmp_path))
-    return run, split_data(run, dataset)
+    run = replace(make_run(spec), spec_path=str(tmp_path / "assay.toml"))
+    dataset = load_data(spec=spec, source="source.csv", base_dir=str(tmp_path))
+    domain = load_data(spec=spec, source="target.csv", base_dir=str(tmp_path)) if target is not None else None
+    return run, split_data(run, dataset), domain
 
 
 def test_two_halves_of_one_survey_are_not_a_domain_shift(tmp_path: Path) -> None:
     cps = pd.read_csv(CPS).sample(4000, random_state=1).reset_index(drop=True)
-    run, splits = _run(tmp_path, cps.iloc[:2000], cps.iloc[2000:], weighting=True)
-    evidence, check = check_split(run, splits)  # type: ignore[arg-type, misc]
-    assert evidence.data["adversarial_auc"] < 0.6 and check.status == "pass"
-    weights = run.facts["sample_weight"]
-    train = splits.train  # type: ignore[attr-defined]
+    run, splits, domain = _run(tmp_path, cps.iloc[:2000], cps.iloc[2000:], weighting=True)
+    found, evidence, check = check_split(run, splits, domain)  # type: ignore[misc]
+    assert evidence.data["adversarial_auc"] < 0.6 and check.status == "pass"  # type: ignore[union-attr]
+    assert isinstance(found, SampleWeights) and found.source == "domain classifier (plugins.domain)"
+    weights = found.values
+    train = splits.train
     assert len(weights) == 2000 and np.all(weights[np.setdiff1d(np.arange(2000), train)] == 1.0)
     assert weights[train].mean() == pytest.approx(1.0)
-    assert evidence.data["weighting"]["effective_sample_size"] > 0.8 * len(train)  # close to uniform
+    assert evidence.data["weighting"]["effective_sample_size"] > 0.8 * len(train)  # type: ignore[union-attr]
 
 
 def test_importance_weights_are_a_clipped_density_ratio_with_mean_one() -> None:
@@ -60,15 +64,16 @@ def test_importance_weights_are_a_clipped_density_ratio_with_mean_one() -> None:
 
 
 def test_weights_without_a_target_domain_are_refused(tmp_path: Path) -> None:
-    run, splits = _run(tmp_path, pd.read_csv(CPS).head(500), None, weighting=True)
+    run, splits, domain = _run(tmp_path, pd.read_csv(CPS).head(500), None, weighting=True)
     with pytest.raises(BadInput, match=r"domain_weighting = true needs data\.target_domain"):
-        check_split(run, splits)  # type: ignore[arg-type]
-    run.spec.train.domain_weighting = False
-    assert check_split(run, splits) is None  # type: ignore[arg-type]
+        check_split(run, splits, domain)
+    unweighted = replace(run, spec=run.spec.model_copy(update={"train": run.spec.train.model_copy(
+        update={"domain_weighting": False})}))
+    assert check_split(unweighted, splits, domain) is None
 
 
 def test_a_target_domain_without_the_source_columns_is_refused(tmp_path: Path) -> None:
     cps = pd.read_csv(CPS).head(600)
-    run, splits = _run(tmp_path, cps, cps.drop(columns=["married"]), weighting=False)
+    run, splits, domain = _run(tmp_path, cps, cps.drop(columns=["married"]), weighting=False)
     with pytest.raises(BadInput, match="lacks column"):
-        check_split(run, splits)  # type: ignore[arg-type]
+        check_split(run, splits, domain)

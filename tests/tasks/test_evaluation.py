@@ -15,6 +15,7 @@ from assay.plugins.evaluation import evaluate, expected_cost, prior_corrected
 from assay.plugins.loaders import prepare_frame
 from assay.plugins.splitting import split_data
 from assay.types import FittedModel
+from tests.checks.harness import scores
 from tests.conftest import EXAMPLES
 from tests.tasks.conftest import make_run, make_spec
 
@@ -74,14 +75,14 @@ def _binary_run(frame: pd.DataFrame, positive: str) -> tuple[object, object, Fit
 def test_positive_label_decides_which_class_is_positive(adult: pd.DataFrame) -> None:
     run_hi, splits, model = _binary_run(adult, ">50K")
     run_lo, _, _ = _binary_run(adult, "<=50K")
-    test_hi = next(e.data for e in evaluate(run_hi, model, splits) if e.section == "metrics")["test"]  # type: ignore[union-attr]
-    test_lo = next(e.data for e in evaluate(run_lo, model, splits) if e.section == "metrics")["test"]  # type: ignore[union-attr]
+    test_hi = next(e.data for e in evaluate(run_hi, model, splits, scores(run_hi, model, splits)) if e.section == "metrics")["test"]  # type: ignore[union-attr]
+    test_lo = next(e.data for e in evaluate(run_lo, model, splits, scores(run_lo, model, splits)) if e.section == "metrics")["test"]  # type: ignore[union-attr]
     assert test_hi["roc_auc"] == pytest.approx(test_lo["roc_auc"])  # symmetric
     assert test_hi["average_precision"] < test_lo["average_precision"]  # the rare class is harder to find
     assert test_hi["f1"] != test_lo["f1"]
     run_bad, _, _ = _binary_run(adult, "rich")
     with pytest.raises(BadInput, match="positive_label"):
-        evaluate(run_bad, model, splits)
+        evaluate(run_bad, model, splits, scores(run_bad, model, splits))
 
 
 def test_ranking_evaluation_reports_per_query_metrics_and_both_baselines() -> None:
@@ -100,7 +101,8 @@ def test_ranking_evaluation_reports_per_query_metrics_and_both_baselines() -> No
     X = splits.X("train")
     prep = make_column_transformer((OrdinalEncoder(), ["mode"]), remainder="passthrough")
     est = make_pipeline(prep, PointwiseRanker()).fit(X, splits.y("train"))
-    found = {e.section: e.data for e in evaluate(run, FittedModel("pointwise_hgb", est, {}, {}, []), splits)}  # type: ignore[union-attr]
+    model = FittedModel("pointwise_hgb", est, {}, {}, [])
+    found = {e.section: e.data for e in evaluate(run, model, splits, scores(run, model, splits))}  # type: ignore[union-attr]
     test, base = found["metrics"]["test"], found["baseline"]
     assert set(test) == {"ndcg@10", "ndcg@3", "ndcg@1", "map", "mrr"}
     assert base["name"] == "popularity" and set(base["random"]["test"]) == set(test)

@@ -54,7 +54,8 @@ def fit(runner: Runner, run: Run, splits: Splits, seen: list[Any] | None = None)
         inner = tuner.make_search
         tuner = Tuner(tuner.name, lambda *args: SearchSpy(inner(*args), seen))
     trainers = runner.choose_trainers(run, splits.dataset.task)
-    model: FittedModel = runner.pm.hook.fit_model(run=run, splits=splits, trainers=trainers, tuner=tuner)
+    model: FittedModel = runner.call("fit_model", run=run, splits=splits, trainers=trainers, tuner=tuner,
+                                     sample_weights=None)
     return model
 
 
@@ -77,7 +78,7 @@ def test_each_tuner_tries_budget_candidates_on_the_training_part_only(prepared: 
     assert len(seen) == 1
     assert np.array_equal(np.sort(seen[0]), np.sort(splits.train))  # the rows searched are the training part
     assert not set(seen[0]) & set(splits.test.tolist())
-    assert run.facts["holdout_used_in_tuning"] is False and run.facts["tuner"] == tuning
+    assert model.holdout_used_in_tuning is False and model.preprocessing_inside_cv is True and model.tuner == tuning
     # the refit model is fully fitted on the training part
     assert model.estimator.named_steps["prep"].n_features_in_ == len(splits.dataset.features)
 
