@@ -599,7 +599,7 @@ def monitor(run: Run, reference: pd.DataFrame, current: pd.DataFrame, context: M
     extra = {c: "sensitive" for c in groups.columns}
     if labelled:
         extra[target] = "target"
-    drift, snapshot = data_drift(reference, current, types, features, extra)
+    drift, snapshot = data_drift(reference, current, types, features, extra, context.policy)
     drift["prediction"] = prediction
     report: dict[str, Any] | None = None
     if snapshot is not None:
