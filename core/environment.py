@@ -11,13 +11,42 @@ from pathlib import Path
 from typing import Any
 
 
+def _name_and_version(dist: metadata.Distribution) -> tuple[str | None, str | None]:
+    """``Name`` and ``Version`` from the head of a distribution's metadata file.
+
+    Both are single-line fields of the header block, so reading up to the first blank line
+    gives what ``dist.metadata["Name"]`` and ``dist.version`` give, without parsing the whole
+    file (long descriptions included) twice per distribution as the email parser they use does.
+    """
+    text = dist.read_text("METADATA") or dist.read_text("PKG-INFO") or ""
+    name = version = None
+    for line in text.splitlines():
+        if not line.strip():
+            break
+        key, sep, value = line.partition(":")
+        if not sep:
+            continue
+        key = key.strip().lower()
+        if key == "name" and name is None:
+            name = value.strip()
+        elif key == "version" and version is None:
+            version = value.strip()
+        if name is not None and version is not None:
+            break
+    return name, version
+
+
 def installed_packages() -> dict[str, str]:
-    """Every installed distribution with its version, sorted by name."""
+    """Every installed distribution with its version, sorted by name (the first of a name on sys.path wins)."""
     found: dict[str, str] = {}
     for dist in metadata.distributions():
-        name = dist.metadata["Name"]
-        if name:
-            found.setdefault(name.lower(), dist.version)
+        name, version = _name_and_version(dist)
+        if name and version is not None:
+            found.setdefault(name.lower(), version)
+        else:  # an unusual metadata file: ask importlib.metadata itself
+            name = dist.metadata["Name"]
+            if name:
+                found.setdefault(name.lower(), dist.version)
     return dict(sorted(found.items()))
 
 
