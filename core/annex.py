@@ -45,7 +45,8 @@ def _metric_rows(pack: Any) -> list[list[str]]:
 
 
 def annex_blocks(pack: Any) -> list[Block]:
-    from assay.report import attention, split_reason
+    from assay.figures import monitor_point
+    from assay.report import attention, split_reason, when
 
     ev, spec = pack.evidence, pack.spec
     project, data_spec = spec.get("project") or {}, spec.get("data") or {}
@@ -134,7 +135,7 @@ def annex_blocks(pack: Any) -> list[Block]:
     findings = attention(pack)
     b += [("h2", "4. Test log: signed and dated"),
           ("table", (["seq", "time (UTC)", "record", "signed by", "key id"],
-                     [[str(r.seq), str(r.time), r.kind, pack.identity(r.key_id), r.key_id] for r in pack.records])),
+                     [[str(r.seq), when(r.time), r.kind, pack.identity(r.key_id), r.key_id] for r in pack.records])),
           ("p", f"Gate decision: {verdict.get('decision', 'none recorded')} under policy {verdict.get('policy', '—')} "
                 f"({verdict.get('policy_hash', '—')}): {len(rules)} rules judged, {len(findings)} finding(s)."),
           ("table", (["level", "what", "finding", "fix"],
@@ -145,14 +146,12 @@ def annex_blocks(pack: Any) -> list[Block]:
     monitors = pack.monitors
     b += [("h2", "5. Changes and post-market monitoring"),
           ("table", (["seq", "time (UTC)", "change", "detail", "signed by"],
-                     [[str(r.seq), str(r.time), r.kind, _change(r), pack.identity(r.key_id)] for r in changes]))
+                     [[str(r.seq), when(r.time), r.kind, _change(r), pack.identity(r.key_id)] for r in changes]))
           if changes else ("p", "No waiver, approval or promotion of this model version is recorded."),
-          ("table", (["seq", "time (UTC)", "status", "drift share", "live metric", "reasons"],
-                     [[str(r.seq), str(r.time), str((r.payload or {}).get("status")),
-                       _v(((r.payload or {}).get("summary") or {}).get("share_drifted")),
-                       _v(((r.payload or {}).get("summary") or {}).get("metric_current")),
-                       "; ".join(split_reason(x)[0] for x in ((r.payload or {}).get("summary") or {}).get("reasons", []))]
-                      for r in monitors]))
+          ("table", (["seq", "time (UTC)", "batch", "status", "drift share", "live metric", "findings"],
+                     [[str(m["seq"]), m["time"], str(m["source"]), str(m["status"]), _v(m["share"]), _v(m["current"]),
+                       "; ".join(split_reason(x)[0] for x in m["reasons"])]
+                      for m in (monitor_point(r, ev.get("metric")) for r in monitors)]))
           if monitors else ("p", "The model has not been monitored yet (`assay monitor` records each batch)."),
           ("refs", "Ledger records: " + (", ".join(f"seq {r.seq}" for r in [*changes, *monitors]) or "none recorded") + "."),
           ("todo", f"{TODO}: the post-market monitoring plan (Annex IV point 9, Article 72), the "
@@ -238,7 +237,7 @@ def annex_markdown(pack: Any) -> str:
 
 
 def card_blocks(pack: Any) -> list[Block]:
-    from assay.report import attention
+    from assay.report import attention, when
 
     ev, spec = pack.evidence, pack.spec
     project = spec.get("project") or {}
@@ -267,7 +266,7 @@ def card_blocks(pack: Any) -> list[Block]:
         ("table", (["metric", "holdout", "95% interval", "baseline", "gap (train − holdout)"], _metric_rows(pack))),
         ("h2", f"Ledger records ({len(pack.records)})"),
         ("table", (["seq", "kind", "time (UTC)", "signed by", "hash"],
-                   [[str(r.seq), r.kind, str(r.time), pack.identity(r.key_id), r.hash] for r in pack.records])),
+                   [[str(r.seq), r.kind, when(r.time), pack.identity(r.key_id), r.hash] for r in pack.records])),
     ]
 
 

@@ -29,6 +29,11 @@ def _rule_threshold(pack: Any, path: str) -> tuple[float, str] | None:
     return None
 
 
+def _labelled(axis: Axis, label: str) -> Axis:
+    axis.label = label
+    return axis
+
+
 def metrics_vs_baseline(pack: Any) -> list[str]:
     ev = pack.evidence
     test = (ev.get("metrics") or {}).get("test") or {}
@@ -131,7 +136,8 @@ def residuals(pack: Any) -> list[str]:
     target = ((pack.spec.get("data") or {}).get("target")) or "target"
     scatter = line_chart("residuals", "Residuals against prediction (holdout)",
                          [Series("row", c["predicted"], c["residual"], line=False)],
-                         padded(c["predicted"]), padded(c["residual"], 0.0, 0.0), refs=[(0.0, "0")],
+                         _labelled(padded(c["predicted"]), f"predicted {target}"),
+                         _labelled(padded(c["residual"], 0.0, 0.0), "residual"), refs=[(0.0, "0")],
                          caption=f"A seeded sample of {c.get('sampled', len(c['predicted'])):,} of "
                                  f"{pack.evidence.get('curves', {}).get('rows', 0):,} holdout rows; residual = "
                                  f"true {target} − predicted.")
@@ -215,23 +221,26 @@ def domain(pack: Any) -> list[str]:
                               f"{fmt(d.get('adversarial_auc'))} (0.5: the domains look alike).")]
 
 
+def monitor_point(record: Any, default_metric: Any = None) -> dict[str, Any]:
+    """What one ``monitor`` record measured (its evidence) and the thresholds its verdict applied."""
+    p = record.payload or {}
+    ev = p.get("evidence") or {}
+    rules = (p.get("verdict") or {}).get("rules", []) or []
+    metric = ev.get("metric") or default_metric
+    current = ((ev.get("metrics") or {}).get("current") or {}).get(metric) if metric else None
+    fair = {k: v.get("selection_rate_ratio") for k, v in (ev.get("fairness") or {}).items()
+            if isinstance(v, dict) and v.get("selection_rate_ratio") is not None}
+    threshold = next((x.get("threshold") for x in rules if x.get("path") == "drift.share_drifted"
+                      and isinstance(x.get("threshold"), (int, float))), None)
+    reasons = [str(x.get("reason", "")) for x in rules if x.get("outcome") in ("block", "error", "warn")]
+    return {"seq": record.seq, "time": str(record.time)[:10], "status": p.get("status"),
+            "share": (ev.get("drift") or {}).get("share_drifted"), "threshold": threshold, "metric": metric,
+            "current": current, "fairness": fair, "reasons": reasons,
+            "source": ((ev.get("data") or {}).get("current") or {}).get("source")}
+
+
 def monitoring(pack: Any) -> list[str]:
-    rows = []
-    for r in pack.monitors:
-        p = r.payload or {}
-        s = p.get("summary") or {}
-        ev = p.get("evidence") or {}
-        metric = s.get("metric") or ev.get("metric") or pack.evidence.get("metric")
-        current = ((ev.get("metrics") or {}).get("current") or {}).get(metric) if metric else None
-        fair = {k: v.get("selection_rate_ratio") for k, v in (ev.get("fairness") or {}).items() if isinstance(v, dict)}
-        threshold = s.get("share_threshold")
-        if threshold is None:
-            threshold = next((x.get("threshold") for x in (p.get("verdict") or {}).get("rules", [])
-                              if x.get("path") == "drift.share_drifted"), None)
-        rows.append({"seq": r.seq, "time": str(r.time)[:10], "status": p.get("status"),
-                     "share": s.get("share_drifted", (ev.get("drift") or {}).get("share_drifted")),
-                     "threshold": threshold, "metric": metric,
-                     "current": s.get("metric_current", current), "fairness": fair})
+    rows = [monitor_point(r, pack.evidence.get("metric")) for r in pack.monitors]
     if not rows:
         return []
     labels = [f"#{r['seq']}" for r in rows]

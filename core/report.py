@@ -24,6 +24,7 @@ import click
 
 from assay.charts import fmt
 from assay.errors import BadInput
+from assay.types import EventKind
 
 CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:1.5rem auto;max-width:1220px;color:#1d2330;padding:0 1.2rem}
@@ -99,7 +100,7 @@ class Pack:
     model_records: list[Any] = field(default_factory=list)  # monitor, waiver, approval, promotion of the model
     generated: str = ""
 
-    def seqs(self, *kinds: str) -> list[int]:
+    def seqs(self, *kinds: EventKind) -> list[int]:
         return [r.seq for r in self.records if r.kind in kinds]
 
     def identity(self, key_id: str) -> str:
@@ -228,6 +229,14 @@ def _status(value: str) -> str:
     return f'<span class="{escape(css)}">{escape(value)}</span>'
 
 
+def when(time: Any) -> str:
+    """A record's UTC time to the second: ``2026-12-01 14:01:17 UTC``."""
+    text = str(time or "")
+    if len(text) >= 19 and text[10] == "T":
+        return f"{text[:10]} {text[11:19]} UTC"
+    return text
+
+
 def _seq_list(seqs: list[int]) -> str:
     if not seqs:
         return "none"
@@ -243,9 +252,12 @@ def header_html(pack: Pack) -> str:
     ev = pack.evidence
     model = ev.get("model") or {}
     decision = (pack.verdict or {}).get("decision")
+    integ = pack.integrity
     verdict = (f'<span class="verdict {escape(str(decision))}">{escape(str(decision).upper())}</span>' if decision
                else '<span class="verdict none">NO VERDICT</span>')
-    integ = pack.integrity
+    if not integ.get("ok"):  # what the records say cannot be relied on: say so before anything they say
+        verdict = ('<span class="verdict block">LEDGER NOT VERIFIED</span> <span class="muted">recorded verdict '
+                   f"(untrusted): {escape(str(decision or 'none'))}</span>")
     ledger_line = ("✓ verified" if integ.get("ok") else "✗ NOT verified") + f" — {integ.get('summary', '')}"
     cp = integ.get("checkpoint") or {}
     rows = [
@@ -451,7 +463,7 @@ def lineage_html(pack: Pack) -> str:
     for r in pack.records:
         first.setdefault(r.kind, r)
     ev = pack.evidence
-    steps = [("run_started", "spec", f"spec {(pack.spec and ev.get('spec_hash')) or ''}"),
+    steps: list[tuple[EventKind, str, str]] = [("run_started", "spec", f"spec {(pack.spec and ev.get('spec_hash')) or ''}"),
              ("data", "data", f"{(ev.get('data') or {}).get('source', '')} {(ev.get('data') or {}).get('fingerprint', '')}"),
              ("split", "split", f"{(ev.get('split') or {}).get('strategy', '')}"),
              ("model", "model", f"{(ev.get('model') or {}).get('ref', '')} {(ev.get('model') or {}).get('artifact', '')}"),
@@ -461,14 +473,16 @@ def lineage_html(pack: Pack) -> str:
         rec = first.get(kind)
         if rec is not None:
             rows.append([rec.seq, label, f"<code>{escape(what.strip())}</code>" if what.strip() else "",
-                         escape(str(rec.time)), escape(pack.identity(rec.key_id))])
+                         escape(when(rec.time)), escape(pack.identity(rec.key_id))])
     for rec in pack.model_records:
         p = rec.payload or {}
         what = {"waiver": f"waiver of {p.get('rule')} by {p.get('approver')} until {p.get('expires')}: {p.get('reason')}",
                 "approval": f"approved by {p.get('approver')}" + (f": {p.get('comment')}" if p.get("comment") else ""),
                 "promotion": f"{p.get('from')} → {p.get('to')}",
-                "monitor": f"monitor {p.get('status')} ({((p.get('summary') or {}).get('source')) or ''})"}.get(rec.kind, "")
-        rows.append([rec.seq, rec.kind, escape(what), escape(str(rec.time)), escape(pack.identity(rec.key_id))])
+                "monitor": f"monitor {p.get('status')}: batch "
+                           f"{(((p.get('evidence') or {}).get('data') or {}).get('current') or {}).get('source', '')}"
+                }.get(rec.kind, "")
+        rows.append([rec.seq, rec.kind, escape(what), escape(when(rec.time)), escape(pack.identity(rec.key_id))])
     return ('<section id="lineage"><h2>Lineage</h2>'
             + _table(["seq", "step", "what", "time", "signed by"], rows, raw=True) + "</section>")
 
@@ -494,7 +508,7 @@ def records_html(pack: Pack) -> str:
     return (f'<section id="records"><h2>Ledger records ({len(pack.records)}) — ledger {state}</h2>'
             f'<p class="muted">{escape(str(integ.get("summary", "")))}</p>'
             + _table(["seq", "kind", "time", "signed by", "record hash"],
-                     [[r.seq, escape(r.kind), escape(str(r.time)), escape(pack.identity(r.key_id)),
+                     [[r.seq, escape(r.kind), escape(when(r.time)), escape(pack.identity(r.key_id)),
                        f"<code>{escape(r.hash)}</code>"] for r in pack.records], raw=True) + "</section>")
 
 
