@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from assay.errors import BadInput
+from assay.types import EventKind
 
 
 @dataclass
@@ -240,6 +241,10 @@ def _blocked_by(verdict: dict[str, Any]) -> list[str]:
     return [str(r.get("id")) for r in verdict.get("rules") or [] if r.get("outcome") in ("block", "error")]
 
 
+def _waived(verdict: dict[str, Any]) -> list[str]:
+    return [str(r.get("id")) for r in verdict.get("rules") or [] if r.get("outcome") == "waived"]
+
+
 def policy_verdicts(signed: Any) -> dict[str, list[dict[str, Any]]]:
     """Every verdict by policy digest: gate verdicts and monitor results, in ledger order."""
     facts = _run_facts(signed)
@@ -310,7 +315,7 @@ def policy_lineage(signed: Any, query: str) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- a model version's history
 
-HISTORY_KINDS = ("verdict", "waiver", "approval", "promotion", "monitor", "monitor_failed", "replay")
+HISTORY_KINDS: tuple[EventKind, ...] = ("verdict", "waiver", "approval", "promotion", "monitor", "monitor_failed", "replay")
 
 
 def _history_entry(rec: Any, signed: Any) -> dict[str, Any]:
@@ -320,8 +325,10 @@ def _history_entry(rec: Any, signed: Any) -> dict[str, Any]:
     if rec.kind == "verdict":
         base.update(decision=p.get("decision"), policy=p.get("policy"), policy_hash=p.get("policy_hash"),
                     blocked_by=_blocked_by(p), evidence_digest=p.get("evidence_digest"),
+                    waived=_waived(p),
                     summary=f"gate {p.get('decision')} under {p.get('policy')}"
-                    + (f" (blocked by {', '.join(_blocked_by(p))})" if _blocked_by(p) else ""),
+                    + (f" (blocked by {', '.join(_blocked_by(p))})" if _blocked_by(p) else "")
+                    + (f" (waived: {', '.join(_waived(p))})" if _waived(p) else ""),
                     _same=json.dumps(["verdict", p.get("decision"), p.get("policy_hash"), p.get("artifact"),
                                       p.get("evidence_digest"), _rules_signature(p)], default=str))
     elif rec.kind == "waiver":
@@ -524,13 +531,14 @@ def _print_graph(graph: Lineage, history: dict[str, Any] | None) -> None:
     if history is None:
         return
     events = history["events"]
-    attention = [e for e in events if e.get("decision") == "block" or e["kind"] == "monitor_failed"]
     console.print(f"\n[bold]{escape(history['ref'])}[/] stage {history['stage']}, artifact {history['artifact']}, "
                   f"model record seq {history['model_seq']}", soft_wrap=True)
-    if attention:
-        latest = attention[-1]
-        console.print(f"[red]needs attention:[/] {len(attention)} blocking result(s); latest at seq {latest['seq']}: "
-                      f"{escape(latest['summary'])}", soft_wrap=True)
+    for kind in ("verdict", "monitor"):  # the newest result of each kind is what stands
+        latest = next((e for e in reversed(events) if e["kind"] == kind or (kind == "monitor" and e["kind"] ==
+                                                                            "monitor_failed")), None)
+        if latest is not None and (latest.get("decision") == "block" or latest["kind"] == "monitor_failed"):
+            console.print(f"[red]needs attention:[/] the latest {'gate verdict' if kind == 'verdict' else 'monitor result'}"
+                          f" (seq {latest['seq']}) {escape(latest['summary'])}", soft_wrap=True)
     if not events:
         console.print("no verdict, waiver, approval, promotion or monitor result yet")
         return
