@@ -102,3 +102,28 @@ def test_the_adjusted_interval_matches_an_independent_computation() -> None:
     raw = bootstrap_interval(replicates("roc_auc", held, model.predict(X[2000:]), proba, classes, resamples, seed),
                              0.95)
     assert ours is not None and raw is not None and ours[0] < raw[0] and ours[1] > raw[1]
+
+
+def test_seed_siblings_are_ranked_and_a_lucky_seed_is_measured(adult_small: Path, assay_home: Path) -> None:
+    """Runs that differ only in seed (or budget) are each other's siblings; other specs are not."""
+    ids = []
+    for seed, budget in ((1, 2), (2, 2), (3, 3)):
+        res = run_assay("run", str(adult_small / "assay.toml"), "--json", "-q", *FAST,
+                        "--set", f"split.seed={seed}", "--set", f"train.budget={budget}", home=assay_home)
+        assert res.returncode in (0, 1), res.stderr
+        ids.append(res.json["run_id"])
+    other = run_assay("run", str(adult_small / "assay.toml"), "--json", "-q", *FAST, "--set", "split.seed=4",
+                      "--set", "evaluate.bootstrap=100", home=assay_home)  # another spec: not a sibling
+    assert other.returncode in (0, 1), other.stderr
+    third = _signed_evidence(assay_home, ids[2])
+    siblings = third["selection"]["siblings"]
+    assert [r["run_id"] for r in siblings["runs"]] == ids[:2]
+    assert [r["seed"] for r in siblings["runs"]] == [1, 2]
+    values = [_signed_evidence(assay_home, i)["metrics"]["test"]["roc_auc"] for i in ids]
+    assert [r["value"] for r in siblings["runs"]] == pytest.approx(values[:2])
+    assert siblings["rank"] == 1 + sum(v > values[2] for v in values[:2]) and siblings["of"] == 3
+    sd = float(np.std(values[:2], ddof=1))
+    assert siblings["z"] == pytest.approx((values[2] - np.mean(values[:2])) / sd)
+    assert _signed_evidence(assay_home, other.json["run_id"])["selection"]["siblings"]["count"] == 0
+    first = _signed_evidence(assay_home, ids[0])["selection"]["siblings"]
+    assert first["count"] == 0 and "z" not in first
