@@ -364,3 +364,32 @@ def test_export_refuses_bad_targets_and_leaves_the_ledger_untouched(exported: di
                     str(EXAMPLES / "adult" / "assay.toml"), home=home)
     assert out.returncode == 2 and "--policy-file" in out.stderr and "Traceback" not in out.stderr
     assert run_assay("audit", "log", "--json", home=home).json["count"] == before
+
+
+# ----------------------------------------------------------------------------------- without assay
+
+
+def _doc_script(tmp_path: Path) -> Path:
+    """The verification script docs/audit-bundle.md gives for auditors without assay."""
+    text = (EXAMPLES.parent / "docs" / "audit-bundle.md").read_text(encoding="utf-8")
+    script = tmp_path / "check_bundle.py"
+    script.write_text(text.split("```python\n", 1)[1].split("```", 1)[0], encoding="utf-8")
+    assert "assay" not in script.read_text().replace("assay.ledger.record.v1", "")
+    return script
+
+
+def test_the_documented_check_without_assay_agrees(exported: dict[str, Any], copy: Path, tmp_path: Path) -> None:
+    script = _doc_script(tmp_path)
+
+    def check(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-I", str(script), *args], capture_output=True, text=True,
+                              cwd=tmp_path, timeout=120)
+
+    ok = check(str(copy))
+    assert ok.returncode == 0 and ok.stdout == "ok\n", ok.stderr
+    line = (copy / "records.jsonl").read_bytes().splitlines()[5]
+    _flip(copy / "records.jsonl", (copy / "records.jsonl").read_bytes().index(line) + line.index(b'"payload":') + 12, 1)
+    key = KeyStore(exported["home"]).active(create=False)
+    _resign_manifest(copy, key.private, key.key_id)
+    bad = check(str(copy))
+    assert bad.returncode == 1 and "records.jsonl record" in bad.stderr and "hash" in bad.stderr
