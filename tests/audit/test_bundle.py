@@ -393,3 +393,39 @@ def test_the_documented_check_without_assay_agrees(exported: dict[str, Any], cop
     _resign_manifest(copy, key.private, key.key_id)
     bad = check(str(copy))
     assert bad.returncode == 1 and "records.jsonl record" in bad.stderr and "hash" in bad.stderr
+
+
+# ------------------------------------------------------------------------------------ key windows
+
+
+def test_rotated_keys_sign_within_their_windows(exported: dict[str, Any], tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    shutil.copytree(exported["home"], home)
+    old = KeyStore(home).active(create=False).key_id
+    rotated = run_assay("keys", "rotate", "--json", home=home)
+    assert rotated.returncode == 0, rotated.stderr
+    new, at = rotated.json["key_id"], rotated.json["seq"]
+    bundle = tmp_path / "bundle"
+    out = run_assay("audit", "export", exported["run_id"], "--bundle", str(bundle), home=home)
+    assert out.returncode == 0, out.stderr
+    assert f"signed by key {new}" in out.stdout
+    report = verify_bundle(bundle)
+    assert report.ok, report.problems
+    assert report.checkpoint_size is not None and report.checkpoint_size >= at
+    keys = {k["key_id"]: k for k in json.loads((bundle / "keys.json").read_bytes())["keys"]}
+    assert keys[old]["valid_until"] == at and keys[new]["valid_from"] == at + 1
+    seqs = [json.loads(line)["seq"] for line in (bundle / "records.jsonl").read_bytes().splitlines()]
+    assert at in seqs  # the rotation is a key record: the bundle carries it
+
+    # Narrow the old key's window in the trust root: the run's later records are outside it.
+    run_seqs = [r["seq"] for r in exported["records"] if r["run_id"] == exported["run_id"]]
+    trust = json.loads((bundle / "keys.json").read_bytes())
+    for k in trust["keys"]:
+        if k["key_id"] == old:
+            k["valid_until"] = run_seqs[3]
+    narrowed = tmp_path / "narrowed.json"
+    narrowed.write_text(json.dumps(trust), encoding="utf-8")
+    report = verify_bundle(bundle, trust=narrowed)
+    assert not report.ok
+    assert report.problems[0].file == "records.jsonl" and report.problems[0].seq == run_seqs[4]
+    assert f"was rotated out at seq {run_seqs[3]}" in report.problems[0].what
