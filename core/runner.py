@@ -31,6 +31,7 @@ from assay.types import (
     Check,
     Dataset,
     Event,
+    EventKind,
     Evidence,
     FittedModel,
     Predictions,
@@ -353,7 +354,7 @@ class Runner:
             raise InternalError(f"{who} failed in hook {hook} (stage {self.current_stage!r}): "
                                 f"{type(exc).__name__}: {exc}") from exc
 
-    def record(self, run: Run, kind: str, payload: Mapping[str, Any]) -> None:
+    def record(self, run: Run, kind: EventKind, payload: Mapping[str, Any]) -> None:
         # Every record passes here, whichever plugin built its payload: no URL password gets signed.
         self.call("record", run=run, event=Event(kind, redact_secrets(to_jsonable(payload))))
 
@@ -542,6 +543,9 @@ class Runner:
         evidence["facts"] = to_jsonable(facts)
         # Redacted in place: the evidence recorded, digested by the verdict and stored is one document.
         evidence.update(redact_secrets(to_jsonable(evidence)))
+        from assay.evidence import validate_evidence
+
+        validate_evidence(evidence)  # a section a plugin wrote malformed errors the run here: the gate never judges it
         self.record(run, "evidence", evidence)
         binding = verdict_binding(run.run_id, evidence)  # before the gate: what the verdict judges
 
@@ -670,6 +674,9 @@ def gate_stored_run(pm: PluginManager, settings: Settings, run_id: str, evidence
     run = Run(run_id=run_id, spec=spec, spec_path=str(spec_path), settings=settings)
     policy = load_policy(policy_ref or spec.gate.policy, spec_path.parent, runner.collect_policies())
     evidence = dict(evidence)
+    from assay.evidence import validate_evidence
+
+    validate_evidence(evidence)  # malformed evidence is never judged, so never passes (fail closed)
     binding = verdict_binding(run_id, evidence)
     verdict = runner.gate(run, evidence, policy, waivers=waivers, today=today)
     runner.record(run, "verdict", {**verdict.to_json(), **binding})

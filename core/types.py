@@ -23,6 +23,15 @@ if TYPE_CHECKING:
 Status = Literal["pass", "warn", "fail", "error", "skip"]
 Task = Literal["binary", "multiclass", "regression", "ranking", "text"]
 Role = Literal["numeric", "categorical", "text", "datetime", "id", "group", "sensitive", "target", "drop"]
+#: A policy rule's outcome (``n/a``: the rule does not apply to the run).
+Outcome = Literal["pass", "warn", "block", "waived", "error", "n/a"]
+#: What a ledger record is about: the kind of an :class:`Event` (the runner's records) and of the
+#: records the governance commands and key management append.
+EventKind = Literal[
+    "run_started", "data", "split", "model", "metrics", "check", "evidence", "verdict", "run_finished", "run_failed",
+    "replay", "monitor", "monitor_failed", "waiver", "approval", "promotion", "attestation",
+    "key_added", "key_rotated", "key_revoked",
+]
 
 
 def json_number(value: Any) -> Any:
@@ -149,7 +158,7 @@ class Evidence:
 class Event:
     """Something that happened during a run, for the audit ledger (``record`` hook)."""
 
-    kind: str
+    kind: EventKind
     payload: Mapping[str, Any]
 
 
@@ -336,7 +345,7 @@ class RuleOutcome:
     """
 
     id: str
-    outcome: str  # pass | warn | block | waived | error
+    outcome: Outcome
     path: str
     measured: Any
     threshold: Any

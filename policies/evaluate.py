@@ -17,16 +17,16 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import date
-from typing import Any
+from typing import Any, Final
 
 from assay.policies import expr as ex
 from assay.policies.language import Policy, Rule
 from assay.policies.waivers import Waiver, active_waivers, utc_today
-from assay.types import RuleOutcome
+from assay.types import Outcome, RuleOutcome
 
 NOT_APPLICABLE = "not applicable"
 #: the outcome of a rule that does not apply to the run (it neither passes nor blocks)
-NA = "n/a"
+NA: Final = "n/a"
 _TEMPLATE = re.compile(r"\$\{(\w+)\}")
 
 
@@ -86,7 +86,7 @@ def _conditions_hold(rule: Rule, evidence: Mapping[str, Any]) -> tuple[bool, str
     return True, ""
 
 
-def _outcome(rule: Rule, outcome_id: str, outcome: str, path: str, measured: Any, threshold: Any,
+def _outcome(rule: Rule, outcome_id: str, outcome: Outcome, path: str, measured: Any, threshold: Any,
              reason: str) -> RuleOutcome:
     return RuleOutcome(id=outcome_id, outcome=outcome, path=path, measured=measured,
                        threshold=threshold, op=rule.op, severity=rule.severity, description=rule.description,
