@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         SampleWeights,
         Scores,
         Splits,
+        StageSummary,
         Trainer,
         Tuner,
         Verdict,
@@ -66,12 +67,12 @@ def stage_started(run: Run, stage: str) -> None:
 
 
 @hookspec
-def stage_finished(run: Run, stage: str, summary: dict[str, Any]) -> None:
+def stage_finished(run: Run, stage: str, summary: StageSummary) -> None:
     """Announce that a stage has finished.
 
     :param run: the run context.
     :param stage: the stage name.
-    :param summary: what the stage produced, as JSON-able data (rows, best score, ...).
+    :param summary: what the stage produced: a read-only mapping of JSON-able values (rows, best score, ...).
 
     All implementations are called.
     """

@@ -15,10 +15,11 @@ import signal
 import threading
 import time
 import traceback
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from assay.errors import AssayError, BadInput, InternalError
@@ -40,6 +41,7 @@ from assay.types import (
     SampleWeights,
     Scores,
     Splits,
+    StageSummary,
     Trainer,
     Tuner,
     Verdict,
@@ -359,12 +361,18 @@ class Runner:
         self.call("record", run=run, event=Event(kind, redact_secrets(to_jsonable(payload))))
 
     @contextmanager
-    def stage(self, run: Run, name: str, summary: dict[str, Any]) -> Iterator[None]:
+    def stage(self, run: Run, name: str) -> Iterator[Callable[..., None]]:
+        """Run a stage between ``stage_started`` and ``stage_finished``, metered.
+
+        Yields ``report(**values)``: the stage names what it produced, and ``stage_finished``
+        receives it as a frozen :class:`StageSummary`.
+        """
         self.current_stage = name
         self.call("stage_started", run=run, stage=name)
+        produced: dict[str, Any] = {}
         with self.meter.measure(name):
-            yield
-        self.call("stage_finished", run=run, stage=name, summary=summary)
+            yield produced.update
+        self.call("stage_finished", run=run, stage=name, summary=StageSummary(name, MappingProxyType(dict(produced))))
 
     def _relay_progress(self, run: Run, stage: str, done: int, total: int, label: str) -> None:
         self.call("stage_progress", run=run, stage=stage, done=done, total=total, label=label)
@@ -460,8 +468,7 @@ class Runner:
         from assay.modelio import predictions_hash, save_model
         from assay.store import ArtifactStore
 
-        summary: dict[str, Any] = {}
-        with self.stage(run, "data", summary):
+        with self.stage(run, "data") as report:
             data_ev = {"source": dataset.source, "fingerprint": dataset.fingerprint,
                        "target": dataset.target, "sensitive": list(self.spec.data.sensitive),
                        **summarize(dataset.frame, dataset.roles, dataset.target)}
@@ -471,10 +478,9 @@ class Runner:
             # the second table of data.target_domain, loaded once and handed to the hooks that compare with it
             target_domain = (self.load_dataset(self.spec.data.target_domain, "data.target_domain")
                              if self.spec.data.target_domain else None)
-            summary.update(rows=dataset.rows, columns=len(dataset.frame.columns), fingerprint=dataset.fingerprint)
+            report(rows=dataset.rows, columns=len(dataset.frame.columns), fingerprint=dataset.fingerprint)
 
-        summary = {}
-        with self.stage(run, "split", summary):
+        with self.stage(run, "split") as report:
             splits: Splits | None = self.call("split_data", run=run, dataset=dataset)
             if splits is None:
                 raise InternalError(f"no plugin could split the data with strategy {self.spec.split.strategy!r}")
@@ -492,10 +498,9 @@ class Runner:
                 raise InternalError(f"check_split: {len(weights)} plugins returned sample weights "
                                     f"({', '.join(w.source for w in weights)}); at most one may weight the fit")
             sample_weights = weights[0] if weights else None
-            summary.update(train=len(splits.train), test=len(splits.test), folds=len(splits.folds))
+            report(train=len(splits.train), test=len(splits.test), folds=len(splits.folds))
 
-        summary = {}
-        with self.stage(run, "train", summary):
+        with self.stage(run, "train") as report:
             trainers = self.choose_trainers(run, dataset.task)
             tuner = self.choose_tuner(run)
             model: FittedModel | None = (
@@ -518,17 +523,16 @@ class Runner:
             deep_merge(evidence.setdefault("metrics", {}), {"cv": model.cv})
             self.record(run, "model", {k: model_ev[k] for k in ("name", "version", "family", "params", "artifact",
                                                                 "predictions_hash", "imported") if k in model_ev})
-            summary.update(family=model.family, cv=model.cv.get(self.spec.metric, {}))
+            report(family=model.family, cv=model.cv.get(self.spec.metric, {}))
 
-        summary = {}
-        with self.stage(run, "evaluate", summary):
+        with self.stage(run, "evaluate") as report:
             scores = self.score(run, model, splits)
             checks = add_results(evidence, self.call("evaluate", run=run, model=model, splits=splits, scores=scores,
                                                      target_domain=target_domain))
             self.record(run, "metrics", {k: evidence.get(k, {}) for k in ("metrics", "baseline", "gap")})
             for check in _all_checks(evidence):
                 self.record(run, "check", check)
-            summary.update(test=evidence.get("metrics", {}).get("test", {}).get(self.spec.metric), checks=len(checks))
+            report(test=evidence.get("metrics", {}).get("test", {}).get(self.spec.metric), checks=len(checks))
 
         evidence["cost"] = self.meter.summary()
         evidence["plugins"] = {i.name: i.version for i in self.pm.infos if i.status == "loaded"}
@@ -549,11 +553,10 @@ class Runner:
         self.record(run, "evidence", evidence)
         binding = verdict_binding(run.run_id, evidence)  # before the gate: what the verdict judges
 
-        summary = {}
-        with self.stage(run, "gate", summary):
+        with self.stage(run, "gate") as report:
             verdict = self.gate(run, evidence, policy)
             self.record(run, "verdict", {**verdict.to_json(), **binding})
-            summary.update(decision=verdict.decision)
+            report(decision=verdict.decision)
         model_info = {"name": version.name, "version": version.version, "ref": version.ref,
                       "family": model.family, "artifact": artifact}
         return verdict, model_info

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -395,6 +395,26 @@ class Verdict:
 
 
 # --------------------------------------------------------------------------- the run
+
+
+@dataclass(frozen=True)
+class StageSummary(Mapping[str, Any]):
+    """What a finished stage produced, for progress displays (``stage_finished``).
+
+    A read-only mapping of JSON-able values by name (``rows``, ``family``, ``decision``, ...).
+    """
+
+    stage: str
+    produced: Mapping[str, Any]
+
+    def __getitem__(self, key: str) -> Any:
+        return self.produced[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.produced)
+
+    def __len__(self) -> int:
+        return len(self.produced)
 
 
 @dataclass(frozen=True)
