@@ -429,3 +429,20 @@ def test_rotated_keys_sign_within_their_windows(exported: dict[str, Any], tmp_pa
     assert not report.ok
     assert report.problems[0].file == "records.jsonl" and report.problems[0].seq == run_seqs[4]
     assert f"was rotated out at seq {run_seqs[3]}" in report.problems[0].what
+
+
+@pytest.mark.postgres
+def test_bundle_of_a_postgresql_ledger_verifies_offline(pg_url: str, tmp_path: Path) -> None:
+    home, db = tmp_path / "home", {"ASSAY_DB_URL": pg_url}
+    run = run_assay("run", str(EXAMPLES / "adult" / "assay.toml"), "--set", "train.tuning=none", "--set",
+                    'train.candidates=["logistic_regression"]', "--set", "split.cv_folds=2", "--json", home=home, env=db)
+    assert run.returncode == 0, run.stderr
+    assert not (home / "assay.db").exists()
+    bundle = tmp_path / "bundle"
+    out = run_assay("audit", "export", run.json["run_id"], "--bundle", str(bundle), home=home, env=db)
+    assert out.returncode == 0, out.stderr
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir()
+    proc = _verify_cli(bundle, "--json", cwd=cwd, module=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert json.loads(proc.stdout)["run_id"] == run.json["run_id"]
