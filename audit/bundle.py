@@ -363,9 +363,9 @@ def write_bundle(
     out.mkdir(parents=True, exist_ok=True)
     for name, data in files.items():
         (out / name).write_bytes(data)
-    check = verify_bundle(out)
-    if not check.ok:
-        raise BundleRefused(f"the bundle written to {out} does not verify: {check.problems[0]}")
+    written = verify_bundle(out)
+    if not written.ok:
+        raise BundleRefused(f"the bundle written to {out} does not verify: {written.problems[0]}")
     return WrittenBundle(out, run_id, sorted(files), len(seqs), len(run_records), m, key.key_id,
                          len(parse_note(note_text)[1]) - 1)
 

@@ -145,10 +145,10 @@ def _verify_bundle(bundle: str, trust: str | None, witness_keys: tuple[str, ...]
     if as_json:
         _echo_json(report.to_json())
     else:
-        for line in report.lines()[1:] if not report.ok else report.lines():
+        for line in report.lines():  # what failed first, then the other problems
             click.echo(line)
     if not report.ok:
-        raise Finding(report.summary())
+        raise click.exceptions.Exit(1)
 
 
 @audit.command("log")
