@@ -12,8 +12,9 @@ records:
 - ``selection.holdout.metric`` — the primary metric on the holdout with a percentile
   bootstrap interval at 95 % (``ci``) and one Bonferroni-adjusted for the K evaluations
   (``ci_adjusted``: level ``1 − 0.05 / K``), from ``evaluate.bootstrap`` resamples seeded
-  with ``split.seed``. A rule such as ``path = "selection.holdout.metric.lower_adjusted",
-  op = ">", threshold = "baseline"`` asks for the honest bound;
+  with ``split.seed``; and ``improvement`` over the baseline (model − baseline on the same
+  resamples, sign-flipped for losses so that positive is better) with the same two intervals.
+  ``assay:strict``'s ``beats-baseline-adjusted`` asks ``improvement.lower_adjusted > 0``;
 - ``selection.siblings`` — the earlier runs on the same data (``data.fingerprint``) whose spec
   differs from this one's only in ``split.seed`` or ``train.budget``: each with its holdout
   metric; this run's ``rank`` among them (1 = best) ``of`` all; the siblings' ``mean`` and, with
@@ -43,7 +44,7 @@ from assay.types import Check, Evidence
 if TYPE_CHECKING:
     import numpy as np
 
-    from assay.types import FittedModel, Run, Splits
+    from assay.types import Run, Scores
 
 GROUP = "selection"
 ALPHA = 0.05
@@ -139,16 +140,17 @@ def bootstrap_interval(values: np.ndarray, level: float) -> list[float] | None:
 
 
 def replicates(name: str, y: np.ndarray, pred: np.ndarray, proba: np.ndarray | None, classes: np.ndarray,
-               resamples: int, seed: int) -> np.ndarray:
-    """The metric on each bootstrap resample of the rows (NaN where undefined)."""
+               resamples: int, seed: int, run: Run | None = None) -> np.ndarray:
+    """The metric on each bootstrap resample of the rows (NaN where undefined); ``run`` shows the progress."""
     import numpy as np
 
-    from assay.plugins.metrics import metric
+    from assay.kit import metric
+    from assay.plugins.search_progress import steps
 
     m = metric(name)
     idx = np.random.default_rng(seed).integers(0, len(y), size=(resamples, len(y)))
     values = np.full(resamples, np.nan)
-    for b in range(resamples):
+    for b in steps(run, "evaluate", range(resamples), f"bootstrap of {name} on {len(y):,} holdout rows"):
         rows = idx[b]
         scored = (proba[rows] if proba is not None else None) if m.needs == "proba" else pred[rows]
         if scored is None:
@@ -160,34 +162,40 @@ def replicates(name: str, y: np.ndarray, pred: np.ndarray, proba: np.ndarray | N
     return values
 
 
-def metric_bounds(run: Run, model: FittedModel, splits: Splits, k: int) -> dict[str, Any]:
-    """The primary metric on the holdout with its 95 % and its K-adjusted bootstrap interval."""
+def _bounds(point: float | None, values: np.ndarray, k: int, greater_is_better: bool) -> dict[str, Any]:
+    ci, adjusted = bootstrap_interval(values, 1 - ALPHA), bootstrap_interval(values, 1 - ALPHA / k)
+    end = "lower_adjusted" if greater_is_better else "upper_adjusted"
+    return {"value": point, "ci": ci, "ci_adjusted": adjusted, end: adjusted[0 if greater_is_better else 1]
+            if adjusted else None}
+
+
+def metric_bounds(run: Run, scores: Scores, k: int) -> dict[str, Any]:
+    """The primary metric on the holdout, and its improvement over the baseline (paired, on the same
+    resamples; positive = better, for losses too), each with its 95 % and its K-adjusted interval."""
     import numpy as np
 
-    from assay.plugins.metrics import metric, positive_first
+    from assay.kit import metric, positive_first
 
     name = run.spec.metric
     m = metric(name)
     if m.needs == "query":
-        return {"name": name, "reason": "per-query metrics are resampled by query, which this bound does not do yet"}
-    X, y = splits.X("test"), np.asarray(splits.y("test"))
-    est = model.estimator
-    pred = np.asarray(est.predict(X))
-    proba, classes = None, np.asarray(getattr(est, "classes_", []))
-    if m.needs == "proba":
-        proba = np.asarray(est.predict_proba(X))
-        classes, proba = positive_first(classes, proba, run.spec.data.positive_label)
+        return {"name": name, "reason": "per-query metrics are resampled by query, which this bound does not do"}
     resamples = run.spec.evaluate.bootstrap
-    values = replicates(name, y, pred, proba, classes, resamples, run.seed)
-    scored = proba if m.needs == "proba" else pred
-    point = float(m.fn(y, scored, classes))
-    ci = bootstrap_interval(values, 1 - ALPHA)
-    adjusted = bootstrap_interval(values, 1 - ALPHA / k)
-    bound = 0 if m.greater_is_better else 1
-    out: dict[str, Any] = {"name": name, "value": point, "ci": ci, "ci_adjusted": adjusted,
+
+    def scored(p: Any) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, float]:
+        classes, proba = positive_first(np.asarray(p.classes), p.proba, run.spec.data.positive_label)
+        point = float(m.fn(p.y, proba if m.needs == "proba" else p.pred, classes))
+        return replicates(name, p.y, p.pred, proba, classes, resamples, run.seed, run), proba, classes, point
+
+    model, _, _, point = scored(scores.test)
+    out: dict[str, Any] = {"name": name, **_bounds(point, model, k, m.greater_is_better),
                            "level_adjusted": 1 - ALPHA / k, "resamples": resamples, "seed": run.seed,
                            "method": "percentile bootstrap; Bonferroni over the K evaluations of this holdout"}
-    out["lower_adjusted" if m.greater_is_better else "upper_adjusted"] = adjusted[bound] if adjusted else None
+    if scores.baseline_test.pred is not None and len(scores.baseline_test.y) == len(scores.test.y):
+        base, _, _, base_point = scored(scores.baseline_test)
+        sign = 1.0 if m.greater_is_better else -1.0
+        out["improvement"] = {"over": scores.baseline.name,
+                              **_bounds(sign * (point - base_point), sign * (model - base), k, True)}
     return out
 
 
@@ -201,7 +209,7 @@ def _message(k: int, earlier: list[dict[str, Any]], configurations: int) -> str:
 
 
 @hookimpl
-def evaluate(run: Run, model: FittedModel, splits: Splits) -> list[Check | Evidence]:
+def evaluate(run: Run, scores: Scores) -> list[Check | Evidence]:
     history = ledger_history(run.settings, run.run_id)
     earlier = history["earlier"]
     k = len(earlier) + 1
@@ -209,10 +217,10 @@ def evaluate(run: Run, model: FittedModel, splits: Splits) -> list[Check | Evide
     holdout: dict[str, Any] = {"fingerprint": history["fingerprint"], "evaluations": k,
                                "configurations": configurations, "earlier": earlier}
     try:
-        holdout["metric"] = metric_bounds(run, model, splits, k)
+        holdout["metric"] = metric_bounds(run, scores, k)
     except (ValueError, AttributeError, TypeError) as exc:  # e.g. a metric undefined on this holdout
         holdout["metric"] = {"name": run.spec.metric, "reason": f"{type(exc).__name__}: {exc}"}
-    from assay.plugins.metrics import metric
+    from assay.kit import metric
 
     siblings = sibling_summary(history, run.spec.metric, holdout["metric"].get("value"),
                                metric(run.spec.metric).greater_is_better)

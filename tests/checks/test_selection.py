@@ -75,6 +75,11 @@ def test_the_adjusted_bound_is_below_the_raw_one(ten_runs: tuple[Path, list[str]
     assert tenth["level_adjusted"] == pytest.approx(0.995)
     assert tenth["lower_adjusted"] < tenth["ci"][0] < tenth["value"]
     assert tenth["ci_adjusted"][1] > tenth["ci"][1]
+    gain = tenth["improvement"]
+    assert gain["over"] == "dummy" and gain["value"] > 0
+    assert gain["lower_adjusted"] < gain["ci"][0] < gain["value"]
+    assert _rule(run_assay("gate", ids[-1], "--format", "json", home=home).json["verdict"],
+                 "beats-baseline-adjusted")["outcome"] == "pass"
 
 
 def test_the_adjusted_interval_matches_an_independent_computation() -> None:
