@@ -471,8 +471,8 @@ def lineage(state: Any, ref: str | None, data_query: str | None, policy_query: s
     run_id = resolve_run_id(signed, ref)
     graph = build_lineage(SignedRecords(signed.records), run_id)
     model_node = next((n for n in graph.nodes.values() if n["kind"] == "model" and n.get("seq")), None)
-    history = model_history(signed, ref if "@" in ref else model_node["id"].removeprefix("model:")) \
-        if ("@" in ref or model_node is not None) else None
+    model_ref = ref if "@" in ref else (str(model_node["id"]).removeprefix("model:") if model_node else None)
+    history = model_history(signed, model_ref) if model_ref else None
     if as_json:
         click.echo(json.dumps({**graph.to_json(), "history": history}, sort_keys=True))
     elif as_dot:
