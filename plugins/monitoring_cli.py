@@ -230,7 +230,16 @@ RENDERERS = {"text": render_text, "json": render_json, "junit": render_junit, "m
 @click.pass_obj
 def check(state: Any, run_ref: str, current: str, labels: bool, policy_ref: str | None, fmt_name: str,
           output: str | None, html_path: str | None) -> None:
-    """Check the batch DATA against run RUN_ID: drift, prediction drift, performance, fairness."""
+    """Check the batch DATA against run RUN_ID: drift, prediction drift, performance, fairness.
+
+    evidently's drift tests use the policy's thresholds: the blocking rule on
+    drift.share_drifted sets its dataset drift threshold, and rules on
+    drift.columns.COLUMN.score (or drift.columns.*.score) with a number set the test
+    threshold of that column (or of every column). --html F writes one self-contained page:
+    assay's verdict (run, model, policy name and digest, every monitor rule with its measured
+    value and threshold) first, then evidently's recorded report, which reaches the same
+    conclusion.
+    """
     from assay.monitoring import run_monitor
     from assay.store import ArtifactStore
 
