@@ -58,7 +58,7 @@ name = "bench-monitor"
 source = "train.csv"
 target = "is_delayed"
 task = "binary"
-drop = ["arr_delay_min", "tailnum", "scheduled_departure"]
+drop = ["arr_delay_min", "dep_delay_min", "tailnum", "scheduled_departure"]
 
 [split]
 strategy = "stratified"

@@ -12,6 +12,7 @@ import hashlib
 import re
 import tomllib
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -65,27 +66,25 @@ class TimeExpression:
         size = abs(self.seconds)
         unit, per = next(((u, n) for u, n in reversed(TIME_UNITS.items()) if size % n == 0), ("minute", 60))
         amount = size / per
-        return f"{self.column} {'-' if self.seconds < 0 else '+'} {amount:g} {unit}{'' if amount == 1 else 's'}"
+        number = f"{Decimal(repr(amount)).normalize():f}"  # positional and exact: reads back to the same float
+        return f"{self.column} {'-' if self.seconds < 0 else '+'} {number} {unit}{'' if amount == 1 else 's'}"
 
 
 def parse_time_expression(text: str) -> TimeExpression:
     """``"col"``, ``"col - 1 days"``, ``"col + 90 minutes"`` → :class:`TimeExpression`; ValueError says how to write one."""
     stripped = text.strip()
     match = _OFFSET.search(stripped)
+    column = stripped[:match.start()].strip() if match else stripped
+    unread = _SIGN_AFTER_SPACE.search(column)  # a sign after a space starts an offset, never a name
+    if unread:
+        raise ValueError(f"cannot read the offset {stripped[unread.start():].strip()!r} (one sign, a number, then "
+                         f"minutes, hours or days); write {TIME_EXPRESSION_SYNTAX}")
     seconds = 0.0
     if match:
-        column = stripped[:match.start()].strip()
         size = float(match["amount"]) * TIME_UNITS[match["unit"].lower()]
         if size > _MAX_OFFSET_S:
             raise ValueError(f"offset {match.group(0).strip()!r} is more than 100 years; write {TIME_EXPRESSION_SYNTAX}")
         seconds = -size if match["sign"] == "-" else size
-    else:
-        signs = list(_SIGN_AFTER_SPACE.finditer(stripped))
-        if signs:
-            offset = stripped[signs[-1].start():].strip()
-            raise ValueError(f"cannot read the offset {offset!r} (a number, then minutes, hours or days); "
-                             f"write {TIME_EXPRESSION_SYNTAX}")
-        column = stripped
     if not column or column[-1] in "+-":
         raise ValueError(f"names no column; write {TIME_EXPRESSION_SYNTAX}")
     return TimeExpression(column, seconds)

@@ -6,7 +6,10 @@
 Joins nycflights13::flights with nycflights13::weather (weather at the origin airport
 in the scheduled departure hour), keeps a deterministic random FRACTION of the
 flights (default 0.1, seed 20130101), drops cancelled/diverted flights (no arrival
-delay), and sorts by scheduled departure time.
+delay), and sorts by scheduled departure time. The departure and arrival delays stay in
+as ``dep_delay_min`` / ``arr_delay_min``: both are known only after the scheduled
+departure, so a spec predicting at booking time drops them (or declares when they become
+known: ``data.available_at``).
 """
 import io
 import sys
@@ -46,11 +49,13 @@ def main(wheel: str, fraction: float = 0.1) -> None:
     df["day_of_week"] = sched.dt.day_name().str[:3]
     df["sched_arr_hour"] = df["sched_arr_time"] // 100
     df["arr_delay_min"] = df["arr_delay"].astype("int64")
+    # known only once the aircraft has left the gate: a post-decision feature for a booking-time model
+    df["dep_delay_min"] = df["dep_delay"].astype("int64")
     df["is_delayed"] = (df["arr_delay"] >= 15).astype("int64")  # BTS definition of a delayed arrival
     cols = ["scheduled_departure", "month", "day_of_week", "hour", "sched_arr_hour", "carrier",
             "flight", "tailnum", "origin", "dest", "distance",
             "temp_f", "dewpoint_f", "humidity_pct", "wind_dir_deg", "wind_speed_mph", "wind_gust_mph",
-            "precip_in", "pressure_mbar", "visibility_mi", "arr_delay_min", "is_delayed"]
+            "precip_in", "pressure_mbar", "visibility_mi", "dep_delay_min", "arr_delay_min", "is_delayed"]
     df = df[cols]
     df = df.rename(columns={"hour": "sched_dep_hour", "flight": "flight_number"})
     float_cols = df.select_dtypes("float").columns

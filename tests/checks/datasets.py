@@ -108,7 +108,7 @@ source = "data.csv"
 target = "is_delayed"
 task = "binary"
 time_column = "scheduled_departure"
-drop = ["arr_delay_min", "flight_number", "tailnum"]
+drop = ["arr_delay_min", "dep_delay_min", "flight_number", "tailnum"]
 
 [split]
 strategy = "{strategy}"

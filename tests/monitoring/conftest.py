@@ -34,7 +34,7 @@ source = "train.csv"
 target = "is_delayed"
 task = "binary"
 sensitive = ["origin"]
-drop = ["arr_delay_min", "flight_number", "tailnum", "scheduled_departure", "month"]
+drop = ["arr_delay_min", "dep_delay_min", "flight_number", "tailnum", "scheduled_departure", "month"]
 
 [split]
 strategy = "stratified"
