@@ -217,7 +217,7 @@ def bar_chart(kind: str, title: str, rows: Sequence[tuple[str, Sequence[Bar]]], 
     per = max(1, max((len(bars) for _, bars in rows), default=1))
     bar_h = 12 if per > 1 else 16
     row_h = per * bar_h + 10
-    label_w = 150
+    label_w = int(min(260, max(80, 6.4 * max((len(label) for label, _ in rows), default=8) + 14)))
     height = PAD_T + PAD_B + row_h * max(1, len(rows))
     p = Plot(ax, Axis(0, 1), height=height, pad_l=label_w)
     parts = p.parts

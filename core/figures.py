@@ -169,16 +169,19 @@ def fairness(pack: Any) -> list[str]:
         judged = {g: v for g, v in groups.items() if isinstance(v, dict)}
         rates = {g: float(v["selection_rate"]) for g, v in judged.items() if v.get("selection_rate") is not None}
         kind = "fairness-intersection" if "&" in key else "fairness"
-        extra_caption = " Groups under the minimum size are marked small and left out of the ratio." \
+        extra_caption = " Groups under the minimum size (grey, marked small) are left out of the ratio." \
             if any(v.get("small") for v in judged.values()) else ""
         if rates:
-            top = max(rates.values())
+            judged_rates = [r for g, r in rates.items() if not judged[g].get("small")]
+            top = max(judged_rates or rates.values())  # small groups are left out of the ratio
             threshold = _rule_threshold(pack, f"fairness.{key}.selection_rate_ratio") or (0.8, "four-fifths rule")
             line = top * threshold[0]
             rows = [(f"{g} (n={v.get('count', 0):,}{', small' if v.get('small') else ''})",
-                     [Bar("selection rate", v.get("selection_rate"), cls="s5" if (v.get("selection_rate") or 0) < line
-                          and not v.get("small") else "s0")]) for g, v in judged.items()]
-            out.append(bar_chart(kind, f"Selection rate by {key}", rows, axis=Axis(0, max(1.0 * top * 1.15, 0.05)),
+                     [Bar("selection rate", v.get("selection_rate"),
+                          cls="s1" if v.get("small") else "s5" if (v.get("selection_rate") or 0) < line else "s0")])
+                    for g, v in judged.items()]
+            out.append(bar_chart(kind, f"Selection rate by {key}", rows,
+                                 axis=Axis(0, max([*rates.values(), 0.05]) * 1.15),
                                  bands=[(0, line, f"below {fmt(threshold[0])} × the highest rate ({threshold[1]})", "band")],
                                  refs=[(line, f"{fmt(threshold[0])} × highest = {fmt(line)}", "ref")],
                                  caption=f"Shaded: below the four-fifths band — {fmt(threshold[0])} × the highest "
