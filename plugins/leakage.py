@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import warnings
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
@@ -411,7 +412,9 @@ def row_times(frame: pd.DataFrame, expression: TimeExpression) -> np.ndarray:
 
     from assay.plugins.loaders import parse_datetime
 
-    values = parse_datetime(frame[expression.column])
+    with warnings.catch_warnings():  # a format pandas must guess per value: the loader has accepted the column
+        warnings.simplefilter("ignore", UserWarning)
+        values = parse_datetime(frame[expression.column])
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         values = values.dt.tz_convert("UTC").dt.tz_localize(None)
     times: np.ndarray = values.to_numpy(dtype="datetime64[ns]")
@@ -515,7 +518,9 @@ def check_timing_columns(spec: RunSpec, dataset: Dataset) -> None:
             raise BadInput(f"{key}: column {col!r} of {source} is {s.dtype}, not a date/time; name a date/time "
                            "column (text such as 2013-01-01 06:00 is read as one)")
         try:
-            parsed = parse_datetime(s)
+            with warnings.catch_warnings():  # pandas warns before it fails on text that is not a date
+                warnings.simplefilter("ignore", UserWarning)
+                parsed = parse_datetime(s)
         except (ValueError, TypeError, OverflowError) as exc:
             raise BadInput(f"{key}: column {col!r} of {source} is not a date/time: {exc}") from exc
         zoned[f"{key} ({col!r})"] = isinstance(parsed.dtype, pd.DatetimeTZDtype)
