@@ -225,6 +225,20 @@ def _agreement(result: Any) -> str:
         items.append("<li>Per-column tests use evidently&#39;s default threshold for each column&#39;s method (the "
                      f"policy sets no <code>{COLUMN_PREFIX}COLUMN{COLUMN_SUFFIX}</code> threshold); the column table "
                      "and evidently&#39;s list the same method, score and threshold per column.</li>")
+    for rule_json in monitor_rules(result.policy):  # a score rule must read the score the way its test does
+        path, op = str(rule_json.get("path", "")), rule_json.get("op")
+        if not (path.startswith(COLUMN_PREFIX) and path.endswith(COLUMN_SUFFIX)) or _number(rule_json.get("threshold")) is None:
+            continue
+        column = path[len(COLUMN_PREFIX):-len(COLUMN_SUFFIX)]
+        for name, e in sorted(drift.get("columns", {}).items()):
+            wrong = (e.get("statistic") == "p_value" and op in ("<=", "<")) or \
+                (e.get("statistic") == "distance" and op in (">=", ">"))
+            if column in ("*", name) and wrong:
+                items.append(f'<li class="mismatch">Rule <code>{_e(rule_json.get("id"))}</code> reads '
+                             f"<code>{_e(path)} {_e(op)}</code>, but evidently tested <code>{_e(name)}</code> with "
+                             f"{_e(e.get('method'))}, a {'p-value (small means drift)' if e.get('statistic') == 'p_value' else 'distance (large means drift)'}"
+                             f": the rule and the test disagree on that column; write a rule for it with "
+                             f"<code>{'&gt;=' if e.get('statistic') == 'p_value' else '&lt;='}</code>.</li>")
     gone = sorted(c for c, e in drift.get("columns", {}).items()
                   if e.get("drifted") and e.get("method") is None and e.get("detail"))
     if gone:

@@ -46,6 +46,15 @@ op = "<="
 threshold = 0.05
 stage = "monitor"
 severity = "warn"
+
+[[rules]]
+id = "gust-drift"
+description = "Wind gusts keep their distribution (written as if the score were a distance)."
+path = "drift.columns.wind_gust_mph.score"
+op = "<="
+threshold = 0.05
+stage = "monitor"
+severity = "warn"
 """
 
 
@@ -179,6 +188,10 @@ def test_evidently_takes_the_thresholds_of_the_policy_given_on_the_command_line(
     assert opened.evidently_headline() == "Dataset Drift is NOT detected. Dataset drift detection threshold is 0.9"
     config = opened.page.locator("#evidently-config").inner_text()
     assert "distance-drift" in config and "distance 0.05" in config
+    # wind gusts are mostly missing, so evidently tests them with a p-value: a "<=" rule reads them backwards
+    assert drift["columns"]["wind_gust_mph"]["statistic"] == "p_value"
+    (mismatch,) = opened.page.locator("li.mismatch").all_inner_texts()
+    assert "gust-drift" in mismatch and "wind_gust_mph" in mismatch and "p-value" in mismatch
     opened.shot("loose")
     assert opened.close() == []
 
