@@ -494,6 +494,7 @@ class _Verifier:
     def manifest(self) -> dict[str, Any] | None:
         data = self.read(MANIFEST)
         if data is None:
+            self.changed.add(MANIFEST)
             self.add(MANIFEST, "missing")
             return None
         doc = _json(data)
@@ -518,10 +519,12 @@ class _Verifier:
         present = sorted(p.relative_to(self.root).as_posix() for p in self.root.rglob("*") if p.is_file())
         for name in present:
             if name not in listed and name not in (MANIFEST, MANIFEST_SIG):
+                self.changed.add(name)
                 self.add(name, "is not listed in manifest.json (added after export)")
         for name, digest in listed.items():
             data = self.read(name)
             if data is None:
+                self.changed.add(name)
                 self.add(name, "is listed in manifest.json but missing")
             elif _sha256(data) != digest:
                 self.changed.add(name)
@@ -534,6 +537,7 @@ class _Verifier:
     def manifest_signature(self, trusted: dict[str, bytes]) -> None:
         data = self.read(MANIFEST_SIG)
         if data is None:
+            self.changed.add(MANIFEST_SIG)
             self.add(MANIFEST_SIG, "missing: the manifest is unsigned")
             return
         env = _json(data)

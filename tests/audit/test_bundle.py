@@ -210,6 +210,19 @@ def test_changes_are_found_even_when_the_key_holder_signs_the_manifest_again(
     assert name in {p.file for p in report.problems}, report.problems[:3]
 
 
+@pytest.mark.parametrize("name", FILES)
+def test_a_missing_file_fails_naming_it(exported: dict[str, Any], copy: Path, name: str) -> None:
+    (copy / name).unlink()
+    report = verify_bundle(copy)
+    assert not report.ok and report.problems[0].file == name, report.problems[:3]
+
+
+def test_a_file_added_after_export_fails_naming_it(copy: Path) -> None:
+    (copy / "notes.txt").write_text("looks fine to me", encoding="utf-8")
+    report = verify_bundle(copy)
+    assert [str(p) for p in report.problems] == ["notes.txt: is not listed in manifest.json (added after export)"]
+
+
 def _drop_record(bundle: Path, seq: int) -> None:
     for name in ("records.jsonl", "proofs.jsonl"):
         lines = (bundle / name).read_bytes().splitlines(keepends=True)
