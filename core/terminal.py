@@ -2,7 +2,8 @@
 
 It is a plugin like any other, registered by the CLI for interactive use, so the runner
 never prints. On a terminal each stage shows a live line (a progress bar with elapsed time
-and an ETA where the stage reports progress, as training does); anywhere else — a CI log,
+and an ETA where the stage reports progress: training in CV fits, checks and bootstrap
+resamples in steps); anywhere else — a CI log,
 a pipe — it prints nothing but one plain line per finished stage. Nothing is ever cut to
 fit: ids, rule names and fingerprints are printed whole, and tables wrap long cells.
 """
@@ -130,9 +131,9 @@ class TerminalReporter:
             self.task = None
         took = time.perf_counter() - self.started.get(stage, time.perf_counter())
         facts = [f"{k}={_fmt(v)}" for k, v in summary.items() if not isinstance(v, dict) or "mean" in v]
-        if stage in self.work:
+        if stage == "train" and stage in self.work:  # other stages' reports count one loop each, not the stage
             done, total = self.work[stage]
-            facts.append(f"{'fits' if stage == 'train' else 'steps'}={done}/{total}")
+            facts.append(f"fits={done}/{total}")
         line = Text.assemble(("✓", "green"), f" {stage:<9} {took:6.1f}s  ", ("  ".join(facts), "dim"))
         # soft_wrap: a long fingerprint stays whole on its line (the terminal wraps it, a log keeps it)
         self.console.print(line, soft_wrap=True, highlight=False)

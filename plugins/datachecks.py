@@ -69,6 +69,17 @@ def guarded(group: str, name: str, check: Callable[[], Iterable[Check | Evidence
                       message=f"the {group}.{name} check could not run: {type(exc).__name__}: {exc}")]
 
 
+def run_checks(run: Run, stage: str, group: str,
+               checks: Sequence[tuple[str, Callable[[], Iterable[Check | Evidence]]]]) -> list[Check | Evidence]:
+    """Each ``(name, check)`` through :func:`guarded`, counted on the stage's progress bar."""
+    from assay.plugins.search_progress import steps
+
+    out: list[Check | Evidence] = []
+    for name, check in steps(run, stage, checks, f"{group} checks"):
+        out += guarded(group, name, check)
+    return out
+
+
 def with_fix(check: Check, fix: str) -> Check:
     """``check`` with what to do about it in ``detail.fix`` (the spec key or command), when it warns or fails.
 
@@ -211,11 +222,11 @@ def balance_check(run: Run, dataset: Dataset) -> Check:
 def validate_data(run: Run, dataset: Dataset) -> list[Check | Evidence]:
     """Schema against the spec, missing values, constant columns and label balance."""
     out: list[Check | Evidence] = [Evidence("data", {"sensitive": list(run.spec.data.sensitive)})]
-    out += guarded(GROUP, "schema", lambda: [schema_check(run, dataset)])
-    out += guarded(GROUP, "missing_values", lambda: [missing_check(dataset)])
-    out += guarded(GROUP, "constant_columns", lambda: [constant_check(dataset)])
-    out += guarded(GROUP, "label_balance", lambda: [balance_check(run, dataset)])
-    return out
+    return out + run_checks(run, "data", GROUP, [
+        ("schema", lambda: [schema_check(run, dataset)]),
+        ("missing_values", lambda: [missing_check(dataset)]),
+        ("constant_columns", lambda: [constant_check(dataset)]),
+        ("label_balance", lambda: [balance_check(run, dataset)])])
 
 
 # --------------------------------------------------------------------------- check_split
@@ -280,8 +291,8 @@ def label_shift_check(splits: Splits) -> Check:
 @hookimpl
 def check_split(run: Run, splits: Splits) -> list[Check | Evidence]:
     """Test against train: categories never seen in training, label shares."""
-    return [*guarded(GROUP, "unseen_categories", lambda: [unseen_check(splits)]),
-            *guarded(GROUP, "test_labels", lambda: [label_shift_check(splits)])]
+    return run_checks(run, "split", GROUP, [("unseen_categories", lambda: [unseen_check(splits)]),
+                                            ("test_labels", lambda: [label_shift_check(splits)])])
 
 
 def statuses(checks: Sequence[Check | Evidence]) -> dict[str, str]:
