@@ -1,0 +1,201 @@
+"""Boundaries a test enforces: who may import whom.
+
+The import graph of the package is built by grimp (the library behind import-linter), over
+the package laid out as setuptools maps it (core/ -> assay, plugins/ -> assay.plugins, ...),
+counting every import, also those inside functions. The rules:
+
+- a plugin imports no other plugin module, and from the rest of assay only the public kit
+  (``assay``, ``assay.kit``, ``assay.types``, ``assay.hookspecs``, ``assay.errors``);
+- core (``assay.*`` outside the three rooms, and ``assay.web``) imports no plugin;
+- ``assay.audit`` imports nothing from core, plugins or policies (it is the bottom layer and
+  verifies on a machine without the rest);
+- ``assay.policies`` imports no plugin.
+
+The imports that break a rule today are listed below, each group with the part of issue 12
+that removes it. The lists only shrink: an entry that no longer occurs fails the test, so
+it must be deleted with the import it excused, and any new crossing fails at once.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+LAYOUT = {"core": "assay", "plugins": "assay/plugins", "policies": "assay/policies", "audit": "assay/audit",
+          "core/web": "assay/web"}
+KIT = {"assay", "assay.kit", "assay.types", "assay.hookspecs", "assay.errors"}
+
+#: Imports that cross a boundary today, with what removes them (issue 12, "rooms that show it").
+STILL_CROSSING: dict[str, set[tuple[str, str]]] = {
+    "plugins share helpers that belong in the kit (datachecks.guarded/with_fix, search progress, the "
+    "ranking helpers, the monitoring page)": {
+        ("assay.plugins.curves", "assay.plugins.metrics"),
+        ("assay.plugins.curves", "assay.plugins.ranking"),
+        ("assay.plugins.datachecks", "assay.plugins.search_progress"),
+        ("assay.plugins.evaluation", "assay.plugins.ranking"),
+        ("assay.plugins.evaluation", "assay.plugins.rankers"),
+        ("assay.plugins.fairness", "assay.plugins.datachecks"),
+        ("assay.plugins.fairness", "assay.plugins.generalization"),
+        ("assay.plugins.generalization", "assay.plugins.datachecks"),
+        ("assay.plugins.leakage", "assay.plugins.datachecks"),
+        ("assay.plugins.leakage", "assay.plugins.loaders"),
+        ("assay.plugins.monitor_page", "assay.plugins.monitoring_cli"),
+        ("assay.plugins.monitoring", "assay.plugins.datachecks"),
+        ("assay.plugins.monitoring", "assay.plugins.fairness"),
+        ("assay.plugins.monitoring", "assay.plugins.monitor_page"),
+        ("assay.plugins.monitoring_cli", "assay.plugins.monitor_page"),
+        ("assay.plugins.ranking", "assay.plugins.rankers"),
+        ("assay.plugins.selection", "assay.plugins.search_progress"),
+        ("assay.plugins.training", "assay.plugins.search_progress"),
+        ("assay.plugins.training", "assay.plugins.ranking"),
+    },
+    "plugins reach into core internals the kit does not offer yet (reading a table, the spec model, "
+    "the artifact store, the signed ledger)": {
+        ("assay.plugins.evaluation", "assay.modelio"),
+        ("assay.plugins.evaluation", "assay.store"),
+        ("assay.plugins.leakage", "assay.settings"),
+        ("assay.plugins.leakage", "assay.spec"),
+        ("assay.plugins.loaders", "assay.dataset"),
+        ("assay.plugins.loaders", "assay.settings"),
+        ("assay.plugins.loaders", "assay.spec"),
+        ("assay.plugins.mlflow_mirror", "assay.bom"),
+        ("assay.plugins.mlflow_mirror", "assay.modelio"),
+        ("assay.plugins.mlflow_mirror", "assay.report"),
+        ("assay.plugins.mlflow_mirror", "assay.settings"),
+        ("assay.plugins.mlflow_mirror", "assay.signed"),
+        ("assay.plugins.mlflow_mirror", "assay.store"),
+        ("assay.plugins.monitoring", "assay.dataset"),
+        ("assay.plugins.monitoring", "assay.modelio"),
+        ("assay.plugins.monitoring", "assay.monitoring"),
+        ("assay.plugins.monitoring", "assay.store"),
+        ("assay.plugins.monitoring_cli", "assay.monitoring"),
+        ("assay.plugins.monitoring_cli", "assay.store"),
+        ("assay.plugins.splitting", "assay.dataset"),
+        ("assay.plugins.training", "assay.spec"),
+    },
+    "core imports plugins (loaders and monitoring reached directly instead of through hooks)": {
+        ("assay.mlflow_import", "assay.plugins.evaluation"),
+        ("assay.monitoring", "assay.plugins.loaders"),
+        ("assay.monitoring", "assay.plugins.monitoring"),
+        ("assay.scaffold", "assay.plugins.loaders"),
+        ("assay.testing", "assay.plugins.training"),
+        ("assay.web.pages", "assay.plugins.monitoring_cli"),
+    },
+    "audit uses core's errors and settings, and its commands live in audit (the commands room)": {
+        ("assay.audit.attest", "assay.errors"),
+        ("assay.audit.attest", "assay.settings"),
+        ("assay.audit.attest", "assay.signed"),
+        ("assay.audit.canonical", "assay.errors"),
+        ("assay.audit.cli", "assay.errors"),
+        ("assay.audit.cli", "assay.manager"),
+        ("assay.audit.cli", "assay.policies.language"),
+        ("assay.audit.cli", "assay.report"),
+        ("assay.audit.cli", "assay.runner"),
+        ("assay.audit.cli", "assay.settings"),
+        ("assay.audit.export", "assay.errors"),
+        ("assay.audit.keys", "assay.errors"),
+        ("assay.audit.ledger", "assay.errors"),
+        ("assay.audit.ledger", "assay.settings"),
+        ("assay.audit.modelsign", "assay.errors"),
+        ("assay.audit.modelsign", "assay.policies.deploy"),
+        ("assay.audit.modelsign", "assay.settings"),
+        ("assay.audit.modelsign", "assay.signed"),
+        ("assay.audit.modelsign", "assay.store"),
+        ("assay.audit.verify", "assay.errors"),
+        ("assay.audit.vsa", "assay.errors"),
+        ("assay.audit.vsa", "assay.policies.deploy"),
+        ("assay.audit.vsa", "assay.settings"),
+        ("assay.audit.vsa", "assay.signed"),
+        ("assay.audit.witness", "assay.errors"),
+        ("assay.audit.witness_cli", "assay.errors"),
+        ("assay.audit.witness_cli", "assay.settings"),
+    },
+}
+
+GRAPH = """
+import json, sys
+import grimp
+graph = grimp.build_graph("assay", cache_dir=None)
+print(json.dumps({m: sorted(graph.find_modules_directly_imported_by(m)) for m in graph.modules}))
+"""
+
+
+def room(module: str) -> str:
+    for name in ("plugins", "policies", "audit", "web"):
+        if module == f"assay.{name}" or module.startswith(f"assay.{name}."):
+            return name
+    return "core"
+
+
+def crosses(src: str, dst: str, imported: str) -> bool:
+    """Whether an import from room ``src`` of module ``imported`` (in room ``dst``) breaks a rule."""
+    if src == "plugins":
+        return imported not in KIT and dst not in ("audit",) and imported != "assay.plugins"
+    if src in ("core", "web", "policies"):
+        return dst == "plugins"
+    return src == "audit" and dst != "audit"
+
+
+def crossings(graph: dict[str, list[str]]) -> set[tuple[str, str]]:
+    """Every ``(importer, imported)`` pair inside assay that breaks one of the rules."""
+    out = set()
+    for importer, imported in ((a, b) for a, bs in graph.items() for b in bs):
+        if not imported.startswith("assay") or importer == imported:
+            continue
+        src, dst = room(importer), room(imported)
+        if crosses(src, dst, imported):
+            out.add((importer, imported))
+    return out
+
+
+@pytest.fixture(scope="module")
+def graph(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
+    """The package's import graph, from a tree of symlinks laid out as the wheel is."""
+    tree = tmp_path_factory.mktemp("layout")
+    for src, dst in LAYOUT.items():
+        (tree / dst).mkdir(parents=True, exist_ok=True)
+        for f in (ROOT / src).glob("*.py"):
+            (tree / dst / f.name).symlink_to(f)
+    proc = subprocess.run([sys.executable, "-c", GRAPH], cwd=tree, capture_output=True, text=True, check=True,
+                          env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin"})
+    return json.loads(proc.stdout)
+
+
+def test_the_graph_sees_every_room_and_lazy_imports(graph: dict[str, list[str]]) -> None:
+    assert {"assay.runner", "assay.plugins.training", "assay.policies.language", "assay.audit.ledger",
+            "assay.web.app"} <= set(graph)
+    assert len(graph) > 80
+    # imported inside a function only: still an edge
+    assert "assay.plugins.loaders" in graph["assay.scaffold"]
+
+
+@pytest.mark.parametrize(("importer", "imported", "crosses"), [
+    ("assay.plugins.fairness", "assay.plugins.datachecks", True),
+    ("assay.plugins.fairness", "assay.kit", False),
+    ("assay.plugins.fairness", "assay.runner", True),
+    ("assay.plugins.fairness", "assay.audit.ledger", False),
+    ("assay.runner", "assay.plugins.training", True),
+    ("assay.policies.cli", "assay.plugins.loaders", True),
+    ("assay.audit.ledger", "assay.settings", True),
+    ("assay.audit.ledger", "assay.audit.merkle", False),
+    ("assay.runner", "assay.audit.ledger", False),
+])
+def test_the_rules(importer: str, imported: str, crosses: bool) -> None:
+    assert bool(crossings({importer: [imported]})) is crosses
+
+
+def test_no_import_crosses_a_boundary_beyond_the_named_ones(graph: dict[str, list[str]]) -> None:
+    found = crossings(graph)
+    excused = set().union(*STILL_CROSSING.values())
+    new = sorted(found - excused)
+    assert not new, ("imports across rooms (plugins use only the public kit: assay, assay.kit; core imports "
+                     "no plugin; audit imports nothing outside audit): "
+                     + "; ".join(f"{a} -> {b}" for a, b in new))
+    gone = sorted(excused - found)
+    assert not gone, ("these imports no longer occur: delete them from STILL_CROSSING so the list only shrinks: "
+                      + "; ".join(f"{a} -> {b}" for a, b in gone))
