@@ -48,8 +48,6 @@ def _histogram(values: np.ndarray, bins: int = 20, value_range: tuple[float, flo
 
 
 def _confusion(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]:
-    from sklearn.metrics import confusion_matrix
-
     names, counts = np.unique(np.concatenate([y_true.astype(str), y_pred.astype(str)]), return_counts=True)
     order = [str(n) for n in names[np.argsort(-counts, kind="stable")]]
     labels = order[:MAX_CLASSES]
@@ -60,8 +58,10 @@ def _confusion(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]:
         y_pred = np.array([v if v in keep else "other" for v in y_pred.astype(str)])
         labels = [*labels, "other"]
     labels = sorted(labels, key=lambda s: (s == "other", s))
-    matrix = confusion_matrix(y_true.astype(str), y_pred.astype(str), labels=labels)
-    return {"labels": labels, "matrix": matrix.astype(int).tolist(), "pooled_other": pooled}
+    index = {name: i for i, name in enumerate(labels)}
+    matrix = np.zeros((len(labels), len(labels)), dtype=int)
+    np.add.at(matrix, ([index[v] for v in y_true.astype(str)], [index[v] for v in y_pred.astype(str)]), 1)
+    return {"labels": labels, "matrix": matrix.tolist(), "pooled_other": pooled}
 
 
 def _binary(y_true: np.ndarray, score: np.ndarray, positive: Any) -> dict[str, Any]:
