@@ -602,8 +602,9 @@ class _Verifier:
         last_seq = 0
         for i, (body, line) in enumerate(zip(bodies, proofs, strict=True), 1):
             doc, proof = _json(body), _json(line)
-            if not isinstance(doc, dict) or type(doc.get("seq")) is not int:
-                self.add(RECORDS, f"line {i} is not a record body (JSON object with a seq)")
+            if not isinstance(doc, dict) or type(doc.get("seq")) is not int or not isinstance(doc.get("kind"), str) \
+                    or not isinstance(doc.get("run_id"), str | None) or not isinstance(doc.get("payload"), dict):
+                self.add(RECORDS, f"line {i} is not a record body (a JSON object with seq, kind, run_id and payload)")
                 continue
             seq = doc["seq"]
             self.bodies.setdefault(seq, doc)  # present, even when its proof line is what is broken

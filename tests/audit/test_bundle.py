@@ -223,6 +223,42 @@ def test_a_file_added_after_export_fails_naming_it(copy: Path) -> None:
     assert [str(p) for p in report.problems] == ["notes.txt: is not listed in manifest.json (added after export)"]
 
 
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+                    max_leaves=8)
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_any_content_in_a_file_is_a_named_problem_never_a_crash(exported: dict[str, Any], scratch: Path,
+                                                                data: st.DataObject) -> None:
+    """Whole files or single lines replaced by arbitrary bytes or JSON (kept in the record fields' shape or not)."""
+    name = data.draw(st.sampled_from(FILES))
+    target = scratch / "content"
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(exported["bundle"], target)
+    original = (target / name).read_bytes()
+    how = data.draw(st.sampled_from(["bytes", "json", "line"]))
+    if how == "bytes":
+        new = data.draw(st.binary(max_size=64))
+    elif how == "json":
+        new = json.dumps(data.draw(JSON)).encode()
+    else:
+        lines = original.splitlines(keepends=True)
+        i = data.draw(st.integers(0, len(lines) - 1))
+        value = data.draw(JSON)
+        if name in ("records.jsonl", "proofs.jsonl") and data.draw(st.booleans()):
+            value = {**json.loads(lines[i]), data.draw(st.sampled_from(["seq", "kind", "run_id", "payload", "hash",
+                                                                          "inclusion", "tree_size", "key_id"])): value}
+        lines[i] = json.dumps(value, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+        new = b"".join(lines)
+    if new == original:
+        return
+    (target / name).write_bytes(new)
+    report = verify_bundle(target)
+    assert not report.ok and report.problems[0].file == name
+
+
 def _drop_record(bundle: Path, seq: int) -> None:
     for name in ("records.jsonl", "proofs.jsonl"):
         lines = (bundle / name).read_bytes().splitlines(keepends=True)
