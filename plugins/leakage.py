@@ -28,7 +28,7 @@ check                     value                                            warn 
 ``identifier_columns``    best score of an identifier-like feature         ≥ 0.60 /     ≥ 0.70 /
                           (near-unique key) against the label              R² ≥ 0.10    R² ≥ 0.30
 ``preprocessing_inside_cv``  1 if preprocessing was fit inside each CV       —            0; not
-                          fold (``run.facts``, written by the trainer)                  recorded: error
+                          fold (``FittedModel``, from ``fit_model``)                    recorded: error
 ``holdout_used_in_tuning``   1 if the search saw the holdout                 —            1; not
                                                                                          recorded: error
 ========================  ===============================================  ===========  ===========
@@ -710,29 +710,30 @@ def load_data(spec: RunSpec, source: str) -> Generator[None, Dataset | None, Dat
     return dataset
 
 
-def conduct_checks(facts: dict[str, Any]) -> list[Check | Evidence]:
-    """What the training plugin recorded about its own conduct (``run.facts``)."""
+def conduct_checks(model: FittedModel) -> list[Check | Evidence]:
+    """What the fitting plugin reported about its own conduct (the :class:`FittedModel`'s conduct fields)."""
     out: list[Check | Evidence] = []
-    inside = facts.get("preprocessing_inside_cv")
+    inside = model.preprocessing_inside_cv
+    tuner = model.tuner or None
     if inside is None:
         out.append(Check(GROUP, "preprocessing_inside_cv", "error", None,
-                         {"reason": "the training plugin did not record run.facts['preprocessing_inside_cv']"},
+                         {"reason": "the fitting plugin did not report FittedModel.preprocessing_inside_cv"},
                          message="not recorded whether preprocessing was fit inside the CV folds"))
     else:
         out.append(with_fix(Check(GROUP, "preprocessing_inside_cv", "pass" if inside else "fail", int(bool(inside)),
-                                  {"fact": bool(inside), "tuner": facts.get("tuner")},
+                                  {"fact": bool(inside), "tuner": tuner},
                                   message="" if inside else
                                   "preprocessing was fit outside the CV folds (on all training rows)"),
                             "fit preprocessing inside the model pipeline, per CV fold (the bundled fit_model does; "
                             "a custom training plugin must too)"))
-    saw = facts.get("holdout_used_in_tuning")
+    saw = model.holdout_used_in_tuning
     if saw is None:
         out.append(Check(GROUP, "holdout_used_in_tuning", "error", None,
-                         {"reason": "the training plugin did not record run.facts['holdout_used_in_tuning']"},
+                         {"reason": "the fitting plugin did not report FittedModel.holdout_used_in_tuning"},
                          message="not recorded whether the search saw the holdout"))
     else:
         out.append(with_fix(Check(GROUP, "holdout_used_in_tuning", "fail" if saw else "pass", int(bool(saw)),
-                                  {"fact": bool(saw), "tuner": facts.get("tuner")},
+                                  {"fact": bool(saw), "tuner": tuner},
                                   message="the hyper-parameter search saw the holdout" if saw else ""),
                             "tune on the training part's CV folds only (the bundled fit_model does); the holdout "
                             "must stay unseen until evaluation"))
@@ -740,6 +741,6 @@ def conduct_checks(facts: dict[str, Any]) -> list[Check | Evidence]:
 
 
 @hookimpl
-def evaluate(run: Run, model: FittedModel, splits: Splits) -> list[Check | Evidence]:
-    """Record the training plugin's own account (facts are written during ``fit_model``)."""
-    return guarded(GROUP, "preprocessing_inside_cv", lambda: conduct_checks(run.facts))
+def evaluate(model: FittedModel) -> list[Check | Evidence]:
+    """Record the fitting plugin's own account of how it fitted ``model``."""
+    return guarded(GROUP, "preprocessing_inside_cv", lambda: conduct_checks(model))
