@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlmodel import Field, Session, SQLModel, select
 
@@ -45,6 +45,8 @@ if TYPE_CHECKING:
     from assay.store import RunRow
 
 BATCH_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
+#: A monitored batch is ``stable`` when the monitor-stage gate passes, else ``beyond_policy`` (exit 1).
+MonitorStatus = Literal["stable", "beyond_policy"]
 SHOWN_VALUES = 20  # new categories listed per column
 
 
@@ -58,7 +60,7 @@ class MonitorRow(SQLModel, table=True):
     project: str = Field(index=True)
     model_ref: str = ""
     created_at: datetime = Field(default_factory=utcnow)
-    status: str = "stable"  # stable | beyond_policy
+    status: str = "stable"  # a MonitorStatus
     decision: str = "pass"
     source: str = ""
     rows: int = 0
@@ -133,7 +135,7 @@ class MonitorResult:
     warnings: list[str] = field(default_factory=list)
 
     @property
-    def status(self) -> str:
+    def status(self) -> MonitorStatus:
         return "stable" if self.verdict.decision == "pass" else "beyond_policy"
 
     @property

@@ -124,7 +124,8 @@ def test_a_metric_is_a_number_null_or_an_interval_and_anything_else_is_named(val
         isinstance(value, list) and len(value) == 2 and all(v is None or number(v) for v in value))
     evidence = {"run_id": "r1", "metrics": {"test": {"roc_auc": value}}}
     if fits:
-        assert validate_evidence(evidence).metrics.test["roc_auc"] == value  # type: ignore[union-attr]
+        metrics = validate_evidence(evidence).metrics
+        assert metrics is not None and metrics.test["roc_auc"] == value
         return
     with pytest.raises(MalformedEvidence) as caught:
         validate_evidence(evidence)
