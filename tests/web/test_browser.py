@@ -111,6 +111,8 @@ def test_the_run_page_shows_the_verdict_its_reasons_and_what_needs_attention_fir
     assert tops[0] < 900, "what needs attention is above the fold at 1280 px"
     checks = page.locator("#evidence h2", has_text="Checks")
     assert checks.count() == 1 and page.locator("#evidence h2", has_text="Fairness: sex").count() == 1
+    for chart in ("metrics", "gap"):  # the evidence pack's charts of the recorded metrics
+        assert page.locator(f'#evidence figure.chart[data-chart="{chart}"] rect.bar').count() >= 2, chart
     proofs = visit.proofs_checked()
     assert proofs and all(p.startswith("✓ in the checkpoint of size") for p in proofs), proofs
     visit.shot("run-blocked")
