@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from assay.plugins import datachecks
+from assay.testing import by_name, prepare
 from assay.types import Check, Evidence
 from tests.checks import datasets as ds
-from tests.checks.harness import by_name, prepare
 
 
 def _checks(spec_path: Path, overrides: list[str] | None = None) -> dict[str, Check]:

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from assay.plugins import fairness
+from assay.testing import by_name, fit, prepare, scores
 from assay.types import Evidence
 from tests.checks import datasets as ds
-from tests.checks.harness import by_name, fit, prepare, scores
 from tests.conftest import EXAMPLES
 
 

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from assay.kit import metric
 from assay.plugins import generalization as gen
+from assay.testing import by_name, fit, prepare, scores
 from assay.types import Check, Evidence, FittedModel
-from tests.checks.harness import by_name, fit, prepare, scores
 
 
 def _explicit(name: str, y: np.ndarray, pred: np.ndarray, proba: np.ndarray | None, classes: np.ndarray,

@@ -11,8 +11,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from assay.plugins import leakage
+from assay.testing import Prepared, by_name, prepare
 from tests.checks import datasets as ds
-from tests.checks.harness import Prepared, by_name, prepare
 from tests.conftest import EXAMPLES
 
 
