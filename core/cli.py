@@ -283,6 +283,9 @@ models.add_command(_PromoteProxy())
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry: run the CLI and map errors to exit codes without tracebacks."""
+    from assay.environment import prefer_passive_openmp
+
+    prefer_passive_openmp()  # before anything loads scikit-learn's OpenMP runtime
     try:
         code = cli.main(args=argv, prog_name="assay", standalone_mode=False)
     except click.exceptions.Exit as exc:

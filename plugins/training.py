@@ -82,6 +82,14 @@ def scaled_defaults(train: TrainSpec, task: str, rows: int, class_counts: Sequen
     elif small:
         out["n_jobs"] = Setting(1, False, f"{rows:,} training rows (< {SMALL_ROWS:,}): fits are too short "
                                           "to pay for worker processes")
+    elif train.tuning == "none" or out["budget"].value == 1:
+        # Worker processes pay off over a search, not over k folds: the first parallel call starts the
+        # workers, each importing numpy, pandas and scikit-learn before its first fit (on the 2-core VM
+        # 8.9 s at load 12, 0.24 s for the next call), and joblib gives each one thread, so 5 folds on
+        # 2 workers take 3 one-thread fit times where in one process they take 5 two-thread ones.
+        out["n_jobs"] = Setting(1, False, "no search: each family fits only its folds, as plain cross-validation "
+                                          "does, here on the libraries' own threads (worker processes cost "
+                                          "more to start than they save)")
     else:
         out["n_jobs"] = Setting(-1, False, f"{rows:,} training rows: one worker process per core")
     if out["n_jobs"].value == 1 and small:
@@ -326,6 +334,10 @@ def fit_model(run: Run, splits: Splits, trainers: Sequence[Trainer], tuner: Tune
     searches = []
     for trainer in trainers:
         pipeline = make_pipeline_for(trainer, run, splits.dataset, X, class_weight)
+        if n_jobs == 1 and settings["threads"].value is None and not settings["n_jobs"].given and \
+                pipeline.get_params().get("model__n_jobs") == 1:
+            # one process: a family held to one job for worker processes (a forest's trees) uses every core
+            pipeline.set_params(model__n_jobs=-1)
         search = tuner.make_search(SearchRequest(pipeline, trainer, cv, scoring, budget, run.seed, n_jobs))
         if not settings["train_scores"].value and getattr(search, "return_train_score", False):
             search.set_params(return_train_score=False)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -57,3 +61,24 @@ def test_capture_records_the_same_sections(tmp_path: Path) -> None:
                         "numeric_libraries", "variables", "git"}
     assert env["packages"] == _by_importlib()
     assert env["git"] == {"commit": None, "dirty": None}  # not a git work tree
+
+
+def test_openmp_threads_wait_passively_unless_the_user_says_otherwise(monkeypatch: Any) -> None:
+    from assay.environment import prefer_passive_openmp
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    prefer_passive_openmp()
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    prefer_passive_openmp()
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+def test_the_cli_sets_it_before_scikit_learn_loads(tmp_path: Path) -> None:
+    """The process that ran a command has it set, and scikit-learn was not loaded before."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    probe = ("import os, sys; from assay.cli import main; sys.argv = ['assay', '--version'];\n"
+             "try:\n    main()\nexcept SystemExit:\n    pass\n"
+             "print(os.environ.get('OMP_WAIT_POLICY'), 'sklearn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=60)
+    assert out.stdout.split()[-2:] == ["PASSIVE", "False"], out.stderr
