@@ -399,7 +399,7 @@ witnesses' keys:
 ## Verify without assay
 
 1. **Files.** `manifest.json` is an in-toto Statement; each subject is a file of this folder with
-   its SHA-256: `jq -r '.subject[] | "\\(.digest.sha256)  \\(.name)"' manifest.json | sha256sum -c`.
+   its SHA-256; in the folder: `jq -r '.subject[] | "\\(.digest.sha256)  \\(.name)"' manifest.json | sha256sum -c`.
 2. **Manifest signature.** `manifest.sig` is a DSSE envelope (payloadType
    `application/vnd.in-toto+json`) whose payload is exactly the bytes of `manifest.json`, signed with
    Ed25519 over `PAE = "DSSEv1 <len(type)> <type> <len(payload)> <payload>"` by a key in `keys.json`
@@ -642,7 +642,8 @@ class _Verifier:
                 if in_tree:
                     self.add(PROOFS, "the hash given for the record is not the record's hash (altered)", seq)
                 else:
-                    self.add(RECORDS, "the body does not hash to the record's hash: the record was changed", seq)
+                    self.add(RECORDS, f"the {doc['kind']} record's body does not hash to its signed hash: the record "
+                                      "was changed", seq)
                 continue
             if cp_root is not None and m is not None:
                 if seq > m:
@@ -889,7 +890,8 @@ def verify_bundle(path: Path | str, trust: Path | str | None = None, witness_key
     v.run(manifest)
     # Lead with the files the manifest says were changed, then everything in bundle order.
     order = {name: i for i, name in enumerate((MANIFEST_SIG, MANIFEST, KEYS, CHECKPOINT, RECORDS, PROOFS))}
-    v.report.problems.sort(key=lambda p: (p.file not in v.changed, order.get(p.file, len(order))))
+    # Lead with the files that changed; within a file, a named record says more than the file's digest.
+    v.report.problems.sort(key=lambda p: (p.file not in v.changed, order.get(p.file, len(order)), p.seq is None))
     return v.report
 
 
