@@ -1,11 +1,10 @@
 """A default ``assay run`` versus the plain scikit-learn script a user would write instead.
 
-    python benchmarks/bench_defaults.py --case small|large [--repeats 3] [--workdir DIR] [--as-init] [--omp-threads N]
+    python benchmarks/bench_defaults.py --case small|large [--repeats 3] [--workdir DIR] [--omp-threads N]
 
 * ``small``: scikit-learn's breast-cancer table (569 rows × 30) written to CSV, the spec from
-  ``assay init --data``. ``assay init`` pins ``budget = 10``; the run gets
-  ``--set train.budget=auto`` so the defaults measured are the scaled ones (``--as-init``
-  runs the spec exactly as ``init`` wrote it). Plain side: logistic regression (standardized)
+  ``assay init --data``, run as written (``init`` leaves ``train.budget`` out, so the scaled
+  defaults apply). Plain side: logistic regression (standardized)
   and ``HistGradientBoostingClassifier()`` cross-validated (``cross_val_score(cv=5)``), the
   better one refit, holdout ROC AUC.
 * ``large``: a synthetic 200,000 × 20 binary table (70 / 30) plus one sensitive column;
@@ -145,7 +144,6 @@ def main() -> None:
     parser.add_argument("--case", choices=("small", "large"), required=True)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workdir", type=Path)
-    parser.add_argument("--as-init", action="store_true", help="small: run the spec as `assay init` wrote it")
     parser.add_argument("--omp-threads", type=int, help="OMP_NUM_THREADS for both sides (default: unset, "
                         "each library's own choice; 1 takes OpenMP spin-waiting under load out of the comparison)")
     args = parser.parse_args()
@@ -156,16 +154,11 @@ def main() -> None:
         env["OMP_NUM_THREADS"] = str(args.omp_threads)
     work = args.workdir or Path(tempfile.mkdtemp(prefix=f"assay-bench-defaults-{args.case}-"))
     work.mkdir(parents=True, exist_ok=True)
-    sets: list[str] = []
-    if args.case == "small":
-        csv = make_small(work, env)
-        if not args.as_init:
-            sets = ["--set", "train.budget=auto"]
-    else:
-        csv = make_large(work)
+    csv = make_small(work, env) if args.case == "small" else make_large(work)
     (work / "plain.py").write_text(PLAIN[args.case], encoding="utf-8")
-    print(f"case {args.case}: {csv.name}, workdir {work}; assay run {' '.join(sets) or '(spec as written)'}; "
-          f"OMP_NUM_THREADS={env.get('OMP_NUM_THREADS', 'unset')}; load average {os.getloadavg()[0]:.1f}")
+    print(f"case {args.case}: {csv.name}, workdir {work}; assay run (spec as written); "
+          f"OMP_NUM_THREADS={env.get('OMP_NUM_THREADS', 'unset')}, "
+          f"OMP_WAIT_POLICY={env.get('OMP_WAIT_POLICY', 'unset (assay: PASSIVE, plain: the default)')}; load average {os.getloadavg()[0]:.1f}")
 
     wall: dict[str, list[float]] = {"assay": [], "plain": []}
     ratios: list[float] = []
@@ -177,7 +170,7 @@ def main() -> None:
         outputs: dict[str, dict] = {}
         for side in order:
             if side == "assay":
-                cmd = [sys.executable, "-m", "assay", "--home", str(home), "run", "assay.toml", "--json", "-q", *sets]
+                cmd = [sys.executable, "-m", "assay", "--home", str(home), "run", "assay.toml", "--json", "-q"]
             else:
                 cmd = [sys.executable, "plain.py", str(csv)]
             seconds[side], out = timed(cmd, work, env)
