@@ -23,6 +23,12 @@ check                     value                                            warn 
 ``post_decision_features``  worst feature's share of rows where it becomes  > 0          ≥ 1 %
                           known (``data.available_at``; a date/time: its
                           own value) after ``data.decision_time``
+``feature_selection_``    declared numeric features not in the training    > 0          —
+``on_all_rows``           part's top k, when ``data.features`` is exactly
+                          SelectKBest's top k on all rows (holdout too)
+``preprocessed_on_all_``  numeric features standardized, 0-1 scaled or     > 0          —
+``rows``                  mean-filled over the whole table but not over
+                          the training part alone
 ``target_leakage``        best single-feature score: out-of-fold ROC AUC   ≥ 0.95 /     ≥ 0.99 /
                           (classification) or R² (regression)              R² ≥ 0.95    R² ≥ 0.99
 ``identifier_columns``    best score of an identifier-like feature         ≥ 0.60 /     ≥ 0.70 /
@@ -55,6 +61,7 @@ import difflib
 import json
 import warnings
 from collections.abc import Generator
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from assay.hookspecs import hookimpl
@@ -86,6 +93,9 @@ ID_UNIQUE_SHARE_INT = 0.9  # integer keys
 ID_AUC_WARN, ID_AUC_FAIL = 0.60, 0.70
 ID_R2_WARN, ID_R2_FAIL = 0.10, 0.30
 SIGNIFICANT_DIGITS = 6
+FITTED_TOL = 1e-3  # |mean|, |sd - 1|, |fill - mean| (in sd) below which a statistic is taken as fitted
+FITTED_MIN_DISTINCT = 20
+FILLED_SHARE = 0.005
 EXAMPLES = 10
 
 
@@ -493,6 +503,136 @@ def decision_checks(run: Run, splits: Splits) -> list[Check | Evidence]:
     return [with_fix(check, fix)]
 
 
+def _f_scores(X: pd.DataFrame, y: pd.Series, task: str) -> np.ndarray:
+    """SelectKBest's default univariate scores (ANOVA F / F-regression); undefined scores rank last."""
+    import numpy as np
+    from sklearn.feature_selection import f_classif, f_regression
+
+    filled = X.fillna(X.median()).fillna(0.0).to_numpy(dtype="float64")
+    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # constant columns: sklearn warns and returns NaN
+        if task == "regression":
+            scores, _ = f_regression(filled, y.to_numpy(dtype="float64"))
+        else:
+            scores, _ = f_classif(filled, y.astype(str).to_numpy())
+    return np.where(np.isfinite(scores), scores, -np.inf)
+
+
+def _top(columns: list[str], scores: np.ndarray, k: int) -> list[str]:
+    import numpy as np
+
+    order = np.argsort(-scores, kind="stable")
+    return [columns[i] for i in order[:k]]
+
+
+def selection_checks(run: Run, splits: Splits) -> list[Check | Evidence]:
+    """A ``data.features`` list that is the top k of SelectKBest on all rows, but not on the training part."""
+    import pandas as pd
+
+    d = run.spec.data
+    name = "feature_selection_on_all_rows"
+    dataset = splits.dataset
+    if not d.features:
+        return [Check(GROUP, name, "skip", None, {"reason": "no data.features list: no column was selected"})]
+    if dataset.task not in ("binary", "multiclass", "regression"):
+        return [Check(GROUP, name, "skip", None, {"reason": f"not checked for task {dataset.task!r}"})]
+    frame = dataset.frame
+    numeric = [str(c) for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c].dtype)
+               and not pd.api.types.is_bool_dtype(frame[c].dtype)]
+    declared = [c for c in dataset.features if c in numeric]
+    # left out only because data.features does not list them (not dropped, keys, times, texts or sensitive)
+    named = {d.target, d.id_column, d.group_column, d.time_column, d.text_column, *d.drop, *d.sensitive, *d.roles}
+    left_out = [c for c in numeric if dataset.roles.get(c) == "drop" and c not in named]
+    if not declared or not left_out:
+        return [Check(GROUP, name, "skip", None, {
+            "reason": "data.features leaves no numeric column out: nothing was selected among the table's columns"
+            if declared else "data.features lists no numeric column"})]
+    candidates = declared + left_out
+    k = len(declared)
+    y = frame[dataset.target]
+    everything = _top(candidates, _f_scores(frame[candidates], y, dataset.task), k)
+    train = frame.iloc[splits.train]
+    training = _top(candidates, _f_scores(train[candidates], train[dataset.target], dataset.task), k)
+    chosen_on_all = set(declared) == set(everything) and set(everything) != set(training)
+    swapped_out = sorted(set(declared) - set(training))
+    detail = {"k": k, "candidates": len(candidates), "declared": declared, "top_k_all_rows": everything,
+              "top_k_training_rows": training, "score": "ANOVA F (SelectKBest's default: f_classif / f_regression)",
+              "limits": "only numeric columns still in the table are compared; a list chosen by another score, "
+                        "or on a table whose other columns were removed, cannot be told from domain knowledge"}
+    check = Check(GROUP, name, "warn" if chosen_on_all else "pass", len(swapped_out) if chosen_on_all else 0, detail,
+                  message=(f"data.features lists exactly the {k} numeric columns (of {len(candidates)}) that score "
+                           "highest on all rows, holdout included (SelectKBest's default score), not the ones that "
+                           f"score highest on the training part alone ({', '.join(swapped_out)} would not be "
+                           "chosen there): the list looks chosen with the holdout's labels") if chosen_on_all else "")
+    return [with_fix(check, "select features inside the CV folds: list every candidate in data.features (or leave "
+                            "it empty) and select in the model pipeline; if the list comes from domain knowledge, "
+                            "waive the rule for this model with assay waive")]
+
+
+def _fitted_on(x: np.ndarray) -> str | None:
+    """What a numeric column's values show was fitted on exactly these rows (None: nothing)."""
+    import numpy as np
+
+    if len(x) < 2:
+        return None
+    mean, sd0, sd1 = float(x.mean()), float(x.std()), float(x.std(ddof=1))
+    if abs(mean) <= FITTED_TOL and min(abs(sd0 - 1.0), abs(sd1 - 1.0)) <= FITTED_TOL:
+        return "standardized (mean 0, sd 1)"
+    if float(x.min()) == 0.0 and float(x.max()) == 1.0:
+        return "min-max scaled (0 to 1)"
+    values, counts = np.unique(x, return_counts=True)
+    total = float(x.sum())
+    frequent = counts >= max(5, FILLED_SHARE * len(x))
+    rare = values[~frequent] if (~frequent).any() else values
+    grid = max(_places(v) for v in rare[:: max(1, len(rare) // 1000)])  # the decimals the column is written with
+    for value, count in zip(values[frequent], counts[frequent], strict=True):  # repeated often, the mean of the rest?
+        if count == len(x):
+            continue
+        places = _places(value)
+        # a computed mean has more decimals than the column's own values; one on their grid is a common answer
+        if places > grid and abs(value - (total - value * count) / (len(x) - count)) <= 0.5 * 10.0 ** -places + 1e-12:
+            return f"filled with the mean ({value:g} in {int(count)} rows)"
+    return None
+
+
+def _places(value: float) -> int:
+    """Decimals in the shortest text of ``value`` (0 for whole numbers)."""
+    exponent = Decimal(repr(float(value))).normalize().as_tuple().exponent
+    return max(0, -exponent) if isinstance(exponent, int) else 0
+
+
+def preprocessing_checks(splits: Splits) -> list[Check | Evidence]:
+    """Numeric features scaled or mean-filled over the whole table (holdout included) before it reached assay."""
+    import numpy as np
+    import pandas as pd
+
+    dataset = splits.dataset
+    frame = dataset.frame
+    name = "preprocessed_on_all_rows"
+    columns = [c for c in dataset.features if pd.api.types.is_numeric_dtype(frame[c].dtype)
+               and not pd.api.types.is_bool_dtype(frame[c].dtype) and frame[c].nunique() >= FITTED_MIN_DISTINCT]
+    if not columns:
+        return [Check(GROUP, name, "skip", None, {"reason": f"no numeric feature with {FITTED_MIN_DISTINCT}+ values"})]
+    train = np.zeros(len(frame), dtype=bool)
+    train[np.asarray(splits.train)] = True
+    found: dict[str, Any] = {}
+    for col in columns:
+        x = frame[col].to_numpy(dtype="float64", na_value=np.nan)
+        known = np.isfinite(x)
+        on_all = _fitted_on(x[known])
+        # fitted on the training part alone is how it should be: the same kind of statistic holds there
+        if on_all and (_fitted_on(x[known & train]) or "").split(" (")[0] != on_all.split(" (")[0]:
+            found[col] = on_all
+    detail = {"columns": found, "checked": columns, "tolerance": FITTED_TOL,
+              "limits": "standardization, 0-1 scaling and mean filling are recognized; other transformations "
+                        "fitted on all rows (PCA, target encoding, ...) leave no trace assay can read"}
+    check = Check(GROUP, name, "warn" if found else "pass", len(found), detail,
+                  message=("; ".join(f"{c} was {how} over the whole table, holdout included" for c, how in found.items())
+                           + ": statistics of the holdout rows shaped the training features") if found else "")
+    return [with_fix(check, "give assay the values before scaling or filling: the bundled pipelines impute and scale "
+                            "inside each CV fold, on training rows only")]
+
+
 def check_timing_columns(spec: RunSpec, dataset: Dataset) -> None:
     """The columns ``data.decision_time`` and ``data.available_at`` name exist and hold date/times (exit 2)."""
     import pandas as pd
@@ -695,6 +835,8 @@ def check_split(run: Run, splits: Splits) -> list[Check | Evidence]:
     out += guarded(GROUP, "temporal_order", lambda: temporal_checks(run, splits))
     out += guarded(GROUP, "target_leakage", lambda: target_checks(splits))
     out += guarded(GROUP, "post_decision_features", lambda: decision_checks(run, splits))
+    out += guarded(GROUP, "feature_selection_on_all_rows", lambda: selection_checks(run, splits))
+    out += guarded(GROUP, "preprocessed_on_all_rows", lambda: preprocessing_checks(splits))
     return out
 
 
