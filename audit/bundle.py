@@ -9,7 +9,7 @@
     proofs.jsonl             per record (same order): seq, hash, Ed25519 signature, RFC 9162 inclusion proof
     checkpoint.note          the signed C2SP checkpoint the proofs lead to (with witness cosignatures, if any)
     keys.json                trust file (assay-trust/v1): public keys, identities, roles, validity windows
-    attestation.intoto.json  the run's DSSE in-toto attestation (``assay audit export --format intoto``)
+    attestation.intoto.json  the run's DSSE in-toto attestation (``assay audit export --format intoto``), if it has a model
     policy.json              the resolved policy document the run was gated under; its SHA-256 is the policy digest
     policy.toml              the policy's source file, when the exporter was given it
     report.html              the run's report
@@ -90,7 +90,7 @@ REPORT = "report.html"
 WITNESSES = "witnesses.txt"
 
 #: Files every bundle has (besides the manifest and its signature).
-REQUIRED = (README, RECORDS, PROOFS, CHECKPOINT, KEYS, ATTESTATION)
+REQUIRED = (README, RECORDS, PROOFS, CHECKPOINT, KEYS)
 
 
 class BundleError(Exception):
@@ -297,7 +297,8 @@ def write_bundle(
         if not check.ok:
             raise BundleRefused(f"the checkpoint of size {m} is not cosigned as --witness-key requires: "
                                 f"{'; '.join(check.problems)}")
-    envelope = intoto_envelope(ledger, run_id)
+    # A run that ended before training has no model record, so no artifact to attest.
+    envelope = intoto_envelope(ledger, run_id) if any(r.kind == "model" for r in run_records) else None
     src = Source(ledger.settings.db_url)
     try:
         rows = {r[0]: r for r in src.iter_range(run_records[0].seq, end)}
@@ -327,8 +328,9 @@ def write_bundle(
         PROOFS: b"".join(canonical(p) + b"\n" for p in proofs),
         CHECKPOINT: note_text.encode("utf-8"),
         KEYS: dump_trust(_trust_entries(report.signers, report.attestors)).encode("utf-8"),
-        ATTESTATION: _pretty(envelope),
     }
+    if envelope is not None:
+        files[ATTESTATION] = _pretty(envelope)
     started = next((r for r in run_records if r.kind == "run_started"), None)
     document = ((started.payload.get("policy") or {}) if started else {}).get("document")
     if isinstance(document, dict):
@@ -417,7 +419,7 @@ witnesses' keys:
    `assay-key-events` line is SHA-256 over `seq (8 bytes, big-endian) ‖ hash` of every key record
    up to the checkpoint: all of them are in `records.jsonl`.
 6. **Policy.** `sha256sum policy.json` is the policy digest the verdict record names (`policy_hash`).
-7. **Attestation.** `attestation.intoto.json` is a DSSE in-toto attestation any in-toto verifier
+7. **Attestation** (when the run recorded a model). `attestation.intoto.json` is a DSSE in-toto attestation any in-toto verifier
    checks with the same key; its subject is the model artifact's SHA-256 from the `model` record.
 """
 
@@ -773,7 +775,10 @@ class _Verifier:
     def _attestation(self, run_id: str, model: Any, evidence: Any, verdict: Any) -> None:
         data = self.read(ATTESTATION)
         if data is None:
-            return  # reported by the manifest check
+            if model is not None:
+                self.add(ATTESTATION, f"missing: the run has a model record (seq {model[0]}), whose attestation "
+                                      "every bundle of it carries")
+            return
         env = _json(data)
         trusted = self._attesting_keys()
         try:

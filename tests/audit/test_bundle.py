@@ -495,3 +495,27 @@ def test_bundle_of_a_postgresql_ledger_verifies_offline(pg_url: str, tmp_path: P
     proc = _verify_cli(bundle, "--json", cwd=cwd, module=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert json.loads(proc.stdout)["run_id"] == run.json["run_id"]
+
+
+def test_a_run_that_failed_before_training_is_bundled_without_an_attestation(tmp_path: Path) -> None:
+    from assay.audit.bundle import write_bundle
+    from assay.audit.ledger import Ledger
+    from assay.settings import Settings
+
+    ledger = Ledger.open(Settings(tmp_path / "home", f"sqlite:///{tmp_path / 'home' / 'assay.db'}"))
+    ledger.append("run-a", "run_started", {"project": "p"})
+    ledger.append("run-b", "run_started", {"project": "q"})  # another run, interleaved
+    ledger.append("run-a", "run_failed", {"error": "data: column income is missing"})
+    ledger.append("run-b", "run_failed", {"error": "interrupted"})
+    ledger.close()
+    ledger = Ledger.open(Settings(tmp_path / "home", f"sqlite:///{tmp_path / 'home' / 'assay.db'}"))
+    done = write_bundle(ledger, "run-a", tmp_path / "bundle", report_html=None)
+    assert "attestation.intoto.json" not in done.files and done.run_records == 2
+    # run-b's record between run-a's two is carried (the chain has no gap); the one after is not
+    assert [json.loads(x)["run_id"] for x in (tmp_path / "bundle" / "records.jsonl").read_bytes().splitlines()] == [
+        None, "run-a", "run-b", "run-a"]
+    report = verify_bundle(tmp_path / "bundle")
+    assert report.ok, report.problems
+    assert report.verdict is None and report.artifact is None
+    _drop_record(tmp_path / "bundle", 3)
+    assert any(p.file == "records.jsonl" and p.seq == 3 for p in verify_bundle(tmp_path / "bundle").problems)
