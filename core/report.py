@@ -549,81 +549,97 @@ def render_body(run: Any, evidence: dict[str, Any], verdict: dict[str, Any] | No
 # --------------------------------------------------------------------------- reading the ledger
 
 
+def _records(src: Any, where: str, args: tuple[Any, ...]) -> list[Any]:
+    from assay.audit.format import Record
+
+    rows = src.query(f"SELECT seq, body, hash, signature FROM ledger_records WHERE {where} ORDER BY seq", args)
+    return [Record.from_row(int(q), bytes(b), bytes(h), bytes(g)) for q, b, h, g in rows]
+
+
+def resolve_run(src: Any, ref: str) -> str:
+    """A run id, or a unique prefix of one (six characters or more), that has records in the ledger."""
+    if src.query("SELECT seq FROM ledger_records WHERE run_id = ? LIMIT 1", (ref,)):
+        return ref
+    found = []
+    if len(ref) >= 6 and ref.isalnum():
+        found = [r for (r,) in src.query("SELECT DISTINCT run_id FROM ledger_records WHERE run_id LIKE ?", (ref + "%",))]
+    if len(found) == 1:
+        return str(found[0])
+    if found:
+        raise BadInput(f"run id prefix {ref!r} is ambiguous: {', '.join(sorted(found)[:5])}")
+    raise BadInput(f"run {ref!r} has no records in the ledger (`assay audit log` lists the runs it holds)")
+
+
 def ledger_status(state: Any, run_id: str) -> tuple[dict[str, Any], list[Any], dict[str, dict[str, Any]]]:
     """Verify the ledger and this run's records; (integrity, the run's records, signers).
 
     With a checkpoint in the home, the ledger is proven to extend it (the records after it
     checked in full) and each of the run's records is re-hashed from its signed bytes, its
     signature checked and its inclusion in the checkpoint's Merkle tree proven; without one,
-    every record is verified.
+    every record is verified. The database is opened read-only, through the verifier's source.
     """
     import base64
 
     from assay.audit import verify as V
     from assay.audit.format import record_hash
-    from assay.audit.ledger import Ledger
     from assay.audit.merkle import ProofError, inclusion_proof, leaf_hash, verify_inclusion
     from assay.audit.note import NoteError, parse_checkpoint, parse_note
 
-    ledger = Ledger.open(state)
-    try:
-        cp_path = V.newest_home_checkpoint(state.home, ledger.ledger_id)
-        trust = ledger.trust_path()
-        records = ledger.records(run_id=run_id)
-        if cp_path is None:
-            rep = ledger.verify()
-            integrity: dict[str, Any] = {"ok": rep.ok, "summary": rep.summary(), "mode": "full"}
-            return integrity, records, dict(rep.signers)
-        rep = V.verify_extension(state.db_url, cp_path, trust=trust)
-        text = cp_path.read_text(encoding="utf-8")
-        body, sigs = parse_note(text)
-        cp = parse_checkpoint(body)
-    except NoteError as exc:
-        raise BadInput(f"checkpoint {cp_path}: not a valid signed checkpoint note: {exc}") from None
-    finally:
-        ledger.close()
-    integrity = {"ok": rep.ok, "mode": "checkpoint",
-                 "checkpoint": {"size": cp.size, "root": base64.b64encode(cp.root).decode(), "file": str(cp_path)}}
-    witnessed = Path(state.home) / "checkpoints" / f"{ledger.ledger_id}.witnessed.note"
-    if witnessed.exists():
-        try:
-            w_body, w_sigs = parse_note(witnessed.read_text(encoding="utf-8"))
-            if parse_checkpoint(w_body).size == cp.size:
-                origin_names = {s.name for s in sigs}
-                integrity["cosignatures"] = sorted({s.name for s in w_sigs} - origin_names)
-        except (NoteError, OSError):
-            integrity["cosignatures"] = []
-    if not rep.ok:
-        integrity["summary"] = rep.summary()
-        return integrity, records, dict(rep.signers)
-    problems = []
+    trust_file = Path(state.home) / "keys" / "trust.json"
+    trust = trust_file if trust_file.exists() else None
     src = V.Source(state.db_url)
     try:
+        ledger_id = src.meta("ledger_id") or ""
+        records = _records(src, "run_id = ?", (run_id,))
+        cp_path = V.newest_home_checkpoint(Path(state.home), ledger_id)
+        if cp_path is None:
+            rep = V.verify_ledger(state.db_url, trust=trust, home=state.home)
+            return {"ok": rep.ok, "summary": rep.summary(), "mode": "full"}, records, dict(rep.signers)
+        rep = V.verify_extension(state.db_url, cp_path, trust=trust)
+        try:
+            body, sigs = parse_note(cp_path.read_text(encoding="utf-8"))
+            cp = parse_checkpoint(body)
+        except NoteError as exc:
+            raise BadInput(f"checkpoint {cp_path}: not a valid signed checkpoint note: {exc}") from None
+        integrity: dict[str, Any] = {"ok": rep.ok, "mode": "checkpoint", "checkpoint": {
+            "size": cp.size, "root": base64.b64encode(cp.root).decode(), "file": str(cp_path)}}
+        witnessed = Path(state.home) / "checkpoints" / f"{ledger_id}.witnessed.note"
+        if witnessed.exists():
+            try:
+                w_body, w_sigs = parse_note(witnessed.read_text(encoding="utf-8"))
+                if parse_checkpoint(w_body).size == cp.size:
+                    integrity["cosignatures"] = sorted({x.name for x in w_sigs} - {x.name for x in sigs})
+            except (NoteError, OSError):
+                integrity["cosignatures"] = []
+        if not rep.ok:
+            integrity["summary"] = rep.summary()
+            return integrity, records, dict(rep.signers)
+        problems: list[str] = []
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
         for r in records:
             h = bytes.fromhex(r.hash)
             if record_hash(bytes.fromhex(r.prev_hash), r.body) != h:
-                problems.append(f"record {r.seq}: its bytes do not hash to its stored hash")
+                problems.append(f"record {r.seq}: its bytes do not hash to its stored hash (hash mismatch)")
                 continue
-            signer = rep.signers.get(r.key_id) or {}
-            public = signer.get("public_key")
+            public = (rep.signers.get(r.key_id) or {}).get("public_key")
             try:
-                from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
                 Ed25519PublicKey.from_public_bytes(bytes.fromhex(str(public))).verify(bytes.fromhex(r.signature), h)
-            except Exception:  # any failure to check is a finding, named below
+            except (InvalidSignature, ValueError, TypeError):
                 problems.append(f"record {r.seq}: its signature does not verify with a trusted key")
                 continue
             if r.seq <= cp.size:
                 try:
-                    verify_inclusion(r.seq - 1, cp.size, leaf_hash(h), inclusion_proof(r.seq - 1, cp.size, src.stored_node),
-                                     cp.root)
+                    proof = inclusion_proof(r.seq - 1, cp.size, src.stored_node)
+                    verify_inclusion(r.seq - 1, cp.size, leaf_hash(h), proof, cp.root)
                 except ProofError as exc:
                     problems.append(f"record {r.seq}: not proven inside the checkpoint ({exc})")
     finally:
         src.close()
     after = sum(1 for r in records if r.seq > cp.size)
     if problems:
-        integrity.update(ok=False, summary="; ".join(problems[:3]))
+        integrity.update(ok=False, summary="tampering found: " + "; ".join(problems[:3]))
     else:
         integrity["summary"] = (f"ledger extends the checkpoint of size {cp.size:,} ({rep.size:,} records now); "
                                 f"this run's {len(records) - after} record(s) re-hashed, signatures checked and proven "
@@ -633,20 +649,18 @@ def ledger_status(state: Any, run_id: str) -> tuple[dict[str, Any], list[Any], d
 
 
 def collect(state: Any, ref: str) -> Pack:
-    """The run's pack from its signed records (and the index's row only to resolve a prefix)."""
+    """The run's pack, read from its signed records (and its model's) only."""
     import datetime as dt
 
+    from assay.audit import verify as V
     from assay.audit.canonical import decode_special
-    from assay.audit.ledger import Ledger
-    from assay.store import RunStore
 
+    src = V.Source(state.db_url)
     try:
-        run_id = RunStore(state).get_run(ref).run_id
-    except BadInput:
-        run_id = ref
+        run_id = resolve_run(src, ref)
+    finally:
+        src.close()
     integrity, records, signers = ledger_status(state, run_id)
-    if not records:
-        raise BadInput(f"run {ref!r} has no records in the ledger (see `assay audit log`)")
     by_kind: dict[str, Any] = {}
     for r in records:
         by_kind[r.kind] = r  # the newest of each kind
@@ -664,14 +678,14 @@ def collect(state: Any, ref: str) -> Pack:
     ref_ = str((evidence.get("model") or {}).get("ref") or "")
     model_records: list[Any] = []
     if ref_:
-        ledger = Ledger.open(state)
+        src = V.Source(state.db_url)
         try:
-            for kind in ("waiver", "approval", "promotion", "monitor"):
-                model_records += [r for r in ledger.records(kind=kind) if (r.payload or {}).get("model") == ref_]
+            kinds = ("waiver", "approval", "promotion", "monitor")
+            model_records = [r for r in _records(src, "kind IN (?, ?, ?, ?)", kinds)
+                             if (r.payload or {}).get("model") == ref_]
         finally:
-            ledger.close()
-        model_records.sort(key=lambda r: r.seq)
-    project = str(evidence.get("project") or (started.payload or {}).get("project", "") if started else "")
+            src.close()
+    project = str(evidence.get("project") or ((started.payload or {}).get("project", "") if started else ""))
     return Pack(run_id=run_id, project=project, status=status, error=error, evidence=evidence, verdict=verdict,
                 records=records, integrity=integrity, spec=spec, signers=signers, model_records=model_records,
                 generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"))
