@@ -373,6 +373,11 @@ def test_records_resigned_with_a_key_outside_the_trust_root_fail(exported: dict[
     proc = _verify_cli(copy, "--trust", str(genuine), cwd=tmp_path)
     assert proc.returncode == 1
     assert "records.jsonl (record 1)" in proc.stdout + proc.stderr
+    # The documented check without assay agrees: fine on its own keys, refused under the genuine ones.
+    script = _doc_script(tmp_path)
+    assert subprocess.run([sys.executable, "-I", str(script), str(copy)], capture_output=True).returncode == 0
+    refused = subprocess.run([sys.executable, "-I", str(script), str(copy), str(genuine)], capture_output=True, text=True)
+    assert refused.returncode == 1 and refused.stderr.strip() == "FAIL manifest.sig"
 
 
 # --------------------------------------------------------------------------------------- bad usage
