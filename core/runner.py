@@ -574,8 +574,11 @@ class Runner:
     def gate(self, run: Run, evidence: dict[str, Any], policy: Any, waivers: Sequence[Mapping[str, Any]] = (),
              today: date | None = None, stage: str = "train") -> Verdict:
         """The verdict of every ``gate`` implementation on ``evidence``; blocks when no rule applied."""
-        results = self.call("gate", run=run, evidence=evidence, policy=policy, stage=stage,
-                            waivers=[dict(w) for w in waivers], today=today)
+        try:
+            results = self.call("gate", run=run, evidence=evidence, policy=policy, stage=stage,
+                                waivers=[dict(w) for w in waivers], today=today)
+        except InternalError as exc:
+            raise InternalError(f"{exc.message}; no verdict was recorded (fail closed)") from exc
         outcomes = [o for batch in results for o in (batch or ())]
         if all(o.outcome == "n/a" for o in outcomes):  # nothing was checked: fail closed, never pass unjudged
             outcomes += [RuleOutcome(
@@ -674,6 +677,7 @@ def gate_stored_run(pm: PluginManager, settings: Settings, run_id: str, evidence
     spec = RunSpec.model_validate(started["spec"])
     spec_path = Path(str(started.get("spec_path", "")))
     runner = Runner(pm, settings, spec, spec_path)
+    runner.current_stage = "gate"
     run = Run(run_id=run_id, spec=spec, spec_path=str(spec_path), settings=settings)
     policy = load_policy(policy_ref or spec.gate.policy, spec_path.parent, runner.collect_policies())
     evidence = dict(evidence)
