@@ -230,3 +230,20 @@ def test_only_blocking_numeric_share_rules_set_evidentlys_threshold() -> None:
     assert drift_options(rules, ["age", "sex"]) == {"threshold": 0.15, "per_column_threshold": {"age": 0.2}}
     assert drift_options(rules, ["sex"]) == {"threshold": 0.15}
     assert drift_options(None, ["age"]) == {}
+
+
+def test_without_a_drift_share_rule_the_page_says_evidentlys_headline_decides_nothing(
+        flights: TrainedRun, browser: Any, tmp_path: Path) -> None:
+    policy = tmp_path / "columns.toml"
+    policy.write_text('name = "columns-only"\n\n[[rules]]\nid = "temp"\npath = "drift.columns.temp_f.score"\n'
+                      'op = "<="\nthreshold = 0.5\nstage = "monitor"\n', encoding="utf-8")
+    out = tmp_path / "columns.html"
+    code, doc = monitor_page(flights, "summer.csv", out, "--policy", str(policy))
+    temp = doc["drift"]["columns"]["temp_f"]
+    assert temp["threshold"] == 0.5 and code == (1 if temp["score"] > 0.5 else 0)
+    opened = Opened(browser, out, tmp_path)
+    assert opened.evidently_headline().endswith("Dataset drift detection threshold is 0.5")  # evidently's default
+    note = opened.page.locator("li.share-threshold")
+    assert note.get_attribute("data-agree") is None and "decides nothing here" in note.inner_text()
+    assert [r["id"] for r in doc["verdict"]["rules"]] == ["temp"] and opened.rule_row("temp")["threshold"] == "<= 0.5"
+    assert opened.close() == []
