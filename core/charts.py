@@ -261,6 +261,10 @@ def bar_chart(kind: str, title: str, rows: Sequence[tuple[str, Sequence[Bar]]], 
             end = max(x, p.px(b.hi) if b.hi is not None else x)
             outside = end < p.pad_l + p.plot_w - 44
             anchor, tx, where = ("start", end + 4, "value") if outside else ("end", max(x, zero) - 4, "value inside")
+            if b.value < 0:  # a bar growing left of zero: its number before it, or inside when there is no room
+                start = min(x, p.px(b.lo) if b.lo is not None else x)
+                anchor, tx, where = ("end", start - 4, "value") if start - label_w > 44 else ("start", x + 4,
+                                                                                           "value inside")
             parts.append(f'<text class="{where}" x="{_n(tx)}" y="{_n(y + bar_h - 5)}" text-anchor="{anchor}">'
                          f"{escape(fmt(b.value))}</text>")
     for value, label, cls in refs:

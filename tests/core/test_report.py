@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from assay.charts import fmt
 from tests.checks import datasets as ds
 from tests.conftest import EXAMPLES, run_assay
 
@@ -84,6 +85,10 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Home:
                       'train.candidates=["pairwise_logistic"]', *fast)
     assert ranking.returncode in (0, 1), ranking.stderr[-2000:]
     h.runs["ranking"] = ranking.json["run_id"]
+    domain = h.assay("run", str(EXAMPLES / "earnings_cps_psid" / "assay.toml"), "--set", 'train.candidates=["ridge"]',
+                     *fast)
+    assert domain.returncode in (0, 1), domain.stderr[-2000:]
+    h.runs["domain"] = domain.json["run_id"]
 
     from assay.audit.ledger import Ledger
     from assay.settings import Settings
@@ -249,6 +254,18 @@ def test_ranking_shows_the_ndcg_of_every_query(browser: Any, home: Home, tmp_pat
         assert sum(ndcg["histogram"]["counts"]) == ndcg["queries"] > 0
         assert ndcg["mean"] == pytest.approx(evidence["metrics"]["test"]["ndcg@10"], abs=1e-6)
         assert_self_contained(opened.html)
+
+
+def test_a_target_domain_is_charted_beside_the_source(browser: Any, home: Home, tmp_path: Path) -> None:
+    for opened in open_report(browser, home, "domain", tmp_path):
+        domain = home.evidence(home.runs["domain"])["domain"]
+        figure = opened.page.locator('figure[data-chart="domain"]')
+        assert points(opened.page, "domain") == 3  # r2 on the source holdout, the target, the baseline on the target
+        titles = figure.locator("rect.bar title").all_text_contents()
+        assert any(t.endswith(f"target domain: {fmt(domain['target']['metrics']['r2'])}") for t in titles), titles
+        assert "data/target.csv" in figure.inner_text()
+        card = opened.page.locator("#card").inner_text()
+        assert "target domain" in card and domain["target"]["fingerprint"] in card
 
 
 ANNEX_SECTIONS = ["1. General description of the AI system", "2. Development process",
