@@ -132,6 +132,8 @@ class DataSpec(_Section):
     positive_label: str = ""
     #: the CSV field separator of data.source and data.target_domain: one character ("\t" for tabs)
     sep: str = ","
+    #: drop rows that repeat an earlier row (records compared as the duplicates check compares them)
+    dedupe: bool = False
     #: when the prediction is made, per row: a date/time column, optionally shifted (TIME_EXPRESSION_SYNTAX)
     decision_time: Annotated[str, AfterValidator(_time_expression_or_empty)] = ""
     #: when a column's value becomes known, per row (same syntax); a column left out is known by the decision
@@ -152,7 +154,7 @@ class DataSpec(_Section):
         data: dict[str, Any] = handler(self)
         if self.sep == ",":
             data.pop("sep", None)
-        for key in ("decision_time", "available_at"):
+        for key in ("decision_time", "available_at", "dedupe"):
             if not data.get(key):
                 data.pop(key, None)
         return data

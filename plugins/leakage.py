@@ -227,7 +227,8 @@ def duplicate_checks(splits: Splits) -> list[Check | Evidence]:
 
 
 def _dedupe_fix(source: str) -> str:
-    return (f"remove the repeated rows from {source} (e.g. pandas drop_duplicates()) and run again; if the repeats "
+    return (f"drop the repeated rows before the split: assay run --set data.dedupe=true (or dedupe = true under "
+            f"[data]), or remove them from {source} (e.g. pandas drop_duplicates()); if the repeats "
             "are real (one entity recorded twice), name it with data.id_column and use split.strategy = \"group\" "
             "so its rows stay on one side")
 

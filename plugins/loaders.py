@@ -35,6 +35,8 @@ _DATETIME_SAMPLE = 200
 SEPARATORS = {",": "commas", ";": "semicolons", "\t": "tabs", "|": "pipes"}
 # frame.attrs key: rows dropped because the target was missing (reported by validate_data).
 DROPPED_ATTR = "assay.rows_without_target"
+# frame.attrs key: rows dropped by data.dedupe as repeats of an earlier row.
+DEDUPED_ATTR = "assay.rows_repeated"
 
 
 def infer_task(y: pd.Series) -> str:
@@ -249,6 +251,21 @@ def _check_target(frame: pd.DataFrame, spec: RunSpec, source: str, task: str) ->
         raise BadInput(f"data.text_column: {d.text_column!r} of {source} holds {frame[d.text_column].dtype}, not text")
 
 
+def drop_repeated_rows(frame: pd.DataFrame, roles: dict[str, Any]) -> tuple[pd.DataFrame, int]:
+    """``frame`` without the rows that repeat an earlier row, and how many those were (``data.dedupe``).
+
+    Rows are compared as the leakage plugin's duplicates check compares them: every column but
+    ids, strings stripped and lower-cased, floats to its significant digits; the first of each stays.
+    """
+    import pandas as pd
+
+    from assay.plugins.leakage import row_hashes
+
+    record = [c for c in frame.columns if roles.get(str(c)) != "id"]
+    repeated = pd.Series(row_hashes(frame[record])).duplicated().to_numpy()
+    return frame[~repeated].reset_index(drop=True), int(repeated.sum())
+
+
 def prepare_frame(frame: pd.DataFrame, spec: RunSpec, source: str, name: str = "data") -> Dataset:
     """Turn a raw table into a fingerprinted :class:`Dataset` with roles and a task."""
     from assay.dataset import fingerprint_frame, infer_roles
@@ -278,7 +295,13 @@ def prepare_frame(frame: pd.DataFrame, spec: RunSpec, source: str, name: str = "
     task = d.task or infer_task(frame[d.target])
     _check_target(frame, spec, source, task)
     roles = infer_roles(frame, spec)
+    repeated = 0
+    if d.dedupe and name == "data":
+        frame, repeated = drop_repeated_rows(frame, roles)
+        if repeated:
+            roles = infer_roles(frame, spec)
     frame.attrs[DROPPED_ATTR] = missing_target
+    frame.attrs[DEDUPED_ATTR] = repeated
     return Dataset(frame, d.target, task, roles, fingerprint_frame(frame), source, name)
 
 
@@ -304,8 +327,12 @@ def load_data(spec: RunSpec, source: str, base_dir: str) -> Dataset | None:
 
 @hookimpl
 def validate_data(run: Run, dataset: Dataset) -> list[Check | Evidence]:
-    """Record what loading did to the table: rows dropped for a missing target."""
+    """Record what loading did to the table: rows dropped for a missing target, and by ``data.dedupe``."""
     from assay.types import Evidence
 
     dropped: Any = dataset.frame.attrs.get(DROPPED_ATTR, 0)
-    return [Evidence("data", {"rows_without_target": int(dropped)})]
+    done: dict[str, Any] = {"rows_without_target": int(dropped)}
+    if run.spec.data.dedupe:
+        done["deduplicated"] = {"rows_dropped": int(dataset.frame.attrs.get(DEDUPED_ATTR, 0)),
+                                "compared": "every column but ids, as checks.leakage.duplicates compares records"}
+    return [Evidence("data", done)]
