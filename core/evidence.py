@@ -3,9 +3,11 @@
 A run's evidence (``evidence.json``, the signed ``evidence`` record) is one JSON object.
 The sections the runner and the bundled plugins write — ``data``, ``split``, ``model``,
 ``metrics``, ``baseline``, ``gap``, ``checks``, ``fairness``, ``monitoring`` and
-``environment`` — have the shapes below; every section is optional (a run that failed early
-has only some), and every model allows keys it does not name, so a plugin may add fields to
-a section and sections of its own (``curves``, ``selection``, ...: name yours after your plugin).
+``environment`` — have the shapes below. Every section and field is optional: a run that
+failed early has only some, and what a rule needs but does not find is the policy's to judge
+(the rule errors, the gate blocks). Every model allows keys it does not name, so a plugin may
+add fields to a section and sections of its own (``curves``, ``selection``, ...: name yours
+after your plugin).
 
 What the schema refuses is a value of the wrong kind where gates and reports look for one:
 a metric that is text, a check status outside :data:`~assay.types.Status`, a digest that is
@@ -63,10 +65,10 @@ class Section(BaseModel):
 class DataSection(Section):
     """``data``: the loaded table (``data.fingerprint`` is what lineage and replay match on)."""
 
-    source: str
-    fingerprint: Digest
-    rows: int = Field(ge=0)
-    target: str
+    source: str | None = None
+    fingerprint: Digest | None = None
+    rows: int | None = Field(default=None, ge=0)
+    target: str | None = None
     columns: dict[str, str] = {}
     sensitive: list[str] = []
 
@@ -74,29 +76,29 @@ class DataSection(Section):
 class PartSection(Section):
     """``split.train`` / ``split.test``: one side of the holdout split."""
 
-    rows: int = Field(ge=0)
-    fingerprint: Digest
+    rows: int | None = Field(default=None, ge=0)
+    fingerprint: Digest | None = None
 
 
 class SplitSection(Section):
     """``split``: how the rows were divided."""
 
-    strategy: str
-    seed: int
-    cv_folds: int = Field(ge=0)
-    train: PartSection
-    test: PartSection
+    strategy: str | None = None
+    seed: int | None = None
+    cv_folds: int | None = Field(default=None, ge=0)
+    train: PartSection | None = None
+    test: PartSection | None = None
 
 
 class ModelSection(Section):
     """``model``: the selected, refitted model and its registered version."""
 
-    name: str
-    version: int
-    ref: str
-    family: str
-    params: dict[str, Any]
-    artifact: Digest
+    name: str | None = None
+    version: int | None = None
+    ref: str | None = None
+    family: str | None = None
+    params: dict[str, Any] | None = None
+    artifact: Digest | None = None
     predictions_hash: str | None = None
     search: dict[str, Any] = {}
     candidates: list[dict[str, Any]] = []
@@ -105,7 +107,7 @@ class ModelSection(Section):
 class CvScore(Section):
     """``metrics.cv.METRIC``: the search's cross-validated score of the chosen setting."""
 
-    mean: Number
+    mean: Number = None
     std: Number = None
 
 
@@ -120,7 +122,7 @@ class MetricsSection(Section):
 class BaselineSection(Section):
     """``baseline``: the reference model the run is compared with, scored on the same holdout."""
 
-    name: str
+    name: str | None = None
     test: dict[str, MetricValue] = {}
     improvement: dict[str, MetricValue] = {}
 
@@ -128,7 +130,7 @@ class BaselineSection(Section):
 class CheckEntry(Section):
     """``checks.GROUP.NAME``: one check's outcome."""
 
-    status: Status
+    status: Status | None = None
     value: CheckValue = None
     detail: dict[str, Any] = {}
     message: str = ""
@@ -148,11 +150,11 @@ class FairnessEntry(Section):
 class ReferenceSample(Section):
     """``monitoring.reference``: the training sample a production batch is compared with."""
 
-    artifact: Digest
-    rows: int = Field(ge=0)
-    features: list[str]
-    target: str
-    roles: dict[str, str]
+    artifact: Digest | None = None
+    rows: int | None = Field(default=None, ge=0)
+    features: list[str] | None = None
+    target: str | None = None
+    roles: dict[str, str] | None = None
     dtypes: dict[str, str] = {}
     categories: dict[str, list[str] | None] = {}
     sensitive: list[str] = []
@@ -161,8 +163,8 @@ class ReferenceSample(Section):
 class HoldoutSample(Section):
     """``monitoring.holdout``: the holdout sample (and the model's outputs on it) for prediction drift."""
 
-    artifact: Digest
-    rows: int = Field(ge=0)
+    artifact: Digest | None = None
+    rows: int | None = Field(default=None, ge=0)
 
 
 class MonitoringSection(Section):
@@ -175,7 +177,7 @@ class MonitoringSection(Section):
 class EnvironmentSection(Section):
     """``environment``: where the run ran."""
 
-    python: str
+    python: str | None = None
     packages: dict[str, str] = {}
     git: dict[str, Any] = {}
 
@@ -183,7 +185,7 @@ class EnvironmentSection(Section):
 class EvidenceDocument(Section):
     """One run's evidence: the core sections typed, plugin sections (any other key) kept as they are."""
 
-    run_id: str
+    run_id: str | None = None
     project: str = ""
     spec_hash: str = ""
     policy_hash: str = ""
