@@ -1,0 +1,1 @@
+"""Tests that install a plugin from its own distribution, as a third party would."""
