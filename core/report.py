@@ -72,7 +72,7 @@ dl.detail dd{margin:0;overflow-wrap:anywhere} dl.detail dl.detail dd{overflow-wr
 .evidence-ref{color:#556;font-size:12px}
 @media (max-width:900px){.charts{grid-template-columns:1fr}}
 @media print{body{max-width:none;margin:0;font-size:11px} h2{break-after:avoid} .charts{grid-template-columns:repeat(2,1fr)}
- details{display:block} details>*{display:block} summary{color:#1d2330} a{color:inherit;text-decoration:none}
+ details::details-content{content-visibility:visible;display:block} summary{color:#1d2330} a{color:inherit;text-decoration:none}
  table,figure.chart,ul.attention li{break-inside:avoid} @page{size:A4;margin:14mm}}
 """
 

@@ -235,6 +235,10 @@ def test_checks_are_tables_and_passing_rules_fold_into_a_count(binary: Opened, h
     assert "{'" not in visible and '{"' not in visible, "raw JSON in the page"
     records = page.locator("#records tr").count() - 1
     assert records == len(home.records(home.runs["binary"]))
+    page.emulate_media(media="print")  # printed, every folded table is open
+    assert gate.locator("details").first.locator("table").is_visible()
+    pdf = page.pdf(format="A4")
+    assert pdf.startswith(b"%PDF-") and len(re.findall(rb"/Type\s*/Page\b", pdf)) >= 5
 
 
 def test_regression_shows_residuals(browser: Any, home: Home, tmp_path: Path) -> None:
