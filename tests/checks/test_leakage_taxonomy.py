@@ -193,3 +193,19 @@ def test_every_check_the_table_names_exists() -> None:
     assert named, "the table names no check"
     for name in named:
         assert f'"{name}"' in source, f"check {name!r} is named in docs/leakage.md but no plugin reports it"
+
+
+def test_the_gate_reports_a_selection_on_all_rows_and_the_strict_policy_blocks_it(tmp_path: Path,
+                                                                                  fair: pd.DataFrame) -> None:
+    frame = _with_probes(fair)
+    path = ds.write(tmp_path / "run", frame, _features_spec(_select(frame, np.arange(len(frame)))))
+    home = tmp_path / "home"
+    result = run_assay("run", str(path), "--json", "-q", home=home)
+    assert result.returncode in (0, 1), result.stderr[-2000:]
+    rules = {r["id"]: r for r in result.json["verdict"]["rules"]}
+    assert rules["leakage-warnings[feature_selection_on_all_rows]"]["outcome"] == "warn"
+    assert rules["no-leakage[feature_selection_on_all_rows]"]["outcome"] == "pass"  # standard: a warning only
+    strict = run_assay("gate", result.json["run_id"], "--policy", "assay:strict", "--format", "json", home=home)
+    assert strict.returncode == 1
+    [reason] = [r for r in strict.json["verdict"]["reasons"] if r.startswith("no-leakage[feature_selection_on_all_rows]")]
+    assert "the list looks chosen with the holdout's labels" in reason
