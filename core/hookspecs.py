@@ -4,6 +4,10 @@ Grouped by stage, in the order a run calls them. A hookimpl may accept any subse
 hook's arguments, so new arguments can be added without breaking plugins. Results
 combine as each docstring says: ``firstresult`` hooks stop at the first non-None
 result ("pick one provider"); all others collect every plugin's result.
+
+Evolution: arguments are only added, each docstring saying when (``versionadded`` /
+``versionchanged``); an argument is removed only after one minor release in which the spec
+lists it in pluggy's ``warn_on_impl_args`` (docs/hooks.md, "Evolving the hooks").
 """
 
 from __future__ import annotations
@@ -52,6 +56,8 @@ def run_started(run: Run) -> None:
     :param run: the run context (id, spec, settings).
 
     All implementations are called; return values are ignored.
+
+    .. versionadded:: 0.1
     """
 
 
@@ -63,6 +69,8 @@ def stage_started(run: Run, stage: str) -> None:
     :param stage: the stage name.
 
     For progress displays and timing. All implementations are called.
+
+    .. versionadded:: 0.1
     """
 
 
@@ -75,6 +83,8 @@ def stage_finished(run: Run, stage: str, summary: StageSummary) -> None:
     :param summary: what the stage produced: a read-only mapping of JSON-able values (rows, best score, ...).
 
     All implementations are called.
+
+    .. versionadded:: 0.1
     """
 
 
@@ -90,6 +100,8 @@ def stage_progress(run: Run, stage: str, done: int, total: int, label: str) -> N
 
     Plugins do not call this hook: they call ``run.progress(stage, done, total, label)``,
     which the runner relays here. For progress displays. All implementations are called.
+
+    .. versionadded:: 0.1
     """
 
 
@@ -102,6 +114,8 @@ def run_finished(run: Run, verdict: Verdict, evidence: dict[str, Any]) -> None:
     :param evidence: the run's evidence document.
 
     All implementations are called.
+
+    .. versionadded:: 0.1
     """
 
 
@@ -114,6 +128,8 @@ def run_failed(run: Run, error: BaseException, stage: str) -> None:
     :param stage: the stage that was running.
 
     All implementations are called; a plugin raising here is reported, not propagated.
+
+    .. versionadded:: 0.1
     """
 
 
@@ -129,6 +145,8 @@ def load_data(spec: RunSpec, source: str, base_dir: str) -> Dataset | None:
     :param base_dir: the spec file's directory.
 
     Stops at the first non-None result: one loader per source kind.
+
+    .. versionadded:: 0.1
     """
 
 
@@ -140,6 +158,8 @@ def validate_data(run: Run, dataset: Dataset) -> Sequence[Check | Evidence] | No
     :param dataset: the loaded dataset.
 
     All results are collected into the evidence.
+
+    .. versionadded:: 0.1
     """
 
 
@@ -151,6 +171,8 @@ def split_data(run: Run, dataset: Dataset) -> Splits | None:
     :param dataset: the loaded dataset.
 
     Stops at the first non-None result.
+
+    .. versionadded:: 0.1
     """
 
 
@@ -165,6 +187,8 @@ def check_split(run: Run, splits: Splits, target_domain: Dataset | None) -> Sequ
     All results are collected. A plugin that derives training weights from what it saw
     (domain weighting) returns them as one :class:`SampleWeights` item; the runner passes
     it to ``fit_model``. More than one plugin returning weights is an error.
+
+    .. versionadded:: 0.1
     """
 
 
@@ -178,6 +202,8 @@ def register_trainers(register: Callable[[Trainer], None]) -> None:
     :param register: the core's callback; it validates each trainer on the way in.
 
     All implementations are called; later registrations of a name replace earlier ones.
+
+    .. versionadded:: 0.1
     """
 
 
@@ -188,6 +214,8 @@ def register_tuners(register: Callable[[Tuner], None]) -> None:
     :param register: the core's callback.
 
     All implementations are called.
+
+    .. versionadded:: 0.1
     """
 
 
@@ -206,6 +234,8 @@ def fit_model(run: Run, splits: Splits, trainers: Sequence[Trainer], tuner: Tune
     (``preprocessing_inside_cv``, ``holdout_used_in_tuning``, ...): the leakage checks read them.
 
     Stops at the first non-None result.
+
+    .. versionadded:: 0.1
     """
 
 
@@ -222,6 +252,8 @@ def fit_baseline(run: Run, splits: Splits) -> Baseline | None:
     Stops at the first non-None result. The runner calls it once per run, after fitting and
     before any ``evaluate``; a registered ``NAME@latest`` must resolve to a version trained
     before this run, never this run's own model.
+
+    .. versionadded:: 0.1
     """
 
 
@@ -238,6 +270,8 @@ def evaluate(run: Run, model: FittedModel, splits: Splits, scores: Scores,
     :param target_domain: the ``data.target_domain`` table (None when not set).
 
     All results are collected and merged into the evidence.
+
+    .. versionadded:: 0.1
     """
 
 
@@ -251,6 +285,8 @@ def register_policies(register: Callable[[str, str], None]) -> None:
     :param register: the core's callback; names look like ``assay:standard``.
 
     All implementations are called.
+
+    .. versionadded:: 0.1
     """
 
 
@@ -268,6 +304,8 @@ def gate(run: Run, evidence: dict[str, Any], policy: Any, stage: str, waivers: S
 
     All outcomes are collected; any ``block`` or ``error`` outcome blocks the verdict, and so
     does a gate where no plugin's rule applied to the stage (fail closed).
+
+    .. versionadded:: 0.1
     """
 
 
@@ -286,6 +324,8 @@ def monitor(run: Run, reference: pd.DataFrame, current: pd.DataFrame,
         whether the batch is labelled.
 
     All results are collected; the runner then gates them with the policy's ``monitor`` rules.
+
+    .. versionadded:: 0.1
     """
 
 
@@ -300,6 +340,8 @@ def record(run: Run, event: Event) -> Any:
     :param event: what happened, with a JSON-able payload.
 
     All implementations are called; the ledger is one of them.
+
+    .. versionadded:: 0.1
     """
 
 
@@ -313,4 +355,6 @@ def register_commands(cli: click.Group) -> None:
     :param cli: the top-level click group.
 
     All implementations are called when a command is not a built-in one.
+
+    .. versionadded:: 0.1
     """
