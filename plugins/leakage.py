@@ -463,6 +463,7 @@ def decision_checks(run: Run, splits: Splits) -> list[Check | Evidence]:
     has_decision = ~np.isnat(decision)
     features = dataset.features
     per_col: dict[str, Any] = {}
+    shares: dict[str, float] = {}  # unrounded: one late row in millions still warns
     for col in features:
         declared = d.available_at.get(col)
         if declared is not None:
@@ -474,14 +475,14 @@ def decision_checks(run: Run, splits: Splits) -> list[Check | Evidence]:
             continue
         compared = has_decision & ~np.isnat(known)
         later = compared & (known > decision)
-        share = float(later.sum() / compared.sum()) if compared.any() else 0.0
+        share = shares[col] = float(later.sum() / compared.sum()) if compared.any() else 0.0
         after = (known[later] - decision[later]).astype("int64")
         per_col[col] = {"available_at": basis, "declared": declared is not None, "share": round(share, 6),
                         "rows": int(later.sum()), "rows_compared": int(compared.sum()),
                         "median_after_decision": duration_words(float(np.median(after))) if len(after) else None,
                         "examples": [int(r) for r in np.flatnonzero(later)[:EXAMPLES]]}
-    flagged = sorted((c for c, v in per_col.items() if v["rows"]), key=lambda c: -per_col[c]["share"])
-    worst = max((per_col[c]["share"] for c in flagged), default=0.0)
+    flagged = sorted((c for c, v in per_col.items() if v["rows"]), key=lambda c: -shares[c])
+    worst = max((shares[c] for c in flagged), default=0.0)
 
     def said(col: str) -> str:
         v = per_col[col]
