@@ -48,14 +48,15 @@ def test_a_string_where_a_list_belongs_shows_the_list(project: Path, tmp_path: P
 # --------------------------------------------------------------------------- init
 
 
-def test_init_refuses_a_semicolon_file_and_says_how_to_save_it(tmp_path: Path) -> None:
+def test_init_reads_a_semicolon_file_and_writes_its_separator_into_the_spec(tmp_path: Path) -> None:
     folder = tmp_path / "semi"
     folder.mkdir()
     ds.adult_fair(300).to_csv(folder / "data.csv", sep=";", index=False)
-    result = run_assay("init", str(folder), "--data", str(folder / "data.csv"), home=tmp_path / "home")
-    assert result.returncode == 2
-    assert "separated by semicolons" in result.stderr and "sep=';'" in result.stderr
-    assert not (folder / "assay.toml").exists()
+    result = run_assay("init", str(folder), "--data", str(folder / "data.csv"), "--target", "income",
+                       home=tmp_path / "home")
+    assert result.returncode == 0, result.stderr
+    assert "separated by semicolons" in result.stdout + result.stderr
+    assert 'sep = ";"' in (folder / "assay.toml").read_text()
 
 
 def test_init_asks_for_the_target_when_the_last_column_is_a_count(tmp_path: Path) -> None:
