@@ -162,11 +162,15 @@ def resolve_run(settings: Settings, ref: str) -> RunRow:
 
 
 def training_evidence(row: RunRow) -> dict[str, Any]:
-    evidence = row.evidence
-    if not evidence or "model" not in evidence:
+    """The training run's evidence, checked against the schema, with a model and a stored reference sample."""
+    from assay.evidence import validate_evidence
+
+    evidence = row.evidence or {}
+    document = validate_evidence(evidence)
+    if document.model is None:
         raise BadInput(f"run {row.run_id} has no trained model (status {row.status}); only a run that trained "
                        "and evaluated a model can be monitored")
-    if "reference" not in evidence.get("monitoring", {}):
+    if document.monitoring is None or document.monitoring.reference is None:
         raise BadInput(f"run {row.run_id} stored no reference sample for monitoring (was the monitoring plugin "
                        "disabled when it ran?); re-run `assay run` with the plugin enabled")
     return evidence
