@@ -240,8 +240,8 @@ def checkpoint_cmd(ctx: click.Context, witness_urls: tuple[str, ...], output: st
                    "proofs, the checkpoint, keys, attestation, policy, report and a README; `audit verify --bundle DIR` "
                    "checks it without the database.")
 @click.option("--policy-file", type=click.Path(dir_okay=False, exists=True),
-              help="--bundle: ship this policy source file (it must resolve to the run's policy digest); by default "
-                   "the file the run's spec named is shipped when it still does.")
+              help="--bundle: also ship this policy source file (it must resolve to the run's policy digest; "
+                   "policy.json always holds the resolved policy).")
 @click.option("--witness-key", "witness_keys", multiple=True, metavar="VKEY|FILE",
               help="--bundle: ship these witness keys; each must have cosigned the bundle's checkpoint.")
 @click.pass_context
@@ -311,13 +311,6 @@ def _export_bundle(ctx: click.Context, settings: Settings, run_id: str, out: Pat
     policy_source = None
     if policy_file is not None:
         policy_source = _policy_source(ledger, run_id, policy_file)
-    else:
-        found = _recorded_policy_file(settings, ledger, run_id)
-        if found is not None:
-            try:
-                policy_source = _policy_source(ledger, run_id, found, label="the run's policy file ")
-            except BadInput as exc:
-                click.echo(f"note: policy.toml left out (policy.json still holds the policy): {exc.message}", err=True)
     from assay.report import report as report_cmd
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -339,28 +332,7 @@ def _export_bundle(ctx: click.Context, settings: Settings, run_id: str, out: Pat
     click.echo(f"verify with: assay audit verify --bundle {done.path}")
 
 
-def _recorded_policy_file(settings: Settings, ledger: Any, run_id: str) -> Path | None:
-    """The policy file the run's spec named, where it is now (``_policy_source`` then checks its digest)."""
-    from assay.store import RunStore
-
-    started = next((r for r in ledger.records(run_id=run_id, kind="run_started")), None)
-    spec = (started.payload.get("spec") or {}) if started is not None else {}
-    ref = (spec.get("gate") or {}).get("policy") if isinstance(spec, dict) else None
-    if not isinstance(ref, str) or not ref:
-        return None
-    path = Path(ref).expanduser()
-    if not path.is_absolute():
-        try:
-            spec_path = RunStore(settings).get_run(run_id).spec_path
-        except BadInput:
-            return None
-        if not spec_path:
-            return None
-        path = Path(spec_path).parent / path
-    return path if path.is_file() else None
-
-
-def _policy_source(ledger: Any, run_id: str, path: Path, label: str = "--policy-file ") -> bytes:
+def _policy_source(ledger: Any, run_id: str, path: Path) -> bytes:
     from assay.manager import make_plugin_manager
     from assay.policies.language import load_policy
     from assay.runner import collect_policies
@@ -370,9 +342,9 @@ def _policy_source(ledger: Any, run_id: str, path: Path, label: str = "--policy-
     try:
         loaded = load_policy(str(path.resolve()), path.resolve().parent, collect_policies(make_plugin_manager()))
     except BadInput as exc:
-        raise BadInput(f"{label}{path}: not a policy the run could have been gated under: {exc.message}") from None
+        raise BadInput(f"--policy-file {path}: not a policy the run could have been gated under: {exc.message}") from None
     if loaded.hash != recorded:
-        raise BadInput(f"{label}{path}: resolves to policy digest {loaded.hash}, but run {run_id} was gated "
+        raise BadInput(f"--policy-file {path}: resolves to policy digest {loaded.hash}, but run {run_id} was gated "
                        f"under {recorded} (pass the file as it was when the run was gated)")
     return path.read_bytes()
 
