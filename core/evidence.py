@@ -116,6 +116,7 @@ class MetricsSection(Section):
 
     train: dict[str, MetricValue] = {}
     test: dict[str, MetricValue] = {}
+    current: dict[str, MetricValue] = {}
     cv: dict[str, CvScore] = {}
 
 

@@ -767,6 +767,9 @@ def monitor_stored_run(pm: PluginManager, settings: Settings, spec: RunSpec, spe
             raise InternalError("no plugin implements the monitor hook (is the monitoring plugin blocked?)")
         add_results(document, results)
         document = to_jsonable(document)
+        from assay.evidence import validate_evidence
+
+        validate_evidence(document)  # a section a plugin wrote malformed is never judged (monitor_failed)
         outcomes = pm.hook.gate(run=run, evidence=document, policy=policy, stage="monitor", waivers=list(waivers),
                                 today=today)
     except BaseException as exc:

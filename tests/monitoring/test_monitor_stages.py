@@ -41,6 +41,14 @@ class RowWatch:
                             ROW_LIMIT, "<=", reason=f"acme_watch.rows = {rows}, needs <= {ROW_LIMIT}")]
 
 
+class MalformedMetrics:
+    """A monitor plugin that writes a live metric as text."""
+
+    @hookimpl
+    def monitor(self) -> Any:
+        return [Evidence("metrics", {"current": {"roc_auc": "high"}})]
+
+
 class BrokenMonitor:
     @hookimpl
     def monitor(self) -> Any:
@@ -113,4 +121,20 @@ def test_a_monitor_plugin_that_raises_is_recorded_and_nothing_is_indexed(flights
     record = SignedLedger.open(settings).run_records(flights.run_id)[-1]
     assert record.kind == "monitor_failed" and "planted failure" in record.payload["error"]
     assert record.payload["source"]["rows"] == 1500
+    assert len(monitor_history(settings, flights.run_id)[1]) == before
+
+
+def test_a_malformed_monitor_section_is_never_judged(flights: TrainedRun, home: Path) -> None:
+    from assay.evidence import MalformedEvidence
+    from assay.monitoring import monitor_history
+    from assay.settings import Settings
+    from assay.signed import SignedLedger
+
+    settings = Settings.resolve(home)
+    before = len(monitor_history(settings, flights.run_id)[1])
+    with pytest.raises(MalformedEvidence, match=r"section 'metrics', field 'current\.roc_auc'") as caught:
+        _monitor(flights, home, "same_period.csv", ("malformed", MalformedMetrics()))
+    assert caught.value.exit_code == 3
+    record = SignedLedger.open(settings).run_records(flights.run_id)[-1]
+    assert record.kind == "monitor_failed" and "section 'metrics', field 'current.roc_auc'" in record.payload["error"]
     assert len(monitor_history(settings, flights.run_id)[1]) == before
