@@ -27,7 +27,8 @@ from assay.testing import (
 from tests.conftest import EXAMPLES
 
 PUBLIC = ("hookimpl", "Trainer", "Tuner", "SearchRequest", "Check", "Evidence", "Dataset", "Splits", "FittedModel",
-          "RuleOutcome", "Verdict", "Event", "Run", "BadInput", "Finding", "InternalError", "AssayError")
+          "RuleOutcome", "Verdict", "Event", "Run", "Scores", "Predictions", "Baseline", "SampleWeights",
+          "StageSummary", "MonitorContext", "BadInput", "Finding", "InternalError", "AssayError")
 
 
 def test_the_public_names_import_from_assay_without_the_ml_stack() -> None:
