@@ -126,7 +126,9 @@ class PluginManager(pluggy.PluginManager):
             for impl in caller.get_hookimpls():
                 # wrappers run around the others: timing their set-up alone would mislead
                 if impl.plugin is plugin and not (impl.wrapper or impl.hookwrapper):
-                    impl.function = self.tracer.timed(caller.name, impl.plugin_name, impl.function)
+                    # HookImpl is slotted and its field typed Final: swap the function in place
+                    object.__setattr__(impl, "function", self.tracer.timed(caller.name, impl.plugin_name,
+                                                                           impl.function))
 
 
 def tracing_from_env() -> bool:
