@@ -144,23 +144,29 @@ def chart_data(task: str, y_true: Any, predicted: Any, score: Any = None, positi
 
 @hookimpl
 def evaluate(run: Run, splits: Splits, scores: Scores) -> list[Evidence] | None:
-    """Chart data of the holdout, from the predictions the runner made once (``scores.test``)."""
+    """The holdout's chart data, from the predictions the runner made once (``scores.test``)."""
     task = splits.dataset.task
     held_out = scores.test
-    y = np.asarray(held_out.y)
-    if len(y) == 0:
+    if len(held_out.y) == 0:
         return None
     queries = None
     score = positive = None
-    predicted = held_out.pred
     if task == "ranking":
         from assay.plugins.ranking import query_column
 
         column = query_column(splits.dataset)
         queries = splits.dataset.frame[column].to_numpy()[held_out.rows] if column else None
-    elif task != "regression" and held_out.proba is not None and len(held_out.classes) == 2:
+    elif task != "regression" and len(held_out.classes) == 2:
         from assay.plugins.metrics import positive_first
 
-        ordered, ordered_proba = positive_first(held_out.classes, held_out.proba, run.spec.data.positive_label)
-        positive, score = ordered[1], ordered_proba[:, 1]  # type: ignore[index]
-    return [Evidence("curves", chart_data(task, y, predicted, score, positive, queries, seed=splits.seed))]
+        classes, proba = positive_first(held_out.classes, held_out.proba, run.spec.data.positive_label)
+        positive = classes[1]
+        if proba is not None:
+            score = proba[:, 1]
+        elif held_out.decision is not None:  # decision scores rank like probabilities (no calibration curve)
+            decision = np.asarray(held_out.decision, dtype=float).ravel()
+            score = decision if str(classes[1]) == str(held_out.classes[1]) else -decision
+    data = chart_data(task, held_out.y, held_out.pred, score, positive, queries, seed=splits.seed)
+    if score is not None and held_out.proba is None:
+        data["calibration"] = None  # decision scores are not probabilities
+    return [Evidence("curves", data)]
