@@ -133,3 +133,20 @@ def test_any_table_reads_the_same_whatever_its_separator(tmp_path: Path, frame: 
         with pytest.raises(BadInput, match=r"data\.sep") as error:
             read_table(str(path), "")
         assert str(path) in str(error.value) and SEPARATORS[sep] in str(error.value)
+
+
+@settings(deadline=None)
+@given(value=st.text(min_size=0, max_size=4))
+def test_data_sep_takes_one_separator_character_and_refuses_anything_else(value: str) -> None:
+    from pydantic import ValidationError
+
+    from assay.spec import DataSpec
+
+    one = len(value) == 1 and value not in "\"\r\n" and not value.isalnum()
+    try:
+        got = DataSpec(source="d.csv", target="y", sep=value).sep
+    except ValidationError as exc:
+        assert not one and value not in ("\\t", "tab")
+        assert "one separator character" in str(exc)
+    else:
+        assert got == ("\t" if value in ("\\t", "tab") else value) and (one or value in ("\\t", "tab"))
