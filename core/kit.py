@@ -14,9 +14,10 @@ at module level without slowing down ``assay --help``.
   their dataset position) and pickles for Dask workers.
 - **Search helpers** for tuners: :func:`capped_grid`, :func:`defaults_and_draws` and the
   scipy distributions :func:`loguniform` / :func:`randint` for a trainer's search space.
-- **Pipeline helpers**: the functions the core's preprocessing wraps in a
-  ``FunctionTransformer``; saved models refer to them by these names, so they are trusted
-  on load without any plugin declaring them.
+- **The core's pipeline**: :func:`make_pipeline_for` puts the preprocessing a trainer asks
+  for (:func:`build_preprocessor`) in front of its estimator, as the training plugin and the
+  conformance kit do; the functions it wraps in a ``FunctionTransformer`` are named here, so
+  saved models that refer to them load without any plugin declaring them.
 """
 
 from __future__ import annotations
@@ -31,20 +32,23 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import numpy as np
 
-    from assay.types import Trainer
+    from assay.types import Dataset, Run, Trainer
 
 __all__ = [
+    "MAX_ORDINAL_CATEGORIES",
     "PIPELINE_FUNCTIONS",
     "RANKING_METRICS",
     "TASK_METRICS",
     "MetricDef",
     "QueryScorer",
     "as_text",
+    "build_preprocessor",
     "calendar_features",
     "capped_grid",
     "defaults_and_draws",
     "known_metrics",
     "loguniform",
+    "make_pipeline_for",
     "mean_average_precision",
     "mean_reciprocal_rank",
     "metric",
@@ -386,3 +390,80 @@ def calendar_features(frame: Any) -> Any:
 
 #: the functions above, which the core's preprocessing stores inside every saved pipeline
 PIPELINE_FUNCTIONS: tuple[Callable[..., Any], ...] = (as_text, calendar_features)
+
+#: categorical columns with fewer distinct values than this are marked categorical for the
+#: estimators that take ``categorical_features`` (histogram boosting); the rest stay ordinal codes
+MAX_ORDINAL_CATEGORIES = 250
+
+
+def build_preprocessor(dataset: Dataset, kind: str, train: Any | None = None) -> tuple[Any, list[bool]]:
+    """A ``ColumnTransformer`` for the dataset's feature roles and the mask of categorical outputs."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEncoder, StandardScaler
+
+    from assay.errors import BadInput
+
+    frame = dataset.frame if train is None else train
+    numeric = dataset.columns_with("numeric")
+    categorical = dataset.columns_with("categorical")
+    texts = dataset.columns_with("text")
+    dates = dataset.columns_with("datetime")
+    parts: list[tuple[str, Any, Any]] = []
+    mask: list[bool] = []
+    if numeric:
+        if kind == "scaled":
+            parts.append(("numeric", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), numeric))
+        else:
+            parts.append(("numeric", "passthrough", numeric))
+        mask += [False] * len(numeric)
+    if categorical:
+        impute = SimpleImputer(strategy="constant", fill_value="__missing__")
+        if kind == "scaled":
+            parts.append(("categorical", make_pipeline(FunctionTransformer(as_text), impute,
+                                                        OneHotEncoder(handle_unknown="infrequent_if_exist",
+                                                                      min_frequency=5, sparse_output=False)),
+                          categorical))
+        else:
+            parts.append(("categorical", make_pipeline(FunctionTransformer(as_text), impute,
+                                                        OrdinalEncoder(handle_unknown="use_encoded_value",
+                                                                       unknown_value=-1,
+                                                                       encoded_missing_value=-1)), categorical))
+            mask += [int(frame[c].nunique()) < MAX_ORDINAL_CATEGORIES for c in categorical]
+    for col in texts:
+        # hashed n-grams: no vocabulary to store, so a text model saves in milliseconds, not minutes
+        parts.append((f"text_{col}", make_pipeline(HashingVectorizer(n_features=2**18, ngram_range=(1, 2),
+                                                                     alternate_sign=False, norm=None),
+                                                   TfidfTransformer(sublinear_tf=True)), col))
+    if dates:
+        calendar = FunctionTransformer(calendar_features)
+        if kind == "scaled":  # year ≈ 2013 next to z-scores would make a linear model crawl; NaT → median
+            calendar = make_pipeline(calendar, SimpleImputer(strategy="median"), StandardScaler())
+        parts.append(("datetime", calendar, dates))
+    if not parts:
+        raise BadInput("data: no feature columns are left after target, ids, drop and sensitive columns")
+    return ColumnTransformer(parts, remainder="drop", sparse_threshold=0.3 if texts else 0.0), mask
+
+
+def make_pipeline_for(trainer: Trainer, run: Run, dataset: Dataset, train: Any, class_weight: str = "none") -> Any:
+    """``Pipeline(prep, model)`` for one family: the core's preprocessing in front of ``trainer.build``.
+
+    ``train`` is the training part (preprocessing is fitted on it, inside each CV fold);
+    ``class_weight`` is what the run resolved ``train.class_weight`` to.
+    """
+    import numpy as np
+    from sklearn.pipeline import Pipeline
+
+    prep, mask = build_preprocessor(dataset, trainer.preprocessing, train)
+    model = trainer.build(dataset.task, run)
+    if run.spec.train.class_weight is None and class_weight == "balanced":
+        # families that read train.class_weight themselves saw "not given": give them what it resolved to
+        unset = [k for k, v in model.get_params().items() if k.endswith("class_weight") and v is None]
+        model.set_params(**dict.fromkeys(unset, "balanced"))
+    if trainer.preprocessing == "ordinal" and "categorical_features" in model.get_params() and any(mask):
+        n_before = len(dataset.columns_with("numeric")) + len(dataset.columns_with("categorical"))
+        if len(mask) == n_before and not dataset.columns_with("text", "datetime"):
+            model.set_params(categorical_features=np.asarray(mask))
+    return Pipeline([("prep", prep), ("model", model)])

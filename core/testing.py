@@ -180,7 +180,7 @@ class TrainerCase:
         return {} if queries is None else {f"{prefix}query_id": queries}
 
     def pipeline(self, seed: int | None = None) -> Any:
-        from assay.plugins.training import make_pipeline_for
+        from assay.kit import make_pipeline_for
 
         X, _ = self.part("train")
         return make_pipeline_for(self.trainer, self.run(seed), self.dataset, X)

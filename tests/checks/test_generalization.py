@@ -139,7 +139,7 @@ def test_a_memorizing_model_fails_the_gap(adult_small: Path) -> None:
     from sklearn.pipeline import Pipeline
     from sklearn.tree import DecisionTreeClassifier
 
-    from assay.plugins.training import build_preprocessor
+    from assay.kit import build_preprocessor
 
     prepared = prepare(adult_small / "assay.toml")
     prep, _ = build_preprocessor(prepared.dataset, "ordinal", prepared.splits.X("train"))

@@ -83,7 +83,6 @@ STILL_CROSSING: dict[str, set[tuple[str, str]]] = {
         ("assay.monitoring", "assay.plugins.loaders"),
         ("assay.monitoring", "assay.plugins.monitoring"),
         ("assay.scaffold", "assay.plugins.loaders"),
-        ("assay.testing", "assay.plugins.training"),
         ("assay.web.pages", "assay.plugins.monitoring_cli"),
     },
     "audit uses core's errors and settings, and its commands live in audit (the commands room)": {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from assay.plugins.training import build_preprocessor
+from assay.kit import build_preprocessor
 from assay.types import Dataset
 
 
