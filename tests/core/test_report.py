@@ -351,6 +351,27 @@ def test_an_edited_record_heads_the_page(home: Home, tmp_path: Path, browser: An
         assert first.startswith("block") and f"record {verdict['seq']}" in first
 
 
+def test_witness_cosignatures_of_the_checkpoint_are_named(home: Home, tmp_path: Path) -> None:
+    import shutil
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from assay.audit.note import parse_note
+    from assay.audit.witness import cosign
+
+    copy = Home(tmp_path / "home", home.root, home.runs)
+    shutil.copytree(home.path, copy.path)
+    [note_path] = [p for p in (copy.path / "checkpoints").glob("*.note")]
+    note = note_path.read_text()
+    body, _ = parse_note(note)
+    witnessed = note_path.with_name(note_path.name.replace(".note", ".witnessed.note"))
+    witnessed.write_text(note + cosign(body, "witness.example/w1", Ed25519PrivateKey.generate(), 1_700_000_000))
+    out = tmp_path / "pack.html"
+    assert copy.assay("report", home.runs["binary"], "--output", str(out)).returncode == 0
+    html = out.read_text()
+    assert "<th>witnesses</th><td>witness.example/w1 " in html and "--witness-key" in html
+
+
 def test_chart_data_is_recorded_in_the_signed_evidence(home: Home) -> None:
     records = home.records(home.runs["binary"])
     evidence = next(r for r in records if r["kind"] == "evidence")["payload"]
