@@ -319,7 +319,7 @@ class Ledger:
             _added, until, revoked, replaced_by = status
             if revoked is not None:
                 raise BadInput(
-                    f"signing key {key.key_id[:16]}… was revoked at ledger seq {revoked}; "
+                    f"signing key {key.key_id} was revoked at ledger seq {revoked}; "
                     "a holder of a trusted key must add a new key for this home"
                 )
             if until is not None:
@@ -327,7 +327,7 @@ class Ledger:
                     self.keys.set_active(replaced_by)
                     self._signer = None
                     raise _SignerChanged()
-                raise BadInput(f"signing key {key.key_id[:16]}… was rotated out at ledger seq {until}; run: assay keys list")
+                raise BadInput(f"signing key {key.key_id} was rotated out at ledger seq {until}; run: assay keys list")
         records, _ = self._write_records(cur, key, intro + prepared)
         return records[len(intro) :]
 

@@ -314,7 +314,7 @@ class KeyState:
                     payload = {}
             except (ValueError, AttributeError):
                 payload = {}
-        short = key_id[:16] + "…"
+        short = key_id
         t = self.trust.get(key_id)
         if key_id in self.attestor_pub:
             return f"key {short} is an attestation key (ecdsa-p256): it signs attestations, never ledger records"
@@ -526,7 +526,7 @@ def check_row(row: Row, prev: bytes, pubkeys: dict[str, bytes]) -> str | None:
         try:
             _public(pub).verify(sig, h)
         except InvalidSignature:
-            return f"bad signature (does not verify with key {kid[:16]}…)"
+            return f"bad signature (does not verify with key {kid})"
     return None
 
 
@@ -1006,7 +1006,7 @@ def _verify(
         if since.cp.size == 0:
             trusted_what = "nothing (the checkpoint is empty)"
         else:
-            who = ", ".join(k[:16] + "…" for k in signed_by[0]) or "no trusted key"
+            who = ", ".join(signed_by[0]) or "no trusted key"
             trusted_what = f"signatures of records 1..{since.cp.size} (checkpoint {since.label} signed by {who})"
     report = col.report(size=frontier.size, checked=checked, root=frontier.root().hex(), trusted=trusted_what, **base)
     report.key_events_line = key_events_line(keys.events)
