@@ -181,7 +181,7 @@ def training_evidence(row: RunRow) -> dict[str, Any]:
 
 def read_batch(path: str) -> pd.DataFrame:
     """Read the batch file (CSV or Parquet)."""
-    from assay.plugins.loaders import read_table
+    from assay.kit import read_table
 
     if not path.lower().endswith(BATCH_SUFFIXES):
         raise BadInput(f"--current {path}: expected a .csv or .parquet file")

@@ -70,7 +70,7 @@ def scaffold(settings: Settings, directory: Path, data_path: str | None, target:
     """Write ``assay.toml`` (and ``policy.toml``) into ``directory``; yield what was done."""
     import json
 
-    from assay.plugins.loaders import SEPARATORS, infer_task, read_table, sniff_separator
+    from assay.kit import SEPARATORS, infer_task, read_table, sniff_separator
 
     directory.mkdir(parents=True, exist_ok=True)
     spec_file = directory / "assay.toml"

@@ -7,19 +7,18 @@ has the same fingerprint whether it came from CSV, Parquet or SQL; ``data.roles`
 overrides applied to the values; rows without a target dropped (and counted); the task
 inferred when the spec leaves it empty; every column given a role.
 
-Other plugins that need a second table with the run's conventions (the target domain,
-a monitoring batch) call :func:`read_table` and :func:`prepare_frame` directly: hooks are
-for the runner, and a plugin cannot call ``load_data`` itself.
+Reading the raw table (:func:`assay.kit.read_table`) is the public kit's, so any plugin or
+command that needs a table reads it the same way.
 """
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from assay.errors import BadInput
 from assay.hookspecs import hookimpl
+from assay.kit import FILE_SUFFIXES, infer_task, is_url, read_table
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -27,144 +26,13 @@ if TYPE_CHECKING:
     from assay.spec import RunSpec
     from assay.types import Check, Dataset, Evidence, Run
 
-FILE_SUFFIXES = (".csv", ".parquet", ".pq", ".csv.gz")
 # Text that is an ISO-8601 date or date-time (what CSV and SQLite give back for datetimes).
 _ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?)?(?:Z|[+-]\d{2}:?\d{2})?$")
 _DATETIME_SAMPLE = 200
-#: CSV field separators a file is checked for when it does not read with the one the spec gives.
-SEPARATORS = {",": "commas", ";": "semicolons", "\t": "tabs", "|": "pipes"}
 # frame.attrs key: rows dropped because the target was missing (reported by validate_data).
 DROPPED_ATTR = "assay.rows_without_target"
 # frame.attrs key: rows dropped by data.dedupe as repeats of an earlier row.
 DEDUPED_ATTR = "assay.rows_repeated"
-
-
-def infer_task(y: pd.Series) -> str:
-    import pandas as pd
-
-    n = y.nunique(dropna=True)
-    if n <= 2:
-        return "binary"
-    if pd.api.types.is_float_dtype(y.dtype) or (pd.api.types.is_integer_dtype(y.dtype) and n > 20):
-        return "regression"
-    return "multiclass"
-
-
-def is_url(source: str) -> bool:
-    return "://" in source
-
-
-def resolve_url(source: str, base_dir: str) -> str:
-    """A SQLite URL's relative file path is relative to the spec, like every other path."""
-    prefix, sep, rest = source.partition(":///")
-    if sep and prefix.startswith("sqlite") and rest and not rest.startswith("/") and rest != ":memory:":
-        return f"{prefix}:///{Path(base_dir) / rest}"
-    return source
-
-
-def _head(path: Path, size: int = 65_536) -> str:
-    import gzip
-
-    with (gzip.open(path, "rt", encoding="utf-8", errors="replace", newline="") if path.name.endswith(".gz")
-          else path.open(encoding="utf-8", errors="replace", newline="")) as f:
-        return f.read(size)
-
-
-def sniff_separator(path: Path) -> str:
-    """The field separator of a CSV file's first lines, one of :data:`SEPARATORS` ("," when unclear).
-
-    The one that splits every line (quotes respected) into the same number of fields, and the
-    most; ``csv.Sniffer`` guesses from quote placement and is fooled by quoted separators.
-    """
-    import csv
-
-    try:
-        sample = _head(path)
-    except OSError:
-        return ","
-    lines = sample.splitlines(keepends=True)
-    if len(sample) == 65_536 and len(lines) > 1:
-        lines = lines[:-1]  # the sample cut the last line short
-    best, most = ",", 1
-    for sep in SEPARATORS:
-        try:
-            widths = {len(row) for row in csv.reader(lines[:50], delimiter=sep) if row}
-        except csv.Error:
-            continue
-        if len(widths) == 1 and (width := widths.pop()) > most:
-            best, most = sep, width
-    return best
-
-
-def _separator_hint(path: Path, sep: str, field: str, columns: int) -> BadInput | None:
-    """A BadInput naming the separator ``path`` seems to use when it is not ``sep``, else None."""
-    import json
-
-    found = sniff_separator(path)
-    if found == sep:
-        return None
-    how = ("it reads as a single column" if columns == 1 else "it does not parse") + \
-        f" with {SEPARATORS.get(sep, repr(sep))} as the separator, and looks separated by {SEPARATORS[found]}"
-    if field.startswith("data."):
-        once = "data.sep=tab" if found == "\t" else f"data.sep={found}"
-        fix = f"set sep = {json.dumps(found)} under [data] in the spec (for one run: assay run --set '{once}')"
-    else:
-        fix = (f"save it with commas (pandas: pd.read_csv(path, sep={found!r}).to_csv(path, index=False)) "
-               "or as Parquet")
-    return BadInput(f"{field}: {path}: {how}; {fix}")
-
-
-def read_table(source: str, base_dir: str, query: str = "", field: str = "data.source",
-               sep: str = ",") -> pd.DataFrame:
-    """Read a CSV/Parquet file (relative to ``base_dir``) or a SQL query; BadInput on failure.
-
-    ``sep`` is a CSV file's field separator; a file that reads as one column or does not parse
-    with it, but looks separated by another of :data:`SEPARATORS`, is a BadInput naming that one.
-    """
-    import pandas as pd
-
-    if is_url(source):
-        if not query:
-            raise BadInput(f"{field}: a database URL needs data.query = 'SELECT ...'")
-        from sqlalchemy import create_engine, text
-        from sqlalchemy.engine import make_url
-        from sqlalchemy.exc import ArgumentError
-
-        from assay.settings import redact_url
-
-        url = resolve_url(source, base_dir)  # the real URL connects; messages show redact_url's
-        try:
-            make_url(url)
-        except (ArgumentError, ValueError) as exc:
-            raise BadInput(f"{field}: {redact_url(source)!r} is not a SQLAlchemy URL: {redact_url(str(exc))}") from None
-        shown = redact_url(url)
-        try:
-            engine = create_engine(url)
-        except Exception as exc:  # unknown dialect / missing driver
-            raise BadInput(f"{field}: cannot open {shown}: {redact_url(str(exc))}") from None
-        try:
-            with engine.connect() as conn:
-                return pd.read_sql(text(query), conn)
-        except Exception as exc:
-            raise BadInput(f"{field}: data.query failed against {shown}: {redact_url(str(exc))}") from None
-        finally:
-            engine.dispose()
-    path = Path(base_dir) / source
-    if not path.exists():
-        raise BadInput(f"{field}: data file {path} not found")
-    try:
-        if path.name.endswith((".parquet", ".pq")):
-            return pd.read_parquet(path)
-        frame = pd.read_csv(path, sep=sep, na_values=["?"], skipinitialspace=True, low_memory=False)
-    except pd.errors.ParserError as exc:
-        raise _separator_hint(path, sep, field, 0) or BadInput(f"{field}: cannot read {path}: {exc}") from None
-    except Exception as exc:
-        raise BadInput(f"{field}: cannot read {path}: {exc}") from exc
-    if len(frame.columns) == 1:
-        hint = _separator_hint(path, sep, field, 1)
-        if hint is not None:
-            raise hint
-    return frame
 
 
 def parse_iso_datetimes(frame: pd.DataFrame, skip: set[str]) -> None:

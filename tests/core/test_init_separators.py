@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from assay.errors import BadInput
-from assay.plugins.loaders import SEPARATORS, read_table, sniff_separator
+from assay.kit import SEPARATORS, read_table, sniff_separator
 from tests.conftest import run_assay
 
 SPEC = """\
