@@ -56,8 +56,9 @@ def annex_blocks(pack: Any) -> list[Block]:
     b: list[Block] = [("h1", f"Technical documentation (EU AI Act, Annex IV): {pack.project}"),
                       ("p", f"Run {pack.run_id}; model {model.get('ref', '—')}, artifact {model.get('artifact', '—')}. "
                             f"Ledger: {pack.integrity.get('summary', '')}. Generated {pack.generated or 'from the ledger'}."),
-                      ("p", f"Sections follow Annex IV points 1–9. Every statement cites the signed ledger records "
-                            f"(seq numbers) it comes from; \"{TODO}\" marks what assay cannot know.")]
+                      ("p", f"Five sections cover Annex IV points 1–9 as far as the ledger knows them. Every "
+                            f"statement cites the signed ledger records (seq numbers) it comes from; \"{TODO}\" "
+                            "marks what assay cannot know.")]
 
     b += [("h2", "1. General description of the AI system"),
           ("table", (["item", "recorded"], [
@@ -76,13 +77,15 @@ def annex_blocks(pack: Any) -> list[Block]:
 
     candidates = model.get("candidates") or []
     search = model.get("search") or {}
+    tuner = search.get("tuner", (spec.get("train") or {}).get("tuning", "—"))
+    folds = search.get("folds", (spec.get("split") or {}).get("cv_folds", "—"))
+    how = (f"No hyperparameter search (train.tuning = none): each family at its defaults, scored by {folds}-fold "
+           "cross-validation" if tuner == "none" else f"Selection by {tuner} search on {folds}-fold cross-validation")
     b += [("h2", "2. Development process"),
           ("h3", "2(a–b) Design choices, model family and selection"),
           ("p", f"Selected family: {model.get('family', '—')} with parameters "
                 f"{', '.join(f'{k}={v}' for k, v in (model.get('params') or {}).items()) or 'at the family defaults'}. "
-                f"Selection by {search.get('tuner', spec.get('train', {}).get('tuning', '—'))} search on "
-                f"{search.get('folds', (spec.get('split') or {}).get('cv_folds', '—'))}-fold cross-validation, "
-                f"metric {ev.get('metric', '—')}; the holdout was not used for selection "
+                f"{how}, metric {ev.get('metric', '—')}; the holdout was not used for selection "
                 f"(check leakage.holdout_used_in_tuning)."),
           ("table", (["family", "cv mean", "cv std", "settings tried"],
                      [[str(c.get("family")), _v(c.get("cv_mean")), _v(c.get("cv_std")), _v(c.get("n_candidates"))]
@@ -172,6 +175,12 @@ def _change(r: Any) -> str:
 # --------------------------------------------------------------------------- rendering
 
 
+def _todo(content: str) -> str:
+    """What the provider completes, as a sentence after the marker."""
+    text = content.removeprefix(TODO + ": ")
+    return text[:1].upper() + text[1:]
+
+
 def _md_cell(text: Any) -> str:
     return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
 
@@ -191,7 +200,7 @@ def to_markdown(blocks: list[Block]) -> str:
         elif kind in ("p", "refs"):
             out.append(_md_text(content) if kind == "p" else f"*{_md_text(content)}*")
         elif kind == "todo":
-            out.append(f"> **{TODO}.** {_md_text(content.removeprefix(TODO + ': '))}")
+            out.append(f"> **{TODO}.** {_md_text(_todo(content))}")
         elif kind == "table":
             headers, rows = content
             if not rows:
@@ -215,7 +224,7 @@ def to_html(blocks: list[Block], title: str) -> str:
         elif kind == "refs":
             out.append(f'<p class="evidence-ref">{escape(content)}</p>')
         elif kind == "todo":
-            out.append(f'<p class="todo"><b>{TODO}.</b> {escape(content.removeprefix(TODO + ": "))}</p>')
+            out.append(f'<p class="todo"><b>{TODO}.</b> {escape(_todo(content))}</p>')
         elif kind == "table":
             headers, rows = content
             if not rows:
