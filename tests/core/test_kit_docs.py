@@ -98,3 +98,15 @@ def test_the_documented_tuner_registers_and_conforms() -> None:
     assert tuner.name == "sampled_grid"
     results = check_tuner(tuner)
     assert all(r.passed for r in results) and len(results) == 7
+
+
+def test_the_readme_trainer_registers_and_conforms() -> None:
+    from assay.testing import check_trainer, registered_trainers
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    source = next(b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if "def register_trainers" in b)
+    module = types.ModuleType("readme_trainer_example")
+    exec(compile(source, "README.md", "exec"), module.__dict__)
+    (trainer,) = registered_trainers(module)
+    results = check_trainer(trainer, "binary")  # raises TrainerCheckFailed, naming the check, if it breaks
+    assert [r.name for r in results if r.passed][-1] == "check_skops_roundtrip"
