@@ -167,3 +167,19 @@ def test_charts_escape_every_label_and_use_no_style_or_script(label: str, values
         if "<" in label:
             assert label not in svg or "<" not in label
         assert svg.count("<figure") == 1 and svg.count("</figure>") == 1
+
+
+def test_a_run_that_failed_before_its_evidence_still_gets_a_page() -> None:
+    from types import SimpleNamespace
+
+    from assay.annex import annex_markdown, card_markdown
+    from assay.report import Pack, render, render_body
+
+    run = SimpleNamespace(run_id="01JFAILED00000000000000000", project="churn", status="errored",
+                          error="data stage: data.target 'income' is not a column of data.csv")
+    page = render(run, {}, None, [], {"ok": True, "summary": "ledger intact"})
+    assert "NO VERDICT" in page and "is not a column of data.csv" in page and "no evidence to chart" in page
+    assert "<h2>Model card</h2>" in render_body(run, {}, None, [], {"ok": True, "summary": ""})
+    pack = Pack(run.run_id, run.project, run.status, run.error, {}, None, [], {"ok": True, "summary": "intact"})
+    assert "To be completed by the provider" in annex_markdown(pack)
+    assert "is not a column of data.csv" in card_markdown(pack)
