@@ -744,7 +744,7 @@ if TYPE_CHECKING:
 
 def monitor_stored_run(pm: PluginManager, settings: Settings, spec: RunSpec, spec_path: Path, context: MonitorContext,
                        evidence: Mapping[str, Any], policy: Any, *, waivers: Sequence[Mapping[str, Any]] = (),
-                       today: Any = None) -> tuple[dict[str, Any], Verdict]:
+                       today: date | None = None) -> tuple[dict[str, Any], Verdict]:
     """A monitoring run's stages: a production batch judged against the training run ``context`` names.
 
     1. ``monitor`` — every plugin's checks and evidence on the batch, merged into ``evidence``;
