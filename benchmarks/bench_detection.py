@@ -389,7 +389,7 @@ RUNNER = textwrap.dedent('''\
         for r in result.results:
             header = r.get_header() if hasattr(r, "get_header") else getattr(r, "header", type(r).__name__)
             if type(r).__name__ == "CheckFailure":
-                errors.append(header)
+                errors.append(f"{header}: {str(getattr(r, 'exception', ''))[:160]}")
             elif r.conditions_results and not r.passed_conditions():
                 not_passed.append(header)
     print(json.dumps({"not_passed": sorted(set(not_passed)), "errors": sorted(set(errors)),
@@ -400,13 +400,14 @@ RUNNER = textwrap.dedent('''\
 def deepchecks_python(work: Path) -> Path:
     venv = work / "deepchecks-venv"
     python = venv / "bin" / "python"
-    check = [str(python), "-c", "import deepchecks.tabular.suites"]
+    check = [str(python), "-c", "import deepchecks.tabular.suites, pandas; assert pandas.__version__ < '2.2'"]
     if python.exists() and subprocess.run(check, capture_output=True).returncode == 0:
         return python
     print(f"creating {venv} and installing deepchecks there (an older scikit-learn and numpy) ...", flush=True)
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    # deepchecks 0.19 calls DataFrame.applymap (gone in pandas 3) and pkg_resources (gone in new setuptools)
     subprocess.run([str(python), "-m", "pip", "install", "-q", "deepchecks", "scikit-learn<1.6", "numpy<2",
-                    "setuptools<81"], check=True)
+                    "pandas<2.2", "setuptools<81"], check=True)
     subprocess.run(check, check=True)
     return python
 
@@ -432,7 +433,8 @@ def deepchecks_verdict(case: Case) -> str:
     names = DEEPCHECKS_LEAKAGE if case.defect == "clean" else DEEPCHECKS_FOR[case.defect]
     if not names:
         return "n/c"  # no deepchecks check looks at this
-    hit = [n for n in names if n in dc["not_passed"]]
+    # headers of single-dataset checks end in " - Train Dataset" / " - Test Dataset"
+    hit = [n for n in names if n in {h.split(" - ")[0] for h in dc["not_passed"]}]
     return "fail" if hit else "pass"
 
 
@@ -546,7 +548,7 @@ def report(cases: list[Case], with_deepchecks: bool) -> None:
         if with_deepchecks:
             dc_noisy: dict[str, int] = {}
             for c in clean:
-                for name in c.result.get("deepchecks", {}).get("not_passed", []):
+                for name in {h.split(" - ")[0] for h in c.result.get("deepchecks", {}).get("not_passed", [])}:
                     dc_noisy[name] = dc_noisy.get(name, 0) + 1
             print("  deepchecks checks not passed on clean copies: "
                   + (", ".join(f"{k} {v}/{n_c}" for k, v in sorted(dc_noisy.items())) or "none"))
