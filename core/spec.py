@@ -132,7 +132,7 @@ class DataSpec(_Section):
     positive_label: str = ""
     #: the CSV field separator of data.source and data.target_domain: one character ("\t" for tabs)
     sep: str = ","
-    #: drop rows that repeat an earlier row (records compared as the duplicates check compares them)
+    #: drop rows equal to an earlier row (every column but ids) before the split; the count is in the evidence
     dedupe: bool = False
     #: when the prediction is made, per row: a date/time column, optionally shifted (TIME_EXPRESSION_SYNTAX)
     decision_time: Annotated[str, AfterValidator(_time_expression_or_empty)] = ""

@@ -120,17 +120,14 @@ def _check_target(frame: pd.DataFrame, spec: RunSpec, source: str, task: str) ->
 
 
 def drop_repeated_rows(frame: pd.DataFrame, roles: dict[str, Any]) -> tuple[pd.DataFrame, int]:
-    """``frame`` without the rows that repeat an earlier row, and how many those were (``data.dedupe``).
+    """``frame`` without the rows equal to an earlier row in every column but ids, and how many those were.
 
-    Rows are compared as the leakage plugin's duplicates check compares them: every column but
-    ids, strings stripped and lower-cased, floats to its significant digits; the first of each stays.
+    ``data.dedupe``: the first of each set of equal rows stays. Equal means equal as read (the
+    duplicates check also counts copies that differ only in case, spacing or float noise, and
+    names them by row).
     """
-    import pandas as pd
-
-    from assay.plugins.leakage import row_hashes
-
     record = [c for c in frame.columns if roles.get(str(c)) != "id"]
-    repeated = pd.Series(row_hashes(frame[record])).duplicated().to_numpy()
+    repeated = frame.duplicated(subset=record, keep="first").to_numpy()
     return frame[~repeated].reset_index(drop=True), int(repeated.sum())
 
 
@@ -202,5 +199,5 @@ def validate_data(run: Run, dataset: Dataset) -> list[Check | Evidence]:
     done: dict[str, Any] = {"rows_without_target": int(dropped)}
     if run.spec.data.dedupe:
         done["deduplicated"] = {"rows_dropped": int(dataset.frame.attrs.get(DEDUPED_ATTR, 0)),
-                                "compared": "every column but ids, as checks.leakage.duplicates compares records"}
+                                "compared": "rows equal to an earlier row in every column but ids"}
     return [Evidence("data", done)]
