@@ -65,7 +65,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from assay.hookspecs import hookimpl
-from assay.plugins.datachecks import dataset_drop, guarded, with_fix
+from assay.plugins.datachecks import dataset_drop, guarded, run_checks, with_fix
 from assay.types import Check, Evidence
 
 if TYPE_CHECKING:
@@ -830,16 +830,15 @@ def _drop_fix(dataset: Dataset, columns: list[str], why: str) -> str:
 @hookimpl
 def check_split(run: Run, splits: Splits) -> list[Check | Evidence]:
     """Duplicates, near-duplicate texts, shared entities, time order, single-feature leakage, post-decision features."""
-    out: list[Check | Evidence] = []
-    out += guarded(GROUP, "duplicates", lambda: duplicate_checks(splits))
-    out += guarded(GROUP, "near_duplicate_texts", lambda: text_checks(splits))
-    out += guarded(GROUP, "entity_overlap", lambda: entity_checks(run, splits))
-    out += guarded(GROUP, "temporal_order", lambda: temporal_checks(run, splits))
-    out += guarded(GROUP, "target_leakage", lambda: target_checks(splits))
-    out += guarded(GROUP, "post_decision_features", lambda: decision_checks(run, splits))
-    out += guarded(GROUP, "feature_selection_on_all_rows", lambda: selection_checks(run, splits))
-    out += guarded(GROUP, "preprocessed_on_all_rows", lambda: preprocessing_checks(splits))
-    return out
+    return run_checks(run, "split", GROUP, [  # counted on the split stage's progress bar
+        ("duplicates", lambda: duplicate_checks(splits)),
+        ("near_duplicate_texts", lambda: text_checks(splits)),
+        ("entity_overlap", lambda: entity_checks(run, splits)),
+        ("temporal_order", lambda: temporal_checks(run, splits)),
+        ("target_leakage", lambda: target_checks(splits)),
+        ("post_decision_features", lambda: decision_checks(run, splits)),
+        ("feature_selection_on_all_rows", lambda: selection_checks(run, splits)),
+        ("preprocessed_on_all_rows", lambda: preprocessing_checks(splits))])
 
 
 @hookimpl(wrapper=True)

@@ -66,6 +66,9 @@ def test_a_real_run_reports_its_data_checks_and_bootstrap_steps(spec_path: Path,
     assert data[0] == (0, 4) and data[-1] == (4, 4)  # schema, missing values, constant columns, label balance
     split = _by_label(recorder.events, "split", "data checks")
     assert split[0] == (0, 2) and split[-1] == (2, 2)  # unseen categories, test labels
+    leakage = _by_label(recorder.events, "split", "leakage checks")
+    n = leakage[0][1]
+    assert n >= 6 and leakage[0] == (0, n) and leakage[-1] == (n, n)  # duplicates, target leakage, ...
     holdout = result.evidence["split"]["test"]["rows"]
     resamples = next(lab for s, _, _, lab in recorder.events if s == "evaluate" and lab.startswith("bootstrap"))
     assert resamples == f"bootstrap of roc_auc on {holdout:,} holdout rows"
