@@ -507,9 +507,9 @@ def report(cases: list[Case], with_deepchecks: bool) -> None:
     for c in sorted(clean, key=lambda c: c.dataset):
         warned = [k.split(".", 1)[1] for k, s in c.result["checks"].items() if s in ("warn", "fail")]
         check = ("warned: " + ",".join(warned)) if warned else "none warned"
-        std, strict = leakage_blocks(c.result["standard"]), leakage_blocks(c.result["strict"])
-        print(f"{'clean':<18} {c.dataset:<9} {check:<40} {('block' if std else 'pass'):<9} "
-              f"{('block' if strict else 'pass'):<7}" + (f" {deepchecks_verdict(c)}" if with_deepchecks else ""))
+        std_blocks, strict_blocks = leakage_blocks(c.result["standard"]), leakage_blocks(c.result["strict"])
+        print(f"{'clean':<18} {c.dataset:<9} {check:<40} {('block' if std_blocks else 'pass'):<9} "
+              f"{('block' if strict_blocks else 'pass'):<7}" + (f" {deepchecks_verdict(c)}" if with_deepchecks else ""))
 
     print()
     print("recall per check (planted defect caught by its check; by the gate: warn or block / block):")
