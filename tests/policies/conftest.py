@@ -36,6 +36,12 @@ GOOD_EVIDENCE: dict[str, Any] = {
         "generalization": {"cv_spread": {"status": "pass", "value": 0.004, "detail": {}}},
         "fairness": {"small_groups": {"status": "pass", "value": 0, "detail": {}}},
     },
+    "selection": {
+        "holdout": {"evaluations": 1, "configurations": 1, "earlier": [],
+                    "metric": {"name": "roc_auc", "value": 0.92, "ci": [0.905, 0.934], "lower_adjusted": 0.905,
+                               "improvement": {"over": "dummy", "value": 0.42, "lower_adjusted": 0.40}}},
+        "siblings": {"count": 0, "runs": []},
+    },
 }
 
 
