@@ -117,11 +117,18 @@ def cli(ctx: click.Context, home: str | None, db_url: str | None, plugin_options
 @cli.command()
 @click.argument("spec", default="assay.toml", type=click.Path())
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec key, e.g. split.seed=7.")
+@click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
+              help="Train under N seeds (split.seed, +1, ...): N governed runs, then the metric's mean ± sd.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress display.")
 @click.pass_obj
-def run(state: CliState, spec: str, overrides: tuple[str, ...], as_json: bool, quiet: bool) -> None:
-    """Train, evaluate and gate the model described by SPEC (default ./assay.toml)."""
+def run(state: CliState, spec: str, overrides: tuple[str, ...], seeds: int, as_json: bool, quiet: bool) -> None:
+    """Train, evaluate and gate the model described by SPEC (default ./assay.toml).
+
+    With --seeds N the spec runs N times, each a complete run under its own seed; each later run's
+    evidence lists the earlier ones as its siblings (selection.siblings), so a policy can ask for a
+    seed-robustness run, and --json prints {"runs": [...], "metric", "mean", "sd", "seeds"}.
+    """
     from assay.runner import Runner
     from assay.spec import load_spec
     from assay.terminal import make_console
@@ -135,12 +142,57 @@ def run(state: CliState, spec: str, overrides: tuple[str, ...], as_json: bool, q
 
         extra = (("terminal", TerminalReporter(console)),)
     pm = state.plugin_manager(extra)
-    result = Runner(pm, state, run_spec, spec_path).execute()
+    if seeds == 1:
+        result = Runner(pm, state, run_spec, spec_path).execute()
+        if as_json:
+            click.echo(json.dumps(result.to_json(), sort_keys=True))
+        else:
+            _print_result(result)
+        sys.exit(result.exit_code)
+    first = run_spec.split.seed
+    results = []
+    for seed in range(first, first + seeds):
+        seeded, _ = load_spec(spec, [*overrides, f"split.seed={seed}"])
+        results.append(Runner(pm, state, seeded, spec_path).execute())
+    summary = _seed_summary(run_spec.metric, list(range(first, first + seeds)), results)
     if as_json:
-        click.echo(json.dumps(result.to_json(), sort_keys=True))
+        click.echo(json.dumps({**summary, "runs": [r.to_json() for r in results]}, sort_keys=True))
     else:
-        _print_result(result)
-    sys.exit(result.exit_code)
+        _print_seeds(summary)
+    sys.exit(max(r.exit_code for r in results))
+
+
+def _seed_summary(metric: str, seeds: list[int], results: list[Any]) -> dict[str, Any]:
+    """Each seed's run, status and holdout metric, and the metric's mean and standard deviation."""
+    import statistics
+
+    rows = []
+    for seed, r in zip(seeds, results, strict=True):
+        value = ((r.evidence or {}).get("metrics") or {}).get("test", {}).get(metric)
+        rows.append({"seed": seed, "run_id": r.run_id, "status": r.status,
+                     "value": value if isinstance(value, (int, float)) else None})
+    values = [row["value"] for row in rows if row["value"] is not None]
+    return {"metric": metric, "seeds": rows, "mean": statistics.fmean(values) if values else None,
+            "sd": statistics.stdev(values) if len(values) > 1 else None}
+
+
+def _print_seeds(summary: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    from assay.terminal import make_console
+
+    table = Table(title=f"{summary['metric']} on the holdout, per seed", title_justify="left")
+    for col in ("seed", "run", "status", summary["metric"]):
+        table.add_column(col, no_wrap=col == "run", justify="right" if col != "run" and col != "status" else "left")
+    for row in summary["seeds"]:
+        table.add_row(str(row["seed"]), row["run_id"], row["status"],
+                      "—" if row["value"] is None else f"{row['value']:.4f}")
+    console = make_console()
+    console.print(table)
+    if summary["mean"] is not None:
+        sd = "" if summary["sd"] is None else f" ± {summary['sd']:.4f} (sd)"
+        console.print(f"{summary['metric']}: {summary['mean']:.4f}{sd} over {len(summary['seeds'])} seeds; "
+                      "`assay gate RUN_ID` shows any run's verdict", soft_wrap=True)
 
 
 def _print_result(result: Any) -> None:

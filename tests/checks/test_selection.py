@@ -132,3 +132,25 @@ def test_seed_siblings_are_ranked_and_a_lucky_seed_is_measured(adult_small: Path
     assert _signed_evidence(assay_home, other.json["run_id"])["selection"]["siblings"]["count"] == 0
     first = _signed_evidence(assay_home, ids[0])["selection"]["siblings"]
     assert first["count"] == 0 and "z" not in first
+
+
+def test_run_seeds_trains_under_each_seed_and_a_policy_can_require_it(adult_small: Path, assay_home: Path,
+                                                                        tmp_path: Path) -> None:
+    res = run_assay("run", str(adult_small / "assay.toml"), "--json", "-q", "--seeds", "3", *FAST, home=assay_home)
+    assert res.returncode in (0, 1), res.stderr
+    out = res.json
+    assert [s["seed"] for s in out["seeds"]] == [42, 43, 44]
+    ids = [s["run_id"] for s in out["seeds"]]
+    assert [r["run_id"] for r in out["runs"]] == ids and len(set(ids)) == 3
+    values = [_signed_evidence(assay_home, i)["metrics"]["test"]["roc_auc"] for i in ids]
+    assert [s["value"] for s in out["seeds"]] == pytest.approx(values)
+    assert out["mean"] == pytest.approx(np.mean(values)) and out["sd"] == pytest.approx(np.std(values, ddof=1))
+    last = _signed_evidence(assay_home, ids[-1])["selection"]["siblings"]
+    assert [r["seed"] for r in last["runs"]] == [42, 43] and last["of"] == 3
+    policy = tmp_path / "robust.toml"
+    policy.write_text('[[rules]]\nid = "seed-robustness"\npath = "selection.siblings.count"\nop = ">="\n'
+                      'threshold = 2\n', encoding="utf-8")
+    gated = [run_assay("gate", i, "--policy", str(policy), "--format", "json", home=assay_home) for i in ids]
+    assert [g.returncode for g in gated] == [1, 1, 0], [g.stderr for g in gated]
+    bad = run_assay("run", str(adult_small / "assay.toml"), "--seeds", "0", home=assay_home)
+    assert bad.returncode == 2 and "--seeds" in bad.stderr and "Traceback" not in bad.stderr
