@@ -322,7 +322,8 @@ def run_case(case: Case, home: Path, repeats: int = 1) -> None:
         code, out, err = assay(home, "run", str(spec), "--json", "-q")
     wall = time.perf_counter() - started
     if code not in (0, 1) or "run_id" not in out:
-        case.result = {"error": f"assay run exited {code}: {err.strip()[-600:]}"}
+        reason = out.get("error") or err.strip()[-600:] or "(no message)"
+        case.result = {"error": f"assay run exited {code}: {str(reason)[:600]}"}
         return
     ev = evidence(home, out["run_id"])
     s_code, strict, s_err = assay(home, "gate", out["run_id"], "--policy", "assay:strict", "--format", "json")
