@@ -52,21 +52,6 @@ class Home:
         return dict(next(r for r in self.records(run_id) if r["kind"] == "evidence")["payload"])
 
 
-def _monitor(ref: str, artifact: str, i: int, share: float, roc: float, ratio: float) -> dict[str, Any]:
-    beyond = share > 0.3
-    rule = {"id": "drift-share", "path": "drift.share_drifted", "op": "<=", "threshold": 0.3, "severity": "block",
-            "outcome": "block" if beyond else "pass", "measured": share,
-            "reason": f"drift.share_drifted = {share} {'exceeds' if beyond else 'meets'} <= 0.3"}
-    return {"monitor_id": f"01MONITOR{i:017d}", "status": "beyond_policy" if beyond else "stable", "model": ref,
-            "artifact": artifact,
-            "evidence": {"kind": "monitor", "metric": "roc_auc", "model": {"ref": ref, "artifact": artifact},
-                         "metrics": {"current": {"roc_auc": roc}},
-                         "drift": {"share_drifted": share, "drifted": int(share * 12), "tested": 12},
-                         "fairness": {"sex": {"selection_rate_ratio": ratio}},
-                         "data": {"current": {"source": f"batch-{i}.csv", "rows": 600, "labelled": True}}},
-            "verdict": {"decision": "block" if beyond else "pass", "rules": [rule]}}
-
-
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Home:
     root = tmp_path_factory.mktemp("report")
@@ -90,15 +75,12 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Home:
     assert domain.returncode in (0, 1), domain.stderr[-2000:]
     h.runs["domain"] = domain.json["run_id"]
 
-    from assay.audit.ledger import Ledger
-    from assay.settings import Settings
-
-    model = binary.json["model"]
-    ledger = Ledger.open(Settings(h.path, f"sqlite:///{h.path / 'assay.db'}"))
-    for i, (share, roc, ratio) in enumerate(((0.1, 0.99, 0.86), (0.2, 0.97, 0.8), (0.5, 0.91, 0.7))):
-        ledger.append(h.runs["binary"], "monitor", _monitor(f"{model['name']}@{model['version']}",
-                                                            model["artifact"], i, share, roc, ratio))
-    ledger.close()
+    # Three labelled production batches through `assay monitor`: two like the training data, one of older people.
+    for i, batch in enumerate((frame.sample(600, random_state=11), frame.sample(600, random_state=12),
+                               frame[frame["age"] > 50].sample(600, random_state=13, replace=True))):
+        batch.to_csv(root / f"batch-{i}.csv", index=False)
+        monitored = h.assay("monitor", h.runs["binary"], "--current", str(root / f"batch-{i}.csv"), "--labels")
+        assert monitored.returncode in (0, 1), monitored.stderr[-2000:]
     assert h.assay("audit", "checkpoint").returncode == 0
     return h
 
@@ -214,9 +196,17 @@ def test_every_binary_chart_is_drawn_from_the_recorded_evidence(binary: Opened, 
     assert sex.count() == 1
     assert "0.8 × highest" in sex.inner_text() and sex.locator("rect.band").count() == 1
     assert page.locator('figure[data-chart="fairness-intersection"]', has_text="sex&race").count() >= 1
+    monitors = [r for r in home.records(home.runs["binary"]) if r["kind"] == "monitor"]
     assert points(page, "monitoring-drift") == 3 and points(page, "monitoring-metric") == 3
-    assert points(page, "monitoring-fairness") == 3
-    assert "policy 0.3" in page.locator('figure[data-chart="monitoring-drift"]').inner_text()
+    judged = [k for r in monitors for k, v in r["payload"]["evidence"]["fairness"].items()
+              if v.get("selection_rate_ratio") is not None]
+    assert "sex" in judged and points(page, "monitoring-fairness") == len(judged)  # one point per feature and batch
+    shares = [fmt(r["payload"]["evidence"]["drift"]["share_drifted"]) for r in monitors]
+    tips = page.locator('figure[data-chart="monitoring-drift"] circle title').all_text_contents()
+    assert [t.rsplit(": ", 1)[1] for t in tips] == shares and [f"record {r['seq']}" in t for r, t in
+                                                                zip(monitors, tips, strict=True)] == [True] * 3
+    limit = next(x["threshold"] for x in monitors[0]["payload"]["verdict"]["rules"] if x["path"] == "drift.share_drifted")
+    assert f"policy {fmt(limit)}" in page.locator('figure[data-chart="monitoring-drift"]').inner_text()
     assert_self_contained(binary.html)
 
 
