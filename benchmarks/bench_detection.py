@@ -12,7 +12,7 @@ defect that makes sense for it is planted in its own copy:
 
 * ``duplicates``: 10 % of the rows loaded twice (check ``duplicates``);
 * ``target_proxy``: the label, recoded, as a feature (``target_leakage``);
-* ``identifier``: a record number handed out in label order (``identifier_columns``);
+* ``identifier``: an application number handed out in label order, with noise (``identifier_columns``);
 * ``temporal_shuffled``: a dated table split at random (``temporal_order``);
 * ``future_feature``: a timestamp logged after the row's time (``future_features``);
 * ``entity_overlap``: a third of the rows surveyed in three waves, split by row (``entity_overlap``);
@@ -142,10 +142,16 @@ def plant_target_proxy(frame: Any, d: Data) -> Planted:
 
 
 def plant_identifier(frame: Any, d: Data) -> Planted:
+    import numpy as np
+
+    # numbered in label order with some noise (as applications numbered by the desk that decided
+    # them); a name like "record_id" would make the loader give it the role "id" and keep it out
     out = frame.copy()
-    order = out[d.target].sort_values(kind="stable").index
-    out.loc[order, "record_id"] = range(100_001, 100_001 + len(out))
-    out["record_id"] = out["record_id"].astype(int)
+    y = out[d.target]
+    rank = (y.rank(pct=True) if d.task == "regression" else y.astype("category").cat.codes / max(y.nunique() - 1, 1))
+    order = np.argsort(rank.to_numpy() + np.random.default_rng(0).random(len(out)) * 0.6, kind="stable")
+    out["application_no"] = np.empty(len(out), dtype=np.int64)
+    out.loc[order, "application_no"] = 100_000 + np.arange(len(out))
     return out, {}, {}
 
 
