@@ -1,10 +1,10 @@
 """``assay report``: the evidence pack and the Annex IV template, rendered for real runs and read in Chromium.
 
-One home holds three real runs, made with the real command line on bundled data: a binary
+One home holds four real runs, made with the real command line on bundled data: a binary
 run on a sample of Adult with a planted duplicate load and a planted target copy (it blocks),
-a regression run on diamonds and a ranking run on travel mode choice. The binary model's
-monitoring history is three signed ``monitor`` records of the shape ``assay monitor`` writes,
-and the home holds a checkpoint, so the report verifies against it. The pages are opened from
+a regression run on diamonds, a ranking run on travel mode choice and a target-domain run on
+the earnings surveys. The binary model is monitored on three labelled batches with ``assay
+monitor``, and the home holds a checkpoint, so the report verifies against it. The pages are opened from
 disk in headless Chromium with background networking off; a request listener proves the page
 asks for nothing but itself.
 """
