@@ -29,10 +29,10 @@ from __future__ import annotations
 import itertools
 import math
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from assay.errors import BadInput
 
@@ -52,11 +52,13 @@ __all__ = [
     "MetricDef",
     "QueryScorer",
     "as_text",
+    "bootstrap_metric",
     "build_preprocessor",
     "calendar_features",
     "capped_grid",
     "defaults_and_draws",
     "infer_task",
+    "interval",
     "is_url",
     "known_metrics",
     "loguniform",
@@ -70,12 +72,16 @@ __all__ = [
     "randint",
     "ranking_metric",
     "read_table",
+    "resample_counts",
     "resolve_url",
     "score_model",
     "score_predictions",
     "score_ranking",
     "search_scorer",
     "sniff_separator",
+    "steps",
+    "weighted_auc",
+    "weighted_metric",
 ]
 
 # --------------------------------------------------------------------------- metrics
@@ -620,3 +626,170 @@ def read_table(source: str, base_dir: str, query: str = "", field: str = "data.s
         if hint is not None:
             raise hint
     return frame
+
+
+# --------------------------------------------------------------------------- bootstrap resampling
+
+
+MAX_CELLS = 2_000_000  # resamples × rows per chunk of the count matrix
+
+
+def resample_counts(n: int, resamples: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
+    """Bootstrap counts in chunks of ``(k, n)``: how often each row is drawn in each resample.
+
+    Chunked so memory stays near ``MAX_CELLS`` floats whatever the row count.
+    """
+    import numpy as np
+
+    step = max(1, MAX_CELLS // max(n, 1))
+    for start in range(0, resamples, step):
+        k = min(resamples, start + step) - start
+        draws = rng.integers(0, n, size=(k, n))
+        draws += (np.arange(k) * n)[:, None]
+        yield np.bincount(draws.ravel(), minlength=k * n).reshape(k, n).astype(np.float64)
+
+
+def weighted_auc(y01: np.ndarray, score: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """ROC AUC for each row of the weight matrix ``W`` (ties count one half)."""
+    import numpy as np
+
+    order = np.argsort(score, kind="mergesort")
+    s = score[order]
+    posf = y01[order].astype(W.dtype)
+    Ws = W[:, order]
+    pos_w = Ws * posf
+    neg_w = Ws - pos_w
+    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+    if len(starts) < len(s):  # tied scores: one bin per distinct score
+        pos_w = np.add.reduceat(pos_w, starts, axis=1)
+        neg_w = np.add.reduceat(neg_w, starts, axis=1)
+    below = np.cumsum(neg_w, axis=1, dtype=np.float64) - neg_w
+    num = (pos_w * (below + 0.5 * neg_w)).sum(axis=1, dtype=np.float64)
+    den = pos_w.sum(axis=1, dtype=np.float64) * neg_w.sum(axis=1, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / den, np.nan)
+
+
+def _f1(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
+    import numpy as np
+
+    den = 2 * tp + fp + fn
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, 2 * tp / den, 0.0)
+
+
+def weighted_metric(name: str, y: np.ndarray, pred: np.ndarray, proba: np.ndarray | None, classes: np.ndarray,
+                    W: np.ndarray) -> np.ndarray | None:
+    """The metric on every resample (rows of ``W``), or None if it has no weighted form here."""
+    import numpy as np
+
+    N = W.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if name == "roc_auc" and proba is not None and len(classes) == 2:
+            return weighted_auc((y == classes[1]).astype(np.int8), proba[:, 1] if proba.ndim == 2 else proba, W)
+        if name == "accuracy":
+            return W @ (y == pred).astype(np.float64) / N
+        if name in ("r2", "rmse", "mae"):
+            yf, pf = y.astype(np.float64), pred.astype(np.float64)
+            if name == "mae":
+                return W @ np.abs(yf - pf) / N
+            sse = W @ (yf - pf) ** 2
+            if name == "rmse":
+                return np.sqrt(sse / N)
+            mean = W @ yf / N
+            sst = W @ (yf**2) - N * mean**2
+            return np.where(sst > 0, 1.0 - sse / sst, np.nan)
+        if name == "log_loss" and proba is not None:
+            order = np.argsort(classes)
+            idx = order[np.searchsorted(classes[order], y)]
+            eps = np.finfo(np.float64).eps
+            p = np.clip(proba[np.arange(len(y)), idx].astype(np.float64), eps, 1 - eps)
+            return W @ (-np.log(p)) / N
+        if name == "brier" and proba is not None and len(classes) == 2:
+            return W @ ((y == classes[1]).astype(np.float64) - proba[:, 1]) ** 2 / N
+        if name in ("f1", "f1_macro", "f1_weighted", "balanced_accuracy"):
+            targets = [classes[1]] if name == "f1" else list(classes)
+            per_class, support = [], []
+            for c in targets:
+                yc, pc = y == c, pred == c
+                tp = W @ (yc & pc).astype(np.float64)
+                fp = W @ (~yc & pc).astype(np.float64)
+                fn = W @ (yc & ~pc).astype(np.float64)
+                per_class.append(tp / (tp + fn) if name == "balanced_accuracy" else _f1(tp, fp, fn))
+                support.append(tp + fn)
+            stacked, sup = np.vstack(per_class), np.vstack(support)
+            if name == "f1":
+                return stacked[0]
+            if name == "f1_weighted":
+                return (stacked * sup).sum(axis=0) / sup.sum(axis=0)
+            present = sup > 0  # sklearn averages recall over classes present in y_true
+            return np.where(present, stacked, 0.0).sum(axis=0) / np.maximum(present.sum(axis=0), 1) \
+                if name == "balanced_accuracy" else stacked.mean(axis=0)
+    return None
+
+
+def bootstrap_metric(name: str, y: np.ndarray, pred: np.ndarray, proba: np.ndarray | None, classes: np.ndarray,
+                     W: np.ndarray) -> np.ndarray:
+    """The metric on each resample; NaN where undefined (e.g. one class drawn)."""
+    import numpy as np
+
+    fast = weighted_metric(name, y, pred, proba, classes, W)
+    if fast is not None:
+        return np.asarray(fast, dtype=np.float64)
+    m = metric(name)
+    values = np.full(W.shape[0], np.nan)
+    positions = np.arange(W.shape[1])
+    for b in range(W.shape[0]):
+        idx = np.repeat(positions, W[b].astype(np.int64))
+        try:
+            values[b] = m.fn(y[idx], (proba[idx] if proba is not None else None) if m.needs == "proba" else pred[idx],
+                             classes)
+        except ValueError:
+            continue
+    return values
+
+
+def interval(values: np.ndarray, level: float = 0.95, min_valid: float = 0.9) -> list[float] | None:
+    """Percentile interval of bootstrap replicates; None if too many were undefined."""
+    import numpy as np
+
+    finite = values[np.isfinite(values)]
+    if len(values) == 0 or len(finite) < min_valid * len(values):
+        return None
+    alpha = (1 - level) / 2
+    lo, hi = np.quantile(finite, [alpha, 1 - alpha])
+    return [float(lo), float(hi)]
+
+
+# --------------------------------------------------------------------------- predictions
+
+
+# --------------------------------------------------------------------------- progress
+
+
+#: seconds between two reports of a loop (:func:`steps`): often enough to watch, cheap at any speed
+STEP_REPORT_S = 0.2
+
+T = TypeVar("T")
+
+
+def steps(run: Run | None, stage: str, items: Sequence[T], label: str) -> Iterator[T]:
+    """Yield ``items``, reporting ``done`` of ``len(items)`` through ``run.progress`` as they go.
+
+    One report before the first item, one at most every :data:`STEP_REPORT_S` seconds and one
+    after the last; no run (``None``) reports nothing, so library code can take one optionally.
+    """
+    import time
+
+    total = len(items)
+    if run is None or not total:
+        yield from items
+        return
+    run.progress(stage, 0, total, label)
+    last = time.perf_counter()
+    for done, item in enumerate(items, start=1):
+        yield item
+        now = time.perf_counter()
+        if done == total or now - last >= STEP_REPORT_S:
+            run.progress(stage, done, total, label)
+            last = now

@@ -72,7 +72,7 @@ def guarded(group: str, name: str, check: Callable[[], Iterable[Check | Evidence
 def run_checks(run: Run, stage: str, group: str,
                checks: Sequence[tuple[str, Callable[[], Iterable[Check | Evidence]]]]) -> list[Check | Evidence]:
     """Each ``(name, check)`` through :func:`guarded`, counted on the stage's progress bar."""
-    from assay.plugins.search_progress import steps
+    from assay.kit import steps
 
     out: list[Check | Evidence] = []
     for name, check in steps(run, stage, checks, f"{group} checks"):

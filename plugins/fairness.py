@@ -146,7 +146,7 @@ def _quiet() -> Iterator[None]:
 
 
 def _interval(values: np.ndarray) -> list[float] | None:
-    from assay.plugins.generalization import interval
+    from assay.kit import interval
 
     return interval(values)
 

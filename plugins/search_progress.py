@@ -1,6 +1,6 @@
 """How far a stage has come, for ``run.progress``: the training searches, in CV fits, and any loop.
 
-:func:`steps` reports a loop's progress (checks, bootstrap resamples) in one line at its ``for``.
+:func:`assay.kit.steps` reports any other loop's progress (checks, bootstrap resamples).
 
 scikit-learn's searches offer no progress callback that reaches this process from worker
 processes in every supported version, so each search gets its candidates in slices: the
@@ -15,39 +15,14 @@ from __future__ import annotations
 
 import inspect
 import math
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 from assay.types import Run
 
 #: the most reports per call of ``evaluate_candidates`` (each slice ends in a barrier)
 SLICES_PER_BATCH = 8
-#: seconds between two reports of a loop (:func:`steps`): often enough to watch, cheap at any speed
-STEP_REPORT_S = 0.2
-
-T = TypeVar("T")
-
-
-def steps(run: Run | None, stage: str, items: Sequence[T], label: str) -> Iterator[T]:
-    """Yield ``items``, reporting ``done`` of ``len(items)`` through ``run.progress`` as they go.
-
-    One report before the first item, one at most every :data:`STEP_REPORT_S` seconds and one
-    after the last; no run (``None``) reports nothing, so library code can take one optionally.
-    """
-    total = len(items)
-    if run is None or not total:
-        yield from items
-        return
-    run.progress(stage, 0, total, label)
-    last = time.perf_counter()
-    for done, item in enumerate(items, start=1):
-        yield item
-        now = time.perf_counter()
-        if done == total or now - last >= STEP_REPORT_S:
-            run.progress(stage, done, total, label)
-            last = now
 
 
 def _candidates(search: Any) -> int | None:

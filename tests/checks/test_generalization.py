@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from assay import kit
 from assay.kit import metric
 from assay.plugins import generalization as gen
 from assay.testing import by_name, fit, prepare, scores
@@ -37,9 +38,9 @@ def test_weighted_auc_equals_sklearn_on_resamples(n: int, seed: int, levels: int
     y[:2] = classes  # both classes present
     score = rng.integers(0, levels, n) / levels  # ties on purpose
     proba = np.c_[1 - score, score]
-    W = next(gen.resample_counts(n, 8, rng))
+    W = next(kit.resample_counts(n, 8, rng))
     W[:, :2] = np.maximum(W[:, :2], 1)  # each resample keeps both classes
-    fast = gen.bootstrap_metric("roc_auc", y, classes[(score > 0.5).astype(int)], proba, classes, W)
+    fast = kit.bootstrap_metric("roc_auc", y, classes[(score > 0.5).astype(int)], proba, classes, W)
     np.testing.assert_allclose(fast, _explicit("roc_auc", y, y, proba, classes, W), atol=1e-12)
 
 
@@ -53,8 +54,8 @@ def test_every_classification_metric_matches_its_definition(name: str) -> None:
     y = classes[rng.integers(0, k, n)]
     proba = rng.dirichlet(np.ones(k), n)
     pred = classes[proba.argmax(axis=1)]
-    W = next(gen.resample_counts(n, 6, rng))
-    np.testing.assert_allclose(gen.bootstrap_metric(name, y, pred, proba, classes, W),
+    W = next(kit.resample_counts(n, 6, rng))
+    np.testing.assert_allclose(kit.bootstrap_metric(name, y, pred, proba, classes, W),
                                _explicit(name, y, pred, proba, classes, W), atol=1e-10)
 
 
@@ -63,14 +64,14 @@ def test_regression_metrics_match_their_definition(name: str) -> None:
     rng = np.random.default_rng(2)
     y = rng.gamma(2.0, 1000.0, 500)
     pred = y * rng.normal(1.0, 0.2, 500)
-    W = next(gen.resample_counts(500, 6, rng))
-    np.testing.assert_allclose(gen.bootstrap_metric(name, y, pred, None, np.array([]), W),
+    W = next(kit.resample_counts(500, 6, rng))
+    np.testing.assert_allclose(kit.bootstrap_metric(name, y, pred, None, np.array([]), W),
                                _explicit(name, y, pred, None, np.array([]), W), rtol=1e-10)
 
 
 def test_resample_counts_are_bootstrap_draws_in_bounded_chunks() -> None:
     rng = np.random.default_rng(3)
-    chunks = list(gen.resample_counts(300_000, 20, rng))
+    chunks = list(kit.resample_counts(300_000, 20, rng))
     assert sum(len(c) for c in chunks) == 20 and len(chunks) > 1  # chunked: ≤ MAX_CELLS cells at a time
     assert all((c.sum(axis=1) == 300_000).all() for c in chunks)
 

@@ -12,9 +12,9 @@ import pytest
 from rich.console import Console
 
 from assay.hookspecs import hookimpl
+from assay.kit import STEP_REPORT_S, steps
 from assay.manager import make_plugin_manager
 from assay.plugins.datachecks import run_checks
-from assay.plugins.search_progress import STEP_REPORT_S, steps
 from assay.runner import Runner
 from assay.settings import Settings
 from assay.spec import load_spec
