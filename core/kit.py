@@ -78,7 +78,10 @@ __all__ = [
     "score_predictions",
     "score_ranking",
     "search_scorer",
+    "sibling_runs",
+    "sibling_summary",
     "sniff_separator",
+    "spec_without_seed",
     "steps",
     "weighted_auc",
     "weighted_metric",
@@ -793,3 +796,58 @@ def steps(run: Run | None, stage: str, items: Sequence[T], label: str) -> Iterat
         if done == total or now - last >= STEP_REPORT_S:
             run.progress(stage, done, total, label)
             last = now
+
+
+# --------------------------------------------------------------------------- seed and budget siblings
+
+
+#: what seed or budget shopping varies: runs whose specs differ only here are each other's siblings
+SIBLING_FREE = (("split", "seed"), ("train", "budget"))
+
+
+def spec_without_seed(spec: Any) -> Any:
+    """A recorded spec (``run_started.spec``) with the keys siblings may differ in taken out."""
+    if not isinstance(spec, dict):
+        return spec
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in spec.items()}
+    for section, key in SIBLING_FREE:
+        if isinstance(out.get(section), dict):
+            out[section].pop(key, None)
+    return out
+
+
+def sibling_runs(started: Mapping[str, Mapping[str, Any]], data: Mapping[str, Any], run_id: str) -> set[str]:
+    """The runs on the same data (``data`` record fingerprints by run) whose recorded spec
+    (``run_started`` payloads by run) equals ``run_id``'s but for ``split.seed`` and ``train.budget``."""
+    shape = spec_without_seed((started.get(run_id) or {}).get("spec"))
+    return {rid for rid, payload in started.items()
+            if rid != run_id and data.get(rid) == data.get(run_id) and spec_without_seed(payload.get("spec")) == shape}
+
+
+def sibling_summary(spec: Mapping[str, Any], siblings: Sequence[Mapping[str, Any]], metric: str,
+                    value: float | None, greater_is_better: bool) -> dict[str, Any]:
+    """Where a run's holdout ``metric`` (``value``) ranks among its siblings' (each a mapping with
+    ``run_id``, ``seq``, the recorded ``spec`` and ``test`` metrics), with their mean and spread.
+
+    ``rank`` 1 is the best of ``of`` runs; ``z`` (two or more siblings) is how many of the siblings'
+    standard deviations the run lies above their mean, in the metric's good direction.
+    """
+    import statistics
+
+    def seeds(s: Mapping[str, Any]) -> tuple[Any, Any]:
+        return (s.get("split") or {}).get("seed"), (s.get("train") or {}).get("budget")
+
+    runs = [{"run_id": s["run_id"], "seq": s["seq"], "seed": seeds(s["spec"])[0], "budget": seeds(s["spec"])[1],
+             "value": s["test"].get(metric)} for s in siblings if isinstance(s["test"].get(metric), (int, float))]
+    out: dict[str, Any] = {"count": len(runs), "runs": runs, "metric": metric,
+                           "varies": [f"{a}.{b}" for a, b in SIBLING_FREE], "seed": seeds(spec)[0],
+                           "budget": seeds(spec)[1]}
+    if value is None or not runs:
+        return out
+    others = [r["value"] for r in runs]
+    better = sum(1 for v in others if (v > value if greater_is_better else v < value))
+    out.update(rank=better + 1, of=len(others) + 1, mean=statistics.fmean(others))
+    if len(others) >= 2:
+        sd = statistics.stdev(others)
+        out.update(sd=sd, z=(1 if greater_is_better else -1) * (value - out["mean"]) / sd if sd > 0 else 0.0)
+    return out

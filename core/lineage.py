@@ -391,7 +391,32 @@ def model_history(signed: Any, ref: str) -> dict[str, Any]:
             in_production = False
     events.sort(key=lambda e: e["seq"])
     return {"ref": entry.ref, "run_id": entry.run_id, "artifact": entry.artifact, "stage": entry.stage,
-            "model_seq": entry.seq, "events": collapse(events, consecutive=True)}
+            "model_seq": entry.seq, "events": collapse(events, consecutive=True),
+            "siblings": seed_siblings(signed, entry.run_id)}
+
+
+def seed_siblings(signed: Any, run_id: str) -> dict[str, Any]:
+    """Every run in the ledger, before or after this one, on the same data with a spec that differs
+    only in ``split.seed`` or ``train.budget``, with its holdout metric and where this run ranks:
+    a promoted lucky seed shows here (``assay run --seeds N`` makes such a family on purpose)."""
+    from assay.kit import metric, sibling_runs, sibling_summary
+
+    started = {r.run_id: r.payload for r in signed.records if r.kind == "run_started" and r.run_id}
+    data = {r.run_id: r.payload.get("fingerprint") for r in signed.records if r.kind == "data" and r.run_id}
+    metrics = {r.run_id: r for r in signed.records if r.kind == "metrics" and r.run_id}
+    mine = started.get(run_id) or {}
+    name = str(((mine.get("spec") or {}).get("train") or {}).get("metric") or "") or next(
+        (str(r.payload.get("metric")) for r in signed.run_records(run_id) if r.kind == "evidence"), "")
+    kin = sorted(sibling_runs(started, data, run_id) & set(metrics), key=lambda rid: metrics[rid].seq)
+    siblings = [{"run_id": rid, "seq": metrics[rid].seq, "spec": started[rid].get("spec") or {},
+                 "test": (metrics[rid].payload.get("metrics") or {}).get("test") or {}} for rid in kin]
+    own = ((metrics[run_id].payload.get("metrics") or {}).get("test") or {}).get(name) if run_id in metrics else None
+    try:
+        better = metric(name).greater_is_better
+    except KeyError:
+        return {"count": 0, "runs": [], "metric": name}
+    return sibling_summary(mine.get("spec") or {}, siblings, name, own if isinstance(own, (int, float)) else None,
+                           better)
 
 
 # --------------------------------------------------------------------------- the command
@@ -539,15 +564,35 @@ def _print_graph(graph: Lineage, history: dict[str, Any] | None) -> None:
         if latest is not None and (latest.get("decision") == "block" or latest["kind"] == "monitor_failed"):
             console.print(f"[red]needs attention:[/] the latest {'gate verdict' if kind == 'verdict' else 'monitor result'}"
                           f" (seq {latest['seq']}) {escape(latest['summary'])}", soft_wrap=True)
-    if not events:
-        console.print("no verdict, waiver, approval, promotion or monitor result yet")
-        return
     from rich.text import Text
 
-    table = _table("seq", "time (UTC)", "event", "detail", "signed by")
-    for e in events:
-        table.add_row(Text(_count(e)), Text(str(e["time"])[:19].replace("T", " ")), Text(e["kind"]),
-                      Text(str(e["summary"])), Text(str(e.get("signer") or "")))
+    if not events:
+        console.print("no verdict, waiver, approval, promotion or monitor result yet")
+    else:
+        table = _table("seq", "time (UTC)", "event", "detail", "signed by")
+        for e in events:
+            table.add_row(Text(_count(e)), Text(str(e["time"])[:19].replace("T", " ")), Text(e["kind"]),
+                          Text(str(e["summary"])), Text(str(e.get("signer") or "")))
+        console.print(table)
+    _print_siblings(console, history)
+
+
+def _print_siblings(console: Any, history: dict[str, Any]) -> None:
+    from rich.markup import escape
+    from rich.text import Text
+
+    sib = history.get("siblings") or {}
+    if not sib.get("runs"):
+        return
+    name = sib["metric"]
+    where = f"ranks {sib['rank']} of {sib['of']}" if sib.get("rank") else "has no recorded holdout metric"
+    spread = f", {sib['sd']:.4f} sd, z = {sib['z']:.2f}" if sib.get("sd") is not None else ""
+    console.print(f"\n{escape(history['ref'])} {where} among the runs on the same data that differed only in seed or "
+                  f"budget ({name} mean of the others {sib.get('mean', float('nan')):.4f}{spread})", soft_wrap=True)
+    table = _table("seq", "run", "seed", "budget", name)
+    for r in sib["runs"]:
+        table.add_row(Text(str(r["seq"])), Text(r["run_id"]), Text(str(r["seed"])), Text(str(r["budget"])),
+                      Text(f"{r['value']:.4f}"))
     console.print(table)
 
 

@@ -52,26 +52,13 @@ ALPHA = 0.05
 SHOWN = 5  # earlier runs named in the check's message (all are in the evidence)
 
 
-SIBLING_FREE = (("split", "seed"), ("train", "budget"))  # what seed or budget shopping varies
-
-
-def _without(spec: Any, keys: tuple[tuple[str, str], ...] = SIBLING_FREE) -> Any:
-    """The spec with the keys siblings may differ in taken out."""
-    if not isinstance(spec, dict):
-        return spec
-    out = {k: dict(v) if isinstance(v, dict) else v for k, v in spec.items()}
-    for section, key in keys:
-        if isinstance(out.get(section), dict):
-            out[section].pop(key, None)
-    return out
-
-
 def ledger_history(settings: Any, run_id: str) -> dict[str, Any]:
     """From the signed records: this run's holdout fingerprint and spec hash; the earlier runs that
     evaluated on a holdout with the same fingerprint (oldest first); and the earlier runs on the same
     data whose spec differs from this one's at most in ``split.seed`` and ``train.budget``
     ("siblings"), with their recorded holdout metrics."""
     from assay.audit.ledger import Ledger
+    from assay.kit import sibling_runs
 
     ledger = Ledger.open(settings)
     try:
@@ -82,51 +69,23 @@ def ledger_history(settings: Any, run_id: str) -> dict[str, Any]:
         fingerprint = (own.payload.get("test") or {}).get("fingerprint")
         same = [r for r in splits if r.run_id not in (None, run_id) and r.seq < own.seq
                 and (r.payload.get("test") or {}).get("fingerprint") == fingerprint]
-        started = {r.run_id: r.payload for r in ledger.records(kind="run_started") if r.seq <= own.seq}
-        data = {r.run_id: (r.payload.get("fingerprint")) for r in ledger.records(kind="data") if r.seq <= own.seq}
+        started = {r.run_id: r.payload for r in ledger.records(kind="run_started") if r.run_id and r.seq <= own.seq}
+        data = {r.run_id: r.payload.get("fingerprint") for r in ledger.records(kind="data") if r.run_id and r.seq <= own.seq}
         mine = started.get(run_id) or {}
-        shape = _without(mine.get("spec"))
-        kin = {rid for rid, p in started.items()
-               if rid != run_id and data.get(rid) == data.get(run_id) and _without(p.get("spec")) == shape}
+        kin = sibling_runs(started, data, run_id)
         metrics = {r.run_id: r for r in ledger.records(kind="metrics") if r.run_id in kin}
         evaluated = {r.run_id for r in ledger.records(kind="evidence")
                      if r.run_id in {s.run_id for s in same} | kin}
     finally:
         ledger.close()
-    earlier = [{"run_id": r.run_id, "seq": r.seq, "project": (started.get(r.run_id) or {}).get("project"),
-                "spec_hash": (started.get(r.run_id) or {}).get("spec_hash")}
+    earlier = [{"run_id": r.run_id, "seq": r.seq, "project": (started.get(str(r.run_id)) or {}).get("project"),
+                "spec_hash": (started.get(str(r.run_id)) or {}).get("spec_hash")}
                for r in same if r.run_id in evaluated]
-    siblings = []
-    for rid in sorted(kin & evaluated & set(metrics), key=lambda rid: metrics[rid].seq):
-        spec = (started.get(rid) or {}).get("spec") or {}
-        siblings.append({"run_id": rid, "seq": metrics[rid].seq, "seed": (spec.get("split") or {}).get("seed"),
-                         "budget": (spec.get("train") or {}).get("budget"),
-                         "test": ((metrics[rid].payload.get("metrics") or {}).get("test") or {})})
+    siblings = [{"run_id": rid, "seq": metrics[rid].seq, "spec": (started.get(rid) or {}).get("spec") or {},
+                 "test": ((metrics[rid].payload.get("metrics") or {}).get("test") or {})}
+                for rid in sorted(kin & evaluated & set(metrics), key=lambda rid: metrics[rid].seq)]
     return {"fingerprint": fingerprint, "spec_hash": mine.get("spec_hash"), "earlier": earlier,
             "siblings": siblings, "spec": mine.get("spec") or {}}
-
-
-def sibling_summary(history: dict[str, Any], metric: str, value: float | None, greater_is_better: bool) -> dict[str, Any]:
-    """Where this run's holdout metric ranks among its seed/budget siblings', with their mean and spread."""
-    import statistics
-
-    own = history["spec"]
-    runs = [{"run_id": s["run_id"], "seq": s["seq"], "seed": s["seed"], "budget": s["budget"],
-             "value": s["test"].get(metric)}
-            for s in history["siblings"] if isinstance(s["test"].get(metric), (int, float))]
-    out: dict[str, Any] = {"count": len(runs), "runs": runs, "metric": metric,
-                           "varies": [f"{a}.{b}" for a, b in SIBLING_FREE],
-                           "seed": (own.get("split") or {}).get("seed"), "budget": (own.get("train") or {}).get("budget")}
-    if value is None or not runs:
-        return out
-    others = [r["value"] for r in runs]
-    better = sum(1 for v in others if (v > value if greater_is_better else v < value))
-    out.update(rank=better + 1, of=len(others) + 1, mean=statistics.fmean(others))
-    if len(others) >= 2:  # the spread of the siblings alone: how far this run sits above what its kin got
-        sd = statistics.stdev(others)
-        direction = 1 if greater_is_better else -1
-        out.update(sd=sd, z=direction * (value - out["mean"]) / sd if sd > 0 else 0.0)
-    return out
 
 
 def bootstrap_interval(values: np.ndarray, level: float) -> list[float] | None:
@@ -213,9 +172,9 @@ def evaluate(run: Run, scores: Scores) -> list[Check | Evidence]:
         holdout["metric"] = metric_bounds(run, scores, k)
     except (ValueError, AttributeError, TypeError) as exc:  # e.g. a metric undefined on this holdout
         holdout["metric"] = {"name": run.spec.metric, "reason": f"{type(exc).__name__}: {exc}"}
-    from assay.kit import metric
+    from assay.kit import metric, sibling_summary
 
-    siblings = sibling_summary(history, run.spec.metric, holdout["metric"].get("value"),
+    siblings = sibling_summary(history["spec"], history["siblings"], run.spec.metric, holdout["metric"].get("value"),
                                metric(run.spec.metric).greater_is_better)
     fix = ("evaluate candidates by cross-validation and look at the holdout once; or draw a fresh holdout "
            "(a new data snapshot) before the next comparison") if k > 1 else ""

@@ -152,5 +152,13 @@ def test_run_seeds_trains_under_each_seed_and_a_policy_can_require_it(adult_smal
                       'threshold = 2\n', encoding="utf-8")
     gated = [run_assay("gate", i, "--policy", str(policy), "--format", "json", home=assay_home) for i in ids]
     assert [g.returncode for g in gated] == [1, 1, 0], [g.stderr for g in gated]
+    # the lineage of the middle seed's model lists both other seeds, the later one too, and its rank
+    lineage = run_assay("lineage", "adult-small@2", "--json", home=assay_home)
+    assert lineage.returncode == 0, lineage.stderr
+    family = lineage.json["history"]["siblings"]
+    assert [r["run_id"] for r in family["runs"]] == [ids[0], ids[2]] and family["seed"] == 43
+    assert family["rank"] == 1 + sum(v > values[1] for v in (values[0], values[2])) and family["of"] == 3
+    text = run_assay("lineage", "adult-small@2", home=assay_home).stdout
+    assert f"ranks {family['rank']} of 3" in text and ids[2] in text
     bad = run_assay("run", str(adult_small / "assay.toml"), "--seeds", "0", home=assay_home)
     assert bad.returncode == 2 and "--seeds" in bad.stderr and "Traceback" not in bad.stderr
