@@ -412,7 +412,7 @@ def performance(y: np.ndarray, pred: np.ndarray, proba: np.ndarray | None, class
     """
     import numpy as np
 
-    from assay.plugins.metrics import known_metrics, metrics_for, score_predictions
+    from assay.kit import known_metrics, metrics_for, score_predictions
 
     names = metrics_for(task, max(len(classes), len(np.unique(y))))
     if primary not in names and primary in known_metrics():
