@@ -160,13 +160,14 @@ def prepare_frame(frame: pd.DataFrame, spec: RunSpec, source: str, name: str = "
     task = d.task or infer_task(frame[d.target])
     _check_target(frame, spec, source, task)
     roles = infer_roles(frame, spec)
-    repeated = 0
-    if d.dedupe and name == "data":
+    deduped = d.dedupe and name == "data"
+    if deduped:
         frame, repeated = drop_repeated_rows(frame, roles)
         if repeated:
             roles = infer_roles(frame, spec)
     frame.attrs[DROPPED_ATTR] = missing_target
-    frame.attrs[DEDUPED_ATTR] = repeated
+    if deduped:
+        frame.attrs[DEDUPED_ATTR] = repeated
     return Dataset(frame, d.target, task, roles, fingerprint_frame(frame), source, name)
 
 
@@ -197,7 +198,7 @@ def validate_data(run: Run, dataset: Dataset) -> list[Check | Evidence]:
 
     dropped: Any = dataset.frame.attrs.get(DROPPED_ATTR, 0)
     done: dict[str, Any] = {"rows_without_target": int(dropped)}
-    if run.spec.data.dedupe:
-        done["deduplicated"] = {"rows_dropped": int(dataset.frame.attrs.get(DEDUPED_ATTR, 0)),
+    if DEDUPED_ATTR in dataset.frame.attrs:  # data.dedupe was on for this table
+        done["deduplicated"] = {"rows_dropped": int(dataset.frame.attrs[DEDUPED_ATTR]),
                                 "compared": "rows equal to an earlier row in every column but ids"}
     return [Evidence("data", done)]
