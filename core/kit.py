@@ -47,6 +47,7 @@ __all__ = [
     "MAX_ORDINAL_CATEGORIES",
     "PIPELINE_FUNCTIONS",
     "RANKING_METRICS",
+    "SELECTION_KINDS",
     "SEPARATORS",
     "TASK_METRICS",
     "MetricDef",
@@ -78,6 +79,7 @@ __all__ = [
     "score_predictions",
     "score_ranking",
     "search_scorer",
+    "selection_history",
     "sibling_runs",
     "sibling_summary",
     "sniff_separator",
@@ -851,3 +853,38 @@ def sibling_summary(spec: Mapping[str, Any], siblings: Sequence[Mapping[str, Any
         sd = statistics.stdev(others)
         out.update(sd=sd, z=(1 if greater_is_better else -1) * (value - out["mean"]) / sd if sd > 0 else 0.0)
     return out
+
+
+#: the record kinds :func:`selection_history` reads
+SELECTION_KINDS = ("split", "run_started", "data", "metrics", "evidence")
+
+
+def selection_history(records: Sequence[Any], run_id: str) -> dict[str, Any]:
+    """What the ledger knew before ``run_id`` split its data: the runs that had evaluated on a holdout
+    with the same fingerprint, and the seed/budget siblings with their holdout metrics.
+
+    ``records`` are ledger records (``seq``, ``run_id``, ``kind``, ``payload``) of the
+    :data:`SELECTION_KINDS`; only those before this run's ``split`` record count, so the result
+    depends on the ledger's prefix alone (the selection plugin computes it while the run
+    evaluates, and the signed reader recomputes it from the verified ledger).
+    """
+    own = next((r for r in reversed(records) if r.kind == "split" and r.run_id == run_id), None)
+    if own is None:
+        raise ValueError(f"run {run_id} has no split record in the ledger")
+    before = [r for r in records if r.run_id and r.seq < own.seq]
+    fingerprint = (own.payload.get("test") or {}).get("fingerprint")
+    started = {r.run_id: r.payload for r in before if r.kind == "run_started"}
+    data = {r.run_id: r.payload.get("fingerprint") for r in before if r.kind == "data"}
+    evaluated = {r.run_id for r in before if r.kind == "evidence"}
+    metrics = {r.run_id: r for r in before if r.kind == "metrics"}
+    same = sorted((r for r in before if r.kind == "split" and r.run_id != run_id and r.run_id in evaluated
+                   and (r.payload.get("test") or {}).get("fingerprint") == fingerprint), key=lambda r: r.seq)
+    earlier = [{"run_id": r.run_id, "seq": r.seq, "project": (started.get(r.run_id) or {}).get("project"),
+                "spec_hash": (started.get(r.run_id) or {}).get("spec_hash")} for r in same]
+    mine: Mapping[str, Any] = started.get(run_id) or {}  # this run's own start and data records precede its split
+    kin = sibling_runs(started, data, run_id)
+    siblings = [{"run_id": rid, "seq": metrics[rid].seq, "spec": (started.get(rid) or {}).get("spec") or {},
+                 "test": (metrics[rid].payload.get("metrics") or {}).get("test") or {}}
+                for rid in sorted(kin & evaluated & set(metrics), key=lambda rid: metrics[rid].seq)]
+    return {"fingerprint": fingerprint, "spec_hash": mine.get("spec_hash"), "spec": mine.get("spec") or {},
+            "split_seq": own.seq, "earlier": earlier, "siblings": siblings}

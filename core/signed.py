@@ -114,7 +114,42 @@ class SignedLedger:
             raise BadInput(f"run {run_id} has no signed evidence record ({why}); it cannot be gated or deployed")
         from assay.audit.canonical import decode_special
 
-        return decode_special(record.payload), record
+        evidence = decode_special(record.payload)
+        self.check_selection(run_id, evidence)
+        return evidence, record
+
+    def check_selection(self, run_id: str, evidence: dict[str, Any]) -> None:
+        """Recompute the evidence's ``selection`` (earlier evaluations of the holdout, seed siblings)
+        from the verified records before the run's split; Finding when the signed evidence differs.
+
+        The selection plugin counted them while the run evaluated, from records it read without a
+        full verification; a record hidden or altered at that moment and restored afterwards would
+        leave a verifying ledger with a lowered count. Recomputing here closes that.
+        """
+        selection = evidence.get("selection")
+        if not isinstance(selection, dict) or not isinstance(selection.get("holdout"), dict):
+            return
+        from assay.kit import SELECTION_KINDS, selection_history
+
+        try:
+            derived = selection_history([r for r in self.records if r.kind in SELECTION_KINDS], run_id)
+        except ValueError as exc:
+            raise Finding(f"run {run_id}: its evidence counts holdout evaluations but {exc}") from None
+        holdout = selection["holdout"]
+        claims = {"selection.holdout.earlier": [e.get("run_id") for e in holdout.get("earlier") or []],
+                  "selection.holdout.evaluations": holdout.get("evaluations")}
+        truth = {"selection.holdout.earlier": [e["run_id"] for e in derived["earlier"]],
+                 "selection.holdout.evaluations": len(derived["earlier"]) + 1}
+        siblings = selection.get("siblings")
+        if isinstance(siblings, dict) and "runs" in siblings:
+            claims["selection.siblings.runs"] = [r.get("run_id") for r in siblings.get("runs") or []]
+            truth["selection.siblings.runs"] = [r["run_id"] for r in derived["siblings"]
+                                                if isinstance(r["test"].get(str(siblings.get("metric"))), (int, float))]
+        wrong = [f"{key}: evidence {claims[key]!r}, ledger {truth[key]!r}" for key in claims if claims[key] != truth[key]]
+        if wrong:
+            raise Finding(f"run {run_id}: the signed evidence's selection does not match the verified ledger before "
+                          f"the run's split (seq {derived['split_seq']}): {'; '.join(wrong)}. A record was hidden or "
+                          "altered while the run read the ledger; nothing is decided from this run")
 
     def started(self, run_id: str) -> dict[str, Any]:
         """The ``run_started`` payload: the validated spec, its hash and the spec file's path."""

@@ -30,9 +30,12 @@ Resampling scheme (so the bound can be recomputed independently): ``numpy.random
 dropped; ROC AUC, accuracy, F1, losses and R² from weighted sums, the rest per resample),
 ``numpy.quantile`` at ``α/2`` and ``1 − α/2``.
 
-The earlier runs are read from the ledger's signed ``split``, ``run_started`` and
-``evidence`` records. A record edited in the database after the fact makes the ledger fail
-``assay audit verify`` and every deciding command, so a lowered count cannot reach a deployment.
+The earlier runs are read from the ledger's ``split``, ``run_started``, ``data``, ``metrics`` and
+``evidence`` records that precede this run's own ``split`` record (so the answer is a function of
+the ledger's prefix, the same at run time and later). Every deciding command recomputes it from the
+verified ledger (``assay.signed.SignedLedger.evidence``) and refuses the run when the signed
+evidence says otherwise: a record hidden or altered while the run read it cannot lower the count
+that reaches a gate or a deployment.
 """
 
 from __future__ import annotations
@@ -53,39 +56,16 @@ SHOWN = 5  # earlier runs named in the check's message (all are in the evidence)
 
 
 def ledger_history(settings: Any, run_id: str) -> dict[str, Any]:
-    """From the signed records: this run's holdout fingerprint and spec hash; the earlier runs that
-    evaluated on a holdout with the same fingerprint (oldest first); and the earlier runs on the same
-    data whose spec differs from this one's at most in ``split.seed`` and ``train.budget``
-    ("siblings"), with their recorded holdout metrics."""
+    """:func:`assay.kit.selection_history` over the ledger's records of the kinds it reads."""
     from assay.audit.ledger import Ledger
-    from assay.kit import sibling_runs
+    from assay.kit import SELECTION_KINDS, selection_history
 
     ledger = Ledger.open(settings)
     try:
-        splits = ledger.records(kind="split")
-        own = next((r for r in reversed(splits) if r.run_id == run_id), None)
-        if own is None:
-            raise ValueError(f"run {run_id} has no split record in the ledger")
-        fingerprint = (own.payload.get("test") or {}).get("fingerprint")
-        same = [r for r in splits if r.run_id not in (None, run_id) and r.seq < own.seq
-                and (r.payload.get("test") or {}).get("fingerprint") == fingerprint]
-        started = {r.run_id: r.payload for r in ledger.records(kind="run_started") if r.run_id and r.seq <= own.seq}
-        data = {r.run_id: r.payload.get("fingerprint") for r in ledger.records(kind="data") if r.run_id and r.seq <= own.seq}
-        mine = started.get(run_id) or {}
-        kin = sibling_runs(started, data, run_id)
-        metrics = {r.run_id: r for r in ledger.records(kind="metrics") if r.run_id in kin}
-        evaluated = {r.run_id for r in ledger.records(kind="evidence")
-                     if r.run_id in {s.run_id for s in same} | kin}
+        records = [r for kind in SELECTION_KINDS for r in ledger.records(kind=kind)]
     finally:
         ledger.close()
-    earlier = [{"run_id": r.run_id, "seq": r.seq, "project": (started.get(str(r.run_id)) or {}).get("project"),
-                "spec_hash": (started.get(str(r.run_id)) or {}).get("spec_hash")}
-               for r in same if r.run_id in evaluated]
-    siblings = [{"run_id": rid, "seq": metrics[rid].seq, "spec": (started.get(rid) or {}).get("spec") or {},
-                 "test": ((metrics[rid].payload.get("metrics") or {}).get("test") or {})}
-                for rid in sorted(kin & evaluated & set(metrics), key=lambda rid: metrics[rid].seq)]
-    return {"fingerprint": fingerprint, "spec_hash": mine.get("spec_hash"), "earlier": earlier,
-            "siblings": siblings, "spec": mine.get("spec") or {}}
+    return selection_history(records, run_id)
 
 
 def bootstrap_interval(values: np.ndarray, level: float) -> list[float] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -162,3 +163,43 @@ def test_run_seeds_trains_under_each_seed_and_a_policy_can_require_it(adult_smal
     assert f"ranks {family['rank']} of 3" in text and ids[2] in text
     bad = run_assay("run", str(adult_small / "assay.toml"), "--seeds", "0", home=assay_home)
     assert bad.returncode == 2 and "--seeds" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_record_hidden_while_the_run_counted_cannot_lower_the_count_that_decides(adult_small: Path,
+                                                                                   assay_home: Path) -> None:
+    """Attack: with write access to the database only, alter an earlier run's split record while a new
+    run counts the evaluations of its holdout, then restore it. The ledger verifies again, but every
+    deciding command recomputes the count from the verified records and refuses the run."""
+    from assay.settings import Settings
+    from tests.audit.tamper_tools import Raw
+
+    ids = []
+    for _ in range(2):
+        res = run_assay("run", str(adult_small / "assay.toml"), "--json", "-q", *FAST, home=assay_home)
+        assert res.returncode in (0, 1), res.stderr
+        ids.append(res.json["run_id"])
+    raw = Raw(Settings.resolve(assay_home).db_url)
+    raw.drop_triggers()
+    [(seq, body)] = raw.rows("SELECT seq, body FROM ledger_records WHERE kind = 'split' AND run_id = ?", (ids[0],))
+    fingerprint = json.loads(body)["payload"]["test"]["fingerprint"]
+    raw.set(seq, body=bytes(body).replace(fingerprint.encode(), ("sha256:" + "0" * 64).encode()))
+    third = run_assay("run", str(adult_small / "assay.toml"), "--json", "-q", *FAST, home=assay_home)
+    assert third.returncode in (0, 1), third.stderr
+    raw.drop_triggers()  # the run put them back
+    raw.set(seq, body=body)  # restored: the ledger is whole again
+    assert run_assay("audit", "verify", home=assay_home).returncode == 0
+    lowered = _signed_evidence_unchecked(assay_home, third.json["run_id"])["selection"]["holdout"]
+    assert lowered["evaluations"] == 2  # what the run saw
+    gate = run_assay("gate", third.json["run_id"], "--format", "json", home=assay_home)
+    assert gate.returncode == 1
+    assert "selection.holdout.evaluations: evidence 2, ledger 3" in gate.stderr + gate.stdout
+    honest = run_assay("gate", ids[1], "--format", "json", home=assay_home)
+    assert honest.returncode in (0, 1) and honest.json["verdict"]["decision"] in ("pass", "block")
+
+
+def _signed_evidence_unchecked(home: Path, run_id: str) -> dict[str, Any]:
+    from assay.audit.canonical import decode_special
+    from assay.settings import Settings
+    from assay.signed import SignedLedger
+
+    return decode_special(SignedLedger.open(Settings.resolve(home)).last(run_id, "evidence").payload)  # type: ignore[union-attr]
