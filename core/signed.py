@@ -124,17 +124,18 @@ class SignedLedger:
 
         The selection plugin counted them while the run evaluated, from records it read without a
         full verification; a record hidden or altered at that moment and restored afterwards would
-        leave a verifying ledger with a lowered count. Recomputing here closes that.
+        leave a verifying ledger with a lowered count. Recomputing here closes that. (Records cannot
+        be removed from a verifying ledger, so a run that has a split record keeps it.)
         """
         selection = evidence.get("selection")
         if not isinstance(selection, dict) or not isinstance(selection.get("holdout"), dict):
             return
         from assay.kit import SELECTION_KINDS, selection_history
 
-        try:
-            derived = selection_history([r for r in self.records if r.kind in SELECTION_KINDS], run_id)
-        except ValueError as exc:
-            raise Finding(f"run {run_id}: its evidence counts holdout evaluations but {exc}") from None
+        records = [r for r in self.records if r.kind in SELECTION_KINDS]
+        if not any(r.kind == "split" and r.run_id == run_id for r in records):
+            return  # evidence written without a split (imported, or assembled by hand): nothing to recount from
+        derived = selection_history(records, run_id)
         holdout = selection["holdout"]
         claims = {"selection.holdout.earlier": [e.get("run_id") for e in holdout.get("earlier") or []],
                   "selection.holdout.evaluations": holdout.get("evaluations")}

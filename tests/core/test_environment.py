@@ -63,21 +63,29 @@ def test_capture_records_the_same_sections(tmp_path: Path) -> None:
     assert env["git"] == {"commit": None, "dirty": None}  # not a git work tree
 
 
-def test_openmp_threads_wait_passively_unless_the_user_says_otherwise(monkeypatch: Any) -> None:
+def test_openmp_threads_wait_passively_only_on_a_busy_machine(monkeypatch: Any) -> None:
     from assay.environment import prefer_passive_openmp
 
+    cores = os.cpu_count() or 1
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.setattr(os, "getloadavg", lambda: (cores + 0.5, 0.0, 0.0))
     prefer_passive_openmp()
     assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    monkeypatch.setattr(os, "getloadavg", lambda: (cores - 0.5, 0.0, 0.0))
+    prefer_passive_openmp()  # idle: spinning is what makes the threads fast
+    assert "OMP_WAIT_POLICY" not in os.environ
+    monkeypatch.setattr(os, "getloadavg", lambda: (cores + 5.0, 0.0, 0.0))
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
-    prefer_passive_openmp()
+    prefer_passive_openmp()  # the user's value stands
     assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
 
 
 def test_the_cli_sets_it_before_scikit_learn_loads(tmp_path: Path) -> None:
-    """The process that ran a command has it set, and scikit-learn was not loaded before."""
+    """On a busy machine the process that ran a command has it set, and scikit-learn was not loaded before."""
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    probe = ("import os, sys; from assay.cli import main; sys.argv = ['assay', '--version'];\n"
+    probe = ("import os, sys; os.getloadavg = lambda: (1000.0, 0.0, 0.0)\n"
+             "from assay.cli import main; sys.argv = ['assay', '--version'];\n"
              "try:\n    main()\nexcept SystemExit:\n    pass\n"
              "print(os.environ.get('OMP_WAIT_POLICY'), 'sklearn' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=60)
