@@ -54,7 +54,7 @@ from assay.audit.merkle import Frontier, leaf_hash
 from assay.audit.note import Checkpoint, sign_checkpoint
 from assay.audit.trust import ADMIN, ATTESTOR, ECDSA_P256, ED25519, SIGNER, TrustError, parse_roles
 from assay.errors import AssayError, BadInput, Finding, InternalError
-from assay.settings import Settings
+from assay.storage.settings import Settings
 
 _ledger_registry = _registry()
 

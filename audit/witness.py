@@ -7,7 +7,7 @@ proof from that one. Checkpoints carrying a quorum of cosignatures from independ
 therefore all lie on one append-only history.
 
 This module (standard library and ``cryptography`` only) holds every piece except the HTTP server
-(``assay.audit.witness_server``) and the command line (``assay.audit.witness_cli``):
+(``assay.audit.witness_server``) and the command line (``assay.commands.witness``):
 
 * verifier keys (c2sp.org/signed-note): ``<name>+<hex key id>+<base64(alg ‖ public key)>`` with
   key id ``SHA-256(name ‖ "\\n" ‖ alg ‖ public key)[:4]``; alg 0x01 verifies notes (a ledger's

@@ -57,8 +57,8 @@ def run_adult(home: Path, blocked: tuple[str, ...]) -> dict[str, Any]:
     out = json.loads(proc.stdout)
     if out.get("status") not in ("passed", "blocked"):
         raise SystemExit(f"run failed ({proc.returncode}): {out.get('error')}\n{proc.stderr[-2000:]}")
-    from assay.settings import Settings
-    from assay.store import RunStore
+    from assay.storage.settings import Settings
+    from assay.storage.store import RunStore
 
     evidence = RunStore(Settings.resolve(home)).get_run(out["run_id"]).evidence
     n_checks = sum(len(v) for v in evidence.get("checks", {}).values())

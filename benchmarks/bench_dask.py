@@ -60,8 +60,8 @@ def make_data(path: Path, rows: int) -> None:
 def search_on(workers: int, work: Path, home: Path) -> tuple[float, float, dict]:
     from distributed import Client, LocalCluster
 
-    from assay.settings import Settings
-    from assay.store import RunStore
+    from assay.storage.settings import Settings
+    from assay.storage.store import RunStore
 
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             Client(cluster):

@@ -133,8 +133,8 @@ def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, str]:
 
 
 def _evidence(home: Path, run_id: str) -> dict:
-    from assay.settings import Settings
-    from assay.store import RunStore
+    from assay.storage.settings import Settings
+    from assay.storage.store import RunStore
 
     return RunStore(Settings.resolve(home)).get_run(run_id).evidence or {}
 

@@ -310,8 +310,8 @@ def assay(home: Path, *args: str) -> tuple[int, dict[str, Any], str]:
 
 
 def evidence(home: Path, run_id: str) -> dict[str, Any]:
-    from assay.settings import Settings
-    from assay.store import RunStore
+    from assay.storage.settings import Settings
+    from assay.storage.store import RunStore
 
     return RunStore(Settings.resolve(home)).get_run(run_id).evidence or {}
 

@@ -1,4 +1,4 @@
-"""Dataset fingerprint benchmark: ``assay.dataset.fingerprint_frame`` vs raw SHA-256.
+"""Dataset fingerprint benchmark: ``assay.kernel.dataset.fingerprint_frame`` vs raw SHA-256.
 
 Run: python benchmarks/bench_fingerprint.py [--rows 1000000] [--repeats 7]
 
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from assay.dataset import fingerprint_frame
+from assay.kernel.dataset import fingerprint_frame
 
 
 def make_frame(rows: int, kind: str, seed: int = 0) -> pd.DataFrame:

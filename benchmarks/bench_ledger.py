@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from assay.audit import verify as V
 from assay.audit.ledger import Ledger
-from assay.settings import Settings
+from assay.storage.settings import Settings
 
 
 def raw_rates(n: int = 20000) -> tuple[float, float]:

@@ -78,10 +78,10 @@ def prepare(workdir: Path, rows: int) -> tuple[Any, str, Path]:
     """Train the model (assay run) and write the batch; returns (settings, run_id, batch path)."""
     import pandas as pd
 
-    from assay.manager import make_plugin_manager
-    from assay.runner import Runner
-    from assay.settings import Settings
-    from assay.spec import load_spec
+    from assay.kernel.manager import make_plugin_manager
+    from assay.kernel.runner import Runner
+    from assay.kernel.spec import load_spec
+    from assay.storage.settings import Settings
 
     frame = pd.read_csv(FLIGHTS)
     frame[frame["month"] <= 8].sample(12_000, random_state=0).to_csv(workdir / "train.csv", index=False)
@@ -102,11 +102,11 @@ def prepare(workdir: Path, rows: int) -> tuple[Any, str, Path]:
 
 def evidently_inputs(settings: Any, run_id: str, batch_path: Path) -> dict[str, Any]:
     """The frames assay hands to evidently, built once outside the timings."""
-    from assay.modelio import load_model
-    from assay.monitoring import read_batch, resolve_run, validate_batch
+    from assay.commands.monitoring import read_batch, resolve_run, validate_batch
+    from assay.kernel.spec import RunSpec
     from assay.plugins.monitoring import DRIFT_ROLES, drift_values, frame_from_parquet, predict, scoring_rows
-    from assay.spec import RunSpec
-    from assay.store import ArtifactStore
+    from assay.storage.modelio import load_model
+    from assay.storage.store import ArtifactStore
 
     evidence = resolve_run(settings, run_id).evidence
     assert evidence is not None
@@ -181,7 +181,7 @@ def evidently_direct(inputs: dict[str, Any]) -> tuple[float, float]:
 
 
 def assay_monitor(pm: Any, settings: Any, run_id: str, batch_path: Path) -> tuple[tuple[float, float], Any]:
-    from assay.monitoring import run_monitor
+    from assay.commands.monitoring import run_monitor
 
     started = clock()
     result = run_monitor(pm, settings, run_id, str(batch_path))
@@ -190,11 +190,11 @@ def assay_monitor(pm: Any, settings: Any, run_id: str, batch_path: Path) -> tupl
 
 def overhead_parts(settings: Any, run_id: str, batch_path: Path) -> dict[str, float]:
     """Where assay's own time goes (each step timed once, outside the comparison)."""
-    from assay.dataset import fingerprint_frame
-    from assay.modelio import load_model
-    from assay.monitoring import read_batch, resolve_run, validate_batch
+    from assay.commands.monitoring import read_batch, resolve_run, validate_batch
+    from assay.kernel.dataset import fingerprint_frame
     from assay.plugins.monitoring import predict
-    from assay.store import ArtifactStore
+    from assay.storage.modelio import load_model
+    from assay.storage.store import ArtifactStore
 
     parts: dict[str, float] = {}
     t = time.perf_counter()
@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         workdir.mkdir(parents=True, exist_ok=True)
         from threadpoolctl import threadpool_limits
 
-        from assay.manager import make_plugin_manager
+        from assay.kernel.manager import make_plugin_manager
 
         threadpool_limits(limits=1)
         settings, run_id, batch_path = prepare(workdir, args.rows)

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_web import build  # the web benchmark's ledger builder, beside this file
 
-from assay.settings import Settings
+from assay.storage.settings import Settings
 
 
 def timed_report(home: Path, db: str, run_id: str, out: Path, *extra: str) -> float:
@@ -69,7 +69,7 @@ def main() -> None:
         print(f"assay report, {template}: median {statistics.median(times):.2f}s, max {max(times):.2f}s over "
               f"{len(times)} runs (target < 2 s {verdict})", flush=True)
     t = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import assay.cli"], check=True)
+    subprocess.run([sys.executable, "-c", "import assay.commands.cli"], check=True)
     print(f"(of which interpreter start and CLI import: {time.perf_counter() - t:.2f}s)")
 
 

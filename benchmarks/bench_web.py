@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from assay.audit.ledger import Ledger
-from assay.settings import Settings
+from assay.storage.settings import Settings
 
 MODELS = 20
 POLICY = {"name": "assay:standard", "hash": "sha256:" + "a" * 64, "approvals": 1}
@@ -76,7 +76,7 @@ def run_records(i: int, per_run: int) -> list[tuple[str, str, dict[str, Any]]]:
               for k in range(30)]
     pad = per_run - len(items) - 3
     items += [(run_id, "metrics", {"fold": k, "roc_auc": 0.9 + k * 1e-4}) for k in range(max(0, pad))]
-    from assay.signed import digest_of
+    from assay.storage.signed import digest_of
 
     items += [
         (run_id, "evidence", evidence),

@@ -33,7 +33,7 @@ from assay.audit.merkle import consistency_proof, subtree_hash
 from assay.audit.note import Checkpoint, sign_checkpoint
 from assay.audit.verify import Source
 from assay.audit.witness import NOTE_ALG, WitnessState, format_add_checkpoint, format_vkey
-from assay.settings import Settings
+from assay.storage.settings import Settings
 
 
 async def hello_app(scope: dict[str, Any], receive: Any, send: Any) -> None:

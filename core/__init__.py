@@ -20,10 +20,10 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from assay.commands.monitoring import MonitorContext
     from assay.errors import AssayError, BadInput, Finding, InternalError
-    from assay.hookspecs import hookimpl
-    from assay.monitoring import MonitorContext
-    from assay.types import (
+    from assay.kernel.hookspecs import hookimpl
+    from assay.kernel.types import (
         Baseline,
         Check,
         Dataset,
@@ -52,12 +52,12 @@ __version__ = "0.1.0"
 
 # public name -> the module that defines it
 _EXPORTS = {
-    "hookimpl": "assay.hookspecs",
+    "hookimpl": "assay.kernel.hookspecs",
     **dict.fromkeys(("AssayError", "BadInput", "Finding", "InternalError"), "assay.errors"),
     **dict.fromkeys(("Baseline", "Check", "Dataset", "Event", "EventKind", "Evidence", "FittedModel", "Outcome",
                      "Predictions", "Role", "RuleOutcome", "Run", "SampleWeights", "Scores", "SearchRequest", "Splits",
-                     "StageSummary", "Status", "Task", "Trainer", "Tuner", "Verdict"), "assay.types"),
-    "MonitorContext": "assay.monitoring",
+                     "StageSummary", "Status", "Task", "Trainer", "Tuner", "Verdict"), "assay.kernel.types"),
+    "MonitorContext": "assay.commands.monitoring",
 }
 
 __all__ = [

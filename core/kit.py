@@ -35,12 +35,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from assay.errors import BadInput
+from assay.kernel.types import to_jsonable
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-    from assay.types import Dataset, Run, Trainer
+    from assay.kernel.types import Dataset, Run, Trainer
 
 __all__ = [
     "FILE_SUFFIXES",
@@ -85,6 +86,7 @@ __all__ = [
     "sniff_separator",
     "spec_without_seed",
     "steps",
+    "to_jsonable",
     "weighted_auc",
     "weighted_metric",
 ]
@@ -596,7 +598,7 @@ def read_table(source: str, base_dir: str, query: str = "", field: str = "data.s
         from sqlalchemy.engine import make_url
         from sqlalchemy.exc import ArgumentError
 
-        from assay.settings import redact_url
+        from assay.storage.settings import redact_url
 
         url = resolve_url(source, base_dir)  # the real URL connects; messages show redact_url's
         try:

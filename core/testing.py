@@ -1,6 +1,6 @@
 """The kit for testing plugins (``assay.testing``): conformance checks and a check harness.
 
-**Trainers.** A trainer plugin contributes a :class:`~assay.types.Trainer` whose
+**Trainers.** A trainer plugin contributes a :class:`~assay.kernel.types.Trainer` whose
 ``build(task, run)`` returns an unfitted scikit-learn estimator. The core relies on that
 estimator keeping scikit-learn's contract; these checks prove it on small real datasets that
 ship with scikit-learn (breast cancer, wine, diabetes) or on a dataset you pass (ranking:
@@ -25,7 +25,7 @@ works inside the core's ``Pipeline`` and beats a dummy model (ranking: a constan
 the fitted pipeline round-trips through skops trusting only the trainer's declared
 ``trusted_types``.
 
-**Tuners.** :func:`check_tuner` builds a real :class:`~assay.types.SearchRequest` and checks
+**Tuners.** :func:`check_tuner` builds a real :class:`~assay.kernel.types.SearchRequest` and checks
 that the search has the scikit-learn search interface, keeps to the budget, uses the folds it
 is given, sets only parameters of the family's space, is reproducible with the seed and
 refits the best candidate.
@@ -45,7 +45,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from assay.types import Check, Dataset, Evidence, FittedModel, Run, SearchRequest, Splits, Trainer, Tuner
+from assay.kernel.types import (
+    Check,
+    Dataset,
+    Evidence,
+    FittedModel,
+    Run,
+    SearchRequest,
+    Splits,
+    Trainer,
+    Tuner,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -76,7 +86,7 @@ class CheckResult:
 
 def make_dataset(frame: pd.DataFrame, target: str, task: str, **data: Any) -> Dataset:
     """A :class:`Dataset` for ``frame`` with roles inferred as a run would (``data`` = extra ``[data]`` keys)."""
-    from assay.dataset import fingerprint_frame, infer_roles
+    from assay.kernel.dataset import fingerprint_frame, infer_roles
 
     spec = _spec(target, task, data)
     roles = infer_roles(frame, spec)
@@ -98,7 +108,7 @@ def sample_dataset(task: str) -> Dataset:
 
 
 def _spec(target: str, task: str, data: dict[str, Any]) -> Any:
-    from assay.spec import RunSpec
+    from assay.kernel.spec import RunSpec
 
     return RunSpec.model_validate({"project": {"name": "conformance"},
                                    "data": {"source": "conformance.csv", "target": target, "task": task, **data}})
@@ -127,7 +137,7 @@ class TrainerCase:
     home: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="assay-conformance-")))
 
     def run(self, seed: int | None = None) -> Run:
-        from assay.settings import Settings
+        from assay.storage.settings import Settings
 
         d = self.dataset
         data: dict[str, Any] = {"roles": {c: r for c, r in d.roles.items()
@@ -215,7 +225,7 @@ class TrainerCase:
 def check_registration(case: TrainerCase) -> None:
     """The trainer is a Trainer with a name, a build function, the task and a known preprocessing."""
     t = case.trainer
-    assert isinstance(t, Trainer), f"expected an assay.types.Trainer, got {type(t).__name__}"
+    assert isinstance(t, Trainer), f"expected an assay.kernel.types.Trainer, got {type(t).__name__}"
     assert t.name and t.name.isidentifier(), f"name {t.name!r} must be a non-empty identifier"
     assert callable(t.build), "build must be callable as build(task, run)"
     assert case.task in t.tasks, f"task {case.task!r} is not in the trainer's tasks {sorted(t.tasks)}"
@@ -298,7 +308,7 @@ def check_search_space(case: TrainerCase) -> None:
 
 def check_deterministic(case: TrainerCase) -> None:
     """Two pipelines built and fitted with the same seed predict the holdout identically."""
-    from assay.modelio import predictions_hash
+    from assay.storage.modelio import predictions_hash
 
     X, y = case.part("train")
     X_test, _ = case.part("test")
@@ -355,8 +365,8 @@ def check_skops_roundtrip(case: TrainerCase) -> None:
     import numpy as np
 
     from assay.errors import Finding
-    from assay.modelio import load_model, predictions_hash, save_model
-    from assay.store import ArtifactStore
+    from assay.storage.modelio import load_model, predictions_hash, save_model
+    from assay.storage.store import ArtifactStore
 
     X_test, _ = case.part("test")
     pipe = case.fitted
@@ -440,7 +450,7 @@ def check_trainer(trainer: Trainer, task: str, dataset: Dataset | None = None, s
 
 def _only(*plugins: object) -> Any:
     """A plugin manager with ``plugins`` alone (each validated: unknown hooks are an error)."""
-    from assay.manager import PluginManager, register_plugin
+    from assay.kernel.manager import PluginManager, register_plugin
 
     pm = PluginManager()
     for i, plugin in enumerate(plugins):
@@ -450,14 +460,14 @@ def _only(*plugins: object) -> Any:
 
 def registered_trainers(*plugins: object) -> list[Trainer]:
     """The trainers that ``plugins`` (modules or objects with ``register_trainers``) register."""
-    from assay.runner import collect_trainers
+    from assay.kernel.runner import collect_trainers
 
     return list(collect_trainers(_only(*plugins)).values())
 
 
 def registered_tuners(*plugins: object) -> list[Tuner]:
     """The tuners that ``plugins`` (modules or objects with ``register_tuners``) register."""
-    from assay.runner import collect_tuners
+    from assay.kernel.runner import collect_tuners
 
     return list(collect_tuners(_only(*plugins)).values())
 
@@ -596,7 +606,7 @@ class TunerCase:
 def check_tuner_registration(case: TunerCase) -> None:
     """The tuner is a Tuner with an identifier name and a callable ``make_search(request)``."""
     t = case.tuner
-    assert isinstance(t, Tuner), f"expected an assay.types.Tuner, got {type(t).__name__}"
+    assert isinstance(t, Tuner), f"expected an assay.kernel.types.Tuner, got {type(t).__name__}"
     assert t.name and t.name.isidentifier(), f"name {t.name!r} must be a non-empty identifier"
     assert callable(t.make_search), "make_search must be callable as make_search(request)"
     request, _ = case.request()
@@ -751,10 +761,10 @@ def prepare(spec_path: Path | str, overrides: Sequence[str] | None = None, home:
     :param home: the state directory the run context points at (default ``.assay`` beside the spec).
     :param plugins: extra ``(name, plugin)`` pairs, e.g. the plugin under test.
     """
-    from assay.manager import make_plugin_manager
-    from assay.runner import Runner
-    from assay.settings import Settings
-    from assay.spec import load_spec
+    from assay.kernel.manager import make_plugin_manager
+    from assay.kernel.runner import Runner
+    from assay.kernel.spec import load_spec
+    from assay.storage.settings import Settings
 
     spec, base_dir = load_spec(Path(spec_path), list(overrides or []))
     settings = Settings.resolve(home or base_dir / ".assay")
@@ -785,10 +795,10 @@ def fit(prepared: Prepared, candidates: Sequence[str] | None = None, tuning: str
 
 
 def scores(run: Run, model: FittedModel, splits: Splits) -> Any:
-    """The :class:`~assay.types.Scores` the runner hands ``evaluate``: the baseline (from the installed
+    """The :class:`~assay.kernel.types.Scores` the runner hands ``evaluate``: the baseline (from the installed
     ``fit_baseline``) and the model and baseline predictions on the holdout and the scored training rows."""
-    from assay.manager import make_plugin_manager
-    from assay.runner import Runner
+    from assay.kernel.manager import make_plugin_manager
+    from assay.kernel.runner import Runner
 
     runner = Runner(make_plugin_manager(), run.settings, run.spec, Path(run.spec_path))
     return runner.score(run, model, splits)
@@ -801,7 +811,7 @@ def run_hook(plugin: object, hook: str, prepared: Prepared, model: FittedModel |
     runner passes at that stage; ``evaluate`` needs the ``model`` (see :meth:`Prepared.fit`).
     Returns the plugin's results as one list.
     """
-    from assay.runner import Runner
+    from assay.kernel.runner import Runner
 
     r = prepared.runner
     alone = Runner(_only(plugin), r.settings, r.spec, r.spec_path)
@@ -849,7 +859,7 @@ def _identifier(text: str) -> bool:
 def _check_results(results: list[Any], where: str) -> None:
     import json
 
-    from assay.types import to_jsonable
+    from assay.kernel.types import to_jsonable
 
     seen: set[tuple[str, str]] = set()
     for item in results:
@@ -893,8 +903,8 @@ def check_plugin(plugin: object, prepared: Prepared, model: FittedModel | None =
     :param prepared: a run context from :func:`prepare`.
     :param model: the fitted model for ``evaluate`` (default: ``prepared.fit()`` when needed).
     """
-    from assay.dataset import fingerprint_frame
-    from assay.types import to_jsonable
+    from assay.kernel.dataset import fingerprint_frame
+    from assay.kernel.types import to_jsonable
 
     implemented = {c.name for c in _only(plugin).get_hookcallers(plugin) or []} & set(CHECK_HOOKS)
     name = getattr(plugin, "__name__", type(plugin).__name__)

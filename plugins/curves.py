@@ -26,8 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from assay.hookspecs import hookimpl
-from assay.types import Evidence, Run, Scores, Splits
+from assay import Evidence, Run, Scores, Splits, hookimpl
 
 MAX_POINTS = 200
 MAX_CLASSES = 12

@@ -37,13 +37,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from assay.hookspecs import hookimpl
-from assay.types import Check, Evidence
+from assay import Check, Evidence, hookimpl
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from assay.types import Dataset, Run, Splits
+    from assay import Dataset, Run, Splits
 
 GROUP = "data"
 

@@ -14,7 +14,7 @@ names the most shifted features. The holdout is not used, so it stays untouched.
 With ``train.domain_weighting = true`` the out-of-fold probabilities give each training
 row the importance weight ``p(target|x) / p(source|x) · n_source / n_target`` (an
 estimate of the density ratio), clipped to [1/20, 20] and scaled to mean 1, returned as a
-:class:`~assay.types.SampleWeights` that the runner passes to ``fit_model`` (``model__sample_weight``).
+:class:`~assay.kernel.types.SampleWeights` that the runner passes to ``fit_model`` (``model__sample_weight``).
 Check_split is the one hook that knows the training rows and runs before ``fit_model``;
 ``validate_data`` would have had to look at the holdout rows too.
 
@@ -26,15 +26,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from assay import Check, Evidence, SampleWeights, hookimpl
 from assay.errors import BadInput
-from assay.hookspecs import hookimpl
-from assay.types import Check, Evidence, SampleWeights
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-    from assay.types import Dataset, FittedModel, Run, Scores, Splits, Status
+    from assay import Dataset, FittedModel, Run, Scores, Splits, Status
 
 CLIP = 20.0
 FOLDS = 5

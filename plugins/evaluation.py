@@ -24,8 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from assay.hookspecs import hookimpl
-from assay.types import Baseline, Check, Evidence, FittedModel, Predictions, Run, Scores, Splits
+from assay import Baseline, Check, Evidence, FittedModel, Predictions, Run, Scores, Splits, hookimpl
 
 RANKING_BASELINES = ("popularity", "random")
 
@@ -65,8 +64,8 @@ def fit_baseline(run: Run, splits: Splits) -> Baseline:
 
         raise BadInput(f"evaluate.baseline: {ref!r} is a ranking baseline; for task {task!r} use 'dummy' "
                        "or a registered model NAME@VERSION")
-    from assay.modelio import load_model
-    from assay.store import ArtifactStore, RunStore
+    from assay.storage.modelio import load_model
+    from assay.storage.store import ArtifactStore, RunStore
 
     version = RunStore(run.settings).resolve_model(ref, exclude_run=run.run_id)
     return Baseline(version.ref, load_model(ArtifactStore(run.settings.home), version.artifact), version.run_id)

@@ -55,15 +55,14 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from assay.hookspecs import hookimpl
+from assay import Check, Evidence, hookimpl
 from assay.plugins.datachecks import guarded, with_fix
-from assay.types import Check, Evidence
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-    from assay.types import FittedModel, Run, Scores, Splits
+    from assay import FittedModel, Run, Scores, Splits
 
 GROUP = "fairness"
 FOUR_FIFTHS = 0.8

@@ -14,7 +14,7 @@ resamples of the holdout, seeded with ``split.seed``):
   or ``path = "metrics.test.${metric}", bound = "lower", op = ">", threshold = "baseline"``.
 - ``bootstrap`` — resamples, seed, level, method.
 
-The bootstrap is vectorized: it reads the runner's :class:`~assay.types.Scores` (the model
+The bootstrap is vectorized: it reads the runner's :class:`~assay.kernel.types.Scores` (the model
 and the baseline predicted once, on the holdout and the scored training rows); resamples are count matrices, and
 the metrics are computed from weighted sums (ROC AUC from weighted ranks), so 200
 resamples cost about as much as a few metric calls. Metrics without a weighted form fall
@@ -41,14 +41,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from assay.hookspecs import hookimpl
+from assay import Check, Evidence, hookimpl
 from assay.plugins.datachecks import guarded, with_fix
-from assay.types import Check, Evidence
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from assay.types import FittedModel, Run, Scores, Splits
+    from assay import FittedModel, Run, Scores, Splits
 
 GROUP = "generalization"
 LEVEL = 0.95

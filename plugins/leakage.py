@@ -64,16 +64,15 @@ from collections.abc import Generator
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from assay.hookspecs import hookimpl
+from assay import Check, Evidence, hookimpl
 from assay.plugins.datachecks import dataset_drop, guarded, run_checks, with_fix
-from assay.types import Check, Evidence
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-    from assay.spec import RunSpec, TimeExpression
-    from assay.types import Dataset, FittedModel, Run, Splits
+    from assay import Dataset, FittedModel, Run, Splits
+    from assay.kernel.spec import RunSpec, TimeExpression
 
 GROUP = "leakage"
 
@@ -448,7 +447,7 @@ def decision_checks(run: Run, splits: Splits) -> list[Check | Evidence]:
     """Features whose value becomes known only after the decision (``data.decision_time``)."""
     import numpy as np
 
-    from assay.spec import TimeExpression, parse_time_expression
+    from assay.kernel.spec import TimeExpression, parse_time_expression
 
     d = run.spec.data
     name = "post_decision_features"
@@ -641,7 +640,7 @@ def check_timing_columns(spec: RunSpec, dataset: Dataset) -> None:
 
     from assay.errors import BadInput
     from assay.plugins.loaders import parse_datetime
-    from assay.settings import redact_url
+    from assay.storage.settings import redact_url
 
     frame = dataset.frame
     columns = [str(c) for c in frame.columns]

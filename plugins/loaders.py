@@ -16,15 +16,15 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from assay import hookimpl
 from assay.errors import BadInput
-from assay.hookspecs import hookimpl
 from assay.kit import FILE_SUFFIXES, infer_task, is_url, read_table
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from assay.spec import RunSpec
-    from assay.types import Check, Dataset, Evidence, Run
+    from assay import Check, Dataset, Evidence, Run
+    from assay.kernel.spec import RunSpec
 
 # Text that is an ISO-8601 date or date-time (what CSV and SQLite give back for datetimes).
 _ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?)?(?:Z|[+-]\d{2}:?\d{2})?$")
@@ -133,8 +133,8 @@ def drop_repeated_rows(frame: pd.DataFrame, roles: dict[str, Any]) -> tuple[pd.D
 
 def prepare_frame(frame: pd.DataFrame, spec: RunSpec, source: str, name: str = "data") -> Dataset:
     """Turn a raw table into a fingerprinted :class:`Dataset` with roles and a task."""
-    from assay.dataset import fingerprint_frame, infer_roles
-    from assay.types import Dataset
+    from assay import Dataset
+    from assay.kernel.dataset import fingerprint_frame, infer_roles
 
     frame = frame.copy(deep=False)
     frame.columns = [str(c).strip() for c in frame.columns]
@@ -176,7 +176,7 @@ def load_table(spec: RunSpec, source: str, base_dir: str, field: str = "data.sou
 
     The dataset's ``source`` (what evidence and messages show) is the URL without its password.
     """
-    from assay.settings import redact_url
+    from assay.storage.settings import redact_url
 
     return prepare_frame(read_table(source, base_dir, spec.data.query, field, spec.data.sep), spec,
                          redact_url(source), name)
@@ -194,7 +194,7 @@ def load_data(spec: RunSpec, source: str, base_dir: str) -> Dataset | None:
 @hookimpl
 def validate_data(run: Run, dataset: Dataset) -> list[Check | Evidence]:
     """Record what loading did to the table: rows dropped for a missing target, and by ``data.dedupe``."""
-    from assay.types import Evidence
+    from assay import Evidence
 
     dropped: Any = dataset.frame.attrs.get(DROPPED_ATTR, 0)
     done: dict[str, Any] = {"rows_without_target": int(dropped)}

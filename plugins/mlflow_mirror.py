@@ -36,8 +36,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from assay.hookspecs import hookimpl
-from assay.settings import redact_url
+from assay import hookimpl
+from assay.storage.settings import redact_url
 
 NAME = "mlflow"
 TAG_PREFIX = "assay."
@@ -57,7 +57,7 @@ class MlflowSettings(BaseModel):
     retries: int = Field(1, ge=0, le=10)
 
 
-# The spec's [plugins.mlflow] table is validated with this model (assay.spec.check_plugin_sections).
+# The spec's [plugins.mlflow] table is validated with this model (assay.kernel.spec.check_plugin_sections).
 ASSAY_SPEC_SECTION = MlflowSettings
 
 
@@ -222,7 +222,7 @@ def _quiet_mlflow() -> None:
 
 def mirror_run(run: Any, settings: MlflowSettings) -> str:
     """Mirror ``run`` (finished, recorded) into MLflow; return the MLflow run id."""
-    from assay.signed import SignedLedger
+    from assay.storage.signed import SignedLedger
 
     signed = SignedLedger.open(run.settings)
     with _http_limits(settings):
@@ -287,7 +287,7 @@ def _write_artifacts(run: Any, signed: Any, evidence: Mapping[str, Any], verdict
         (folder / "verdict.json").write_text(json.dumps(verdict, indent=2, sort_keys=True, ensure_ascii=False),
                                              encoding="utf-8")
     try:
-        from assay.report import render
+        from assay.commands.report import render
 
         row = signed.run_row(run.run_id)
         html = render(row, dict(evidence), dict(verdict) if verdict is not None else None, signed.run_records(run.run_id),
@@ -297,7 +297,7 @@ def _write_artifacts(run: Any, signed: Any, evidence: Mapping[str, Any], verdict
         _warn(f"MLflow mirror: the HTML report of run {run.run_id} was not written ({type(exc).__name__}: {_short(exc)})")
     try:
         from assay.audit.keys import KeyStore
-        from assay.bom import build_bom, sign_bom
+        from assay.commands.bom import build_bom, sign_bom
 
         bom = sign_bom(build_bom(signed, run.run_id), KeyStore(run.settings.home).active(create=False))
         (folder / "bom.cdx.json").write_text(json.dumps(bom, indent=2, ensure_ascii=False), encoding="utf-8")
@@ -313,8 +313,8 @@ def _log_model(client: Any, run: Any, experiment_id: str, mlflow_run_id: str, ev
     import mlflow.sklearn
     import skops.io as sio
 
-    from assay.modelio import load_model
-    from assay.store import ArtifactStore
+    from assay.storage.modelio import load_model
+    from assay.storage.store import ArtifactStore
 
     model = evidence.get("model") or {}
     store = ArtifactStore(run.settings.home)

@@ -34,14 +34,14 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from assay.hookspecs import hookimpl
-from assay.types import Check, Evidence, FittedModel, Run, Splits, Status, to_jsonable
+from assay import Check, Evidence, FittedModel, Run, Splits, Status, hookimpl
+from assay.kit import to_jsonable
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-    from assay.monitoring import MonitorContext
+    from assay.commands.monitoring import MonitorContext
 
 FEATURE_ROLES = ("numeric", "categorical", "text", "datetime")
 KEPT_ROLES = (*FEATURE_ROLES, "sensitive", "target")
@@ -131,8 +131,8 @@ def evaluate(run: Run, model: FittedModel, splits: Splits) -> list[Check | Evide
 
 
 def store_reference(run: Run, model: FittedModel, splits: Splits) -> list[Check | Evidence]:
-    from assay.dataset import fingerprint_frame
-    from assay.store import ArtifactStore
+    from assay.kernel.dataset import fingerprint_frame
+    from assay.storage.store import ArtifactStore
 
     dataset = splits.dataset
     kept = [c for c in dataset.frame.columns if dataset.roles.get(c) in KEPT_ROLES]
@@ -560,8 +560,8 @@ def monitor(run: Run, reference: pd.DataFrame, current: pd.DataFrame, context: M
     """
     import numpy as np
 
-    from assay.modelio import load_model
-    from assay.store import ArtifactStore
+    from assay.storage.modelio import load_model
+    from assay.storage.store import ArtifactStore
 
     training = context.training
     info = training["monitoring"]["reference"]

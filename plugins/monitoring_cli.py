@@ -240,8 +240,8 @@ def check(state: Any, run_ref: str, current: str, labels: bool, policy_ref: str 
     value and threshold) first, then evidently's recorded report, which reaches the same
     conclusion.
     """
-    from assay.monitoring import run_monitor
-    from assay.store import ArtifactStore
+    from assay.commands.monitoring import run_monitor
+    from assay.storage.store import ArtifactStore
 
     result = run_monitor(state.plugin_manager(), state, run_ref, current, labels=labels, policy_ref=policy_ref)
     text = RENDERERS[fmt_name](result)
@@ -265,7 +265,7 @@ def _emit(text: str, output: str | None) -> None:
 
 
 def history_json(run: Any, rows: Sequence[Any]) -> dict[str, Any]:
-    from assay.monitoring import trend
+    from assay.commands.monitoring import trend
 
     share = [r.share_drifted for r in rows]
     metric = [r.metric_current for r in rows]
@@ -378,7 +378,7 @@ def history_html(data: dict[str, Any]) -> str:
 @click.pass_obj
 def history(state: Any, run_ref: str, as_json: bool, html_path: str | None) -> None:
     """Show the series of monitor results for RUN_ID's model, with the trend toward each threshold."""
-    from assay.monitoring import monitor_history
+    from assay.commands.monitoring import monitor_history
 
     run, rows = monitor_history(state, run_ref)
     data = history_json(run, rows)

@@ -25,12 +25,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from assay.hookspecs import hookimpl
+from assay import Check, Evidence, Trainer, hookimpl
 from assay.kit import loguniform, randint
-from assay.types import Check, Evidence, Trainer
 
 if TYPE_CHECKING:
-    from assay.types import Dataset, Run, Splits, Status
+    from assay import Dataset, Run, Splits, Status
 
 RANKING = frozenset({"ranking"})
 

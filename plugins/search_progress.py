@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from assay.types import Run
+from assay import Run
 
 #: the most reports per call of ``evaluate_candidates`` (each slice ends in a barrier)
 SLICES_PER_BATCH = 8

@@ -33,7 +33,7 @@ dropped; ROC AUC, accuracy, F1, losses and R² from weighted sums, the rest per 
 The earlier runs are read from the ledger's ``split``, ``run_started``, ``data``, ``metrics`` and
 ``evidence`` records that precede this run's own ``split`` record (so the answer is a function of
 the ledger's prefix, the same at run time and later). Every deciding command recomputes it from the
-verified ledger (``assay.signed.SignedLedger.evidence``) and refuses the run when the signed
+verified ledger (``assay.storage.signed.SignedLedger.evidence``) and refuses the run when the signed
 evidence says otherwise: a record hidden or altered while the run read it cannot lower the count
 that reaches a gate or a deployment.
 """
@@ -42,13 +42,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from assay.hookspecs import hookimpl
-from assay.types import Check, Evidence
+from assay import Check, Evidence, hookimpl
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from assay.types import Run, Scores
+    from assay import Run, Scores
 
 GROUP = "selection"
 ALPHA = 0.05

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from assay import hookimpl
 from assay.errors import BadInput
-from assay.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from assay.types import Dataset, Evidence, Run, Splits
+    from assay import Dataset, Evidence, Run, Splits
 
 
 def _time_cut(times: np.ndarray, test_size: float) -> int:
@@ -53,7 +53,7 @@ def _time_split(run: Run, dataset: Dataset) -> Splits:
     import numpy as np
     import pandas as pd
 
-    from assay.types import Splits
+    from assay import Splits
 
     spec, d = run.spec.split, run.spec.data
     if not d.time_column:
@@ -81,7 +81,7 @@ def _group_split(run: Run, dataset: Dataset) -> Splits:
     import numpy as np
     from sklearn.model_selection import GroupKFold, GroupShuffleSplit
 
-    from assay.types import Splits
+    from assay import Splits
 
     spec, d = run.spec.split, run.spec.data
     key = d.group_column or d.id_column
@@ -110,7 +110,7 @@ def _row_split(run: Run, dataset: Dataset, strategy: str) -> Splits:
     import pandas as pd
     from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
-    from assay.types import Splits
+    from assay import Splits
 
     spec = run.spec.split
     y = dataset.frame[dataset.target].to_numpy()
@@ -156,8 +156,8 @@ def check_split(run: Run, splits: Splits) -> list[Evidence]:
     """Record which rows went where, by position (the runner records their content fingerprints)."""
     import hashlib
 
-    from assay.dataset import rows_digest
-    from assay.types import Evidence
+    from assay import Evidence
+    from assay.kernel.dataset import rows_digest
 
     folds = hashlib.sha256()
     for tr, va in splits.folds:

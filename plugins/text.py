@@ -20,9 +20,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from assay.hookspecs import hookimpl
+from assay import Run, Trainer, hookimpl
 from assay.kit import loguniform
-from assay.types import Run, Trainer
 
 TEXT = frozenset({"text"})
 

@@ -16,13 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from assay import FittedModel, Run, SampleWeights, SearchRequest, Splits, Trainer, Tuner, hookimpl
 from assay.errors import BadInput
-from assay.hookspecs import hookimpl
 from assay.kit import make_pipeline_for
-from assay.types import FittedModel, Run, SampleWeights, SearchRequest, Splits, Trainer, Tuner
 
 if TYPE_CHECKING:
-    from assay.spec import TrainSpec
+    from assay.kernel.spec import TrainSpec
 
 # --------------------------------------------------------------------------- defaults scaled to the data
 # Measured on 2 cores (benchmarks/bench_defaults.py, RESULTS.md "Defaults (issue 11)"). Below

@@ -1,6 +1,6 @@
 """Bundled search strategies (``register_tuners``): none, grid, random, successive halving.
 
-Each ``make_search`` takes one :class:`~assay.types.SearchRequest` (the pipeline, the family,
+Each ``make_search`` takes one :class:`~assay.kernel.types.SearchRequest` (the pipeline, the family,
 the folds, the scorer, the budget, the seed and the parallel fits) and returns a search.
 
 Every tuner wraps a scikit-learn search over the training part's CV folds; ``budget`` is

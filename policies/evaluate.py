@@ -19,10 +19,10 @@ from dataclasses import replace
 from datetime import date
 from typing import Any, Final
 
+from assay.commands.waivers import Waiver, active_waivers, utc_today
+from assay.kernel.types import Outcome, RuleOutcome
 from assay.policies import expr as ex
 from assay.policies.language import Policy, Rule
-from assay.policies.waivers import Waiver, active_waivers, utc_today
-from assay.types import Outcome, RuleOutcome
 
 NOT_APPLICABLE = "not applicable"
 #: the outcome of a rule that does not apply to the run (it neither passes nor blocks)

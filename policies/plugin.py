@@ -12,12 +12,12 @@ from collections.abc import Callable, Sequence
 from datetime import date
 from typing import Any
 
-from assay.hookspecs import hookimpl
+from assay.commands.waivers import Waiver
+from assay.kernel.hookspecs import hookimpl
+from assay.kernel.types import RuleOutcome
 from assay.policies.evaluate import evaluate_policy
 from assay.policies.language import Policy
 from assay.policies.packs import bundled_packs
-from assay.policies.waivers import Waiver
-from assay.types import RuleOutcome
 
 
 @hookimpl

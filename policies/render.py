@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
+from assay.kernel.types import RuleOutcome, Verdict
 from assay.policies.evaluate import NA, NOT_APPLICABLE, show
 from assay.policies.language import Policy
-from assay.types import RuleOutcome, Verdict
 
 FORMATS = ("text", "json", "junit", "markdown", "sarif", "vsa")
 #: ``--only``: which rules a report lists (the counts always cover all of them)
@@ -361,12 +361,12 @@ def render_sarif(report: GateReport) -> str:
 def render_vsa(report: GateReport) -> str:
     """The verdict's signed SLSA VSA, run attestation and Test Results as one in-toto bundle (JSON Lines).
 
-    Signing needs the ledger, so ``assay gate`` builds them (``assay.audit.vsa.build_vsa``) into
+    Signing needs the ledger, so ``assay gate`` builds them (``assay.commands.vsa.build_vsa``) into
     ``report.extra["vsa"]``; this only writes them out.
     """
     docs = report.extra.get("vsa")
     if docs is None:
-        raise ValueError("the vsa format is signed from the ledger: build it with assay.audit.vsa.build_vsa")
+        raise ValueError("the vsa format is signed from the ledger: build it with assay.commands.vsa.build_vsa")
     return str(docs.bundle_text())
 
 

@@ -213,7 +213,7 @@ def create_app(view: LedgerView, token: bytes | None = None, witness_keys: list[
     @get("/runs/{run_id:str}", sync_to_thread=True)
     def run_html(run_id: PathStr) -> Response[str]:
         return page("run.html", f"/runs/{run_id}", lambda: pages.run_page(view, run_id),
-                    lambda data: {"report": Markup(pages.run_report_html(view, data))})  # assay.report escapes every value
+                    lambda data: {"report": Markup(pages.run_report_html(view, data))})  # assay.commands.report escapes every value
 
     @get("/api/runs/{run_id:str}", sync_to_thread=True)
     def run_api(run_id: PathStr) -> Response[str]:
@@ -319,7 +319,7 @@ def create_app(view: LedgerView, token: bytes | None = None, witness_keys: list[
     @get("/static/{name:str}", sync_to_thread=True)
     def static(name: PathStr) -> Response[bytes]:
         if name == "report.css":
-            from assay.report import CSS
+            from assay.commands.report import CSS
 
             return Response(CSS.encode(), media_type="text/css")
         if name not in STATIC:

@@ -68,7 +68,7 @@ def serve(state: Any, listen: str, token_file: str | None, home_opt: str | None,
     The database is opened read-only and every route is a GET. The ledger is verified in full
     in the background (again when it changes); a banner on every page says whether it verified.
     """
-    from assay.settings import Settings
+    from assay.storage.settings import Settings
 
     host, port = parse_listen(listen)
     token = read_token(token_file) if token_file else None

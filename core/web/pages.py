@@ -4,7 +4,7 @@ templates render.
 Each function reads the published :class:`~assay.web.index.LedgerIndex` (verified records only)
 and, for what it shows in full, reads records by run id or sequence number and checks each
 against the verified tree (``LedgerView.check``). Decisions reuse the deciding code of the CLI:
-``assay.signed.SignedLedger`` over the records concerned, ``policies.deploy.verify_artifact``,
+``assay.storage.signed.SignedLedger`` over the records concerned, ``policies.deploy.verify_artifact``,
 ``count_approvals`` and ``waivers.trusted_waivers``.
 """
 
@@ -84,7 +84,7 @@ def signer_of(view: LedgerView, key_id: str) -> dict[str, Any]:
 
 
 def _signed(view: LedgerView, records: Iterable[Record]) -> Any:
-    from assay.signed import SignedLedger
+    from assay.storage.signed import SignedLedger
 
     return SignedLedger(sorted(records, key=lambda r: r.seq), view.status.report, view.settings)
 
@@ -273,12 +273,12 @@ def run_page(view: LedgerView, ref: str) -> dict[str, Any]:
 
 
 def run_report_html(view: LedgerView, data: dict[str, Any]) -> str:
-    """The evidence pack's sections after its attention list (``assay.report.render_body``): the run
+    """The evidence pack's sections after its attention list (``assay.commands.report.render_body``): the run
     page has its own header, attention list and decision, and lists the records with their integrity."""
     from types import SimpleNamespace
 
-    from assay.report import render_body
-    from assay.store import RunRow
+    from assay.commands.report import render_body
+    from assay.storage.store import RunRow
 
     status = view.status
     row = RunRow(run_id=data["run_id"], project=data["project"], status=data["status"], error=data["error"])
@@ -301,7 +301,7 @@ def models_of(index: LedgerIndex) -> list[Any]:
     """Model versions from the verified model and promotion records (``SignedLedger.models``)."""
     found = index.cache.get("models")
     if found is None:
-        from assay.signed import SignedLedger
+        from assay.storage.signed import SignedLedger
 
         signed = SignedLedger(index.records_of("model", "promotion"), None, None)  # type: ignore[arg-type]
         found = index.cache["models"] = signed.models()
@@ -346,7 +346,7 @@ def governing(view: LedgerView, index: LedgerIndex, artifact: str) -> dict[str, 
 
 def governing_many(view: LedgerView, index: LedgerIndex, artifacts: list[str]) -> dict[str, dict[str, Any]]:
     """:func:`governing` for several artifacts, reading the records of their runs in one query."""
-    from assay.policies.deploy import verify_artifact
+    from assay.commands.deploy import verify_artifact
 
     out = {a: index.cache[("governing", a)] for a in artifacts if ("governing", a) in index.cache}
     todo = [a for a in dict.fromkeys(artifacts) if a not in out]
@@ -383,8 +383,8 @@ def _model_records(index: LedgerIndex, ref: str, kind: str) -> list[Record]:
 
 
 def version_detail(view: LedgerView, index: LedgerIndex, e: Any, today: _dt.date | None = None) -> dict[str, Any]:
-    from assay.policies.deploy import count_approvals
-    from assay.policies.waivers import trusted_waivers
+    from assay.commands.deploy import count_approvals
+    from assay.commands.waivers import trusted_waivers
 
     today = today or _dt.datetime.now(_dt.UTC).date()
     approvals_recs = _model_records(index, e.ref, "approval")
@@ -616,7 +616,7 @@ def lineage_page(view: LedgerView, run: str = "", data: str = "", policy: str = 
     index = require_index(view)
     p, n = page_args(page, per_page or 100)
     if run:
-        from assay.lineage import build_lineage
+        from assay.commands.lineage import build_lineage
 
         run_id = _resolve_run(index, run)
         good = [r for r, state in _checked_run_records(view, index, run_id) if state == VERIFIED]
@@ -766,7 +766,7 @@ def monitoring_page(view: LedgerView, model: str = "", page: int | None = None,
 
 @dataclass
 class _MonitorResult:
-    """The fields of ``assay.monitoring.MonitorRow`` that ``history_json`` reads, without an ORM object."""
+    """The fields of ``assay.commands.monitoring.MonitorRow`` that ``history_json`` reads, without an ORM object."""
 
     monitor_id: str
     run_id: str
@@ -791,7 +791,7 @@ class _MonitorResult:
     html: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        from assay.monitoring import MonitorRow
+        from assay.commands.monitoring import MonitorRow
 
         return MonitorRow.to_json(self)  # type: ignore[arg-type]  # the same shape as `monitor history --json`
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from assay.audit.format import Record
 from assay.errors import AssayError
-from assay.settings import Settings
+from assay.storage.settings import Settings
 from assay.web.index import CHANGED, IndexMismatch, LedgerIndex, check_record
 from assay.web.source import Reader, change_marks, pg_write_counter, readonly_url
 
@@ -219,7 +219,7 @@ class LedgerView:
 
     def _fail(self, exc: BaseException) -> None:
         message = exc.message if isinstance(exc, AssayError) else f"{type(exc).__name__}: {exc}"
-        from assay.settings import redact_url
+        from assay.storage.settings import redact_url
 
         with self._lock:
             self._status = _replace(self._status, state=ERROR, message=redact_url(message), verifying_since=None)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from assay.settings import Settings
+from assay.storage.settings import Settings
 from tests.audit.public_vectors import VECTOR_SETS, VECTORS, case_files
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -506,7 +506,7 @@ def test_bundle_of_a_postgresql_ledger_verifies_offline(pg_url: str, tmp_path: P
 def test_a_run_that_failed_before_training_is_bundled_without_an_attestation(tmp_path: Path) -> None:
     from assay.audit.bundle import write_bundle
     from assay.audit.ledger import Ledger
-    from assay.settings import Settings
+    from assay.storage.settings import Settings
 
     ledger = Ledger.open(Settings(tmp_path / "home", f"sqlite:///{tmp_path / 'home' / 'assay.db'}"))
     ledger.append("run-a", "run_started", {"project": "p"})

@@ -21,7 +21,7 @@ import pytest
 from assay.audit import verify as V
 from assay.audit.ledger import Ledger
 from assay.audit.note import parse_checkpoint, parse_note
-from assay.settings import Settings
+from assay.storage.settings import Settings
 
 from .conftest import run_assay
 from .tamper_tools import Raw
@@ -312,7 +312,7 @@ def test_every_appending_command_leaves_a_checkpoint(settings: Settings, opened:
     assert cp_size(path) == 14
 
     script = (  # a process that appends and never closes: at interpreter exit
-        "import sys; from pathlib import Path; from assay.audit.ledger import Ledger; from assay.settings import Settings; "
+        "import sys; from pathlib import Path; from assay.audit.ledger import Ledger; from assay.storage.settings import Settings; "
         "led = Ledger.open(Settings(Path(sys.argv[1]), sys.argv[2])); "
         "led.append_many([('r2', 'data', {'i': i}) for i in range(7)])"
     )

@@ -12,7 +12,7 @@ import time
 
 from assay.audit import verify as V
 from assay.audit.ledger import Ledger
-from assay.settings import Settings
+from assay.storage.settings import Settings
 
 WRITERS, PER_WRITER = 8, 250
 
@@ -21,7 +21,7 @@ _WRITER = textwrap.dedent(
     import sys
     from pathlib import Path
     from assay.audit.ledger import Ledger
-    from assay.settings import Settings
+    from assay.storage.settings import Settings
     home, url, name, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     led = Ledger.open(Settings(Path(home), url))
     print("ready", flush=True)
@@ -36,7 +36,7 @@ _CRASHER = textwrap.dedent(
     import sys
     from pathlib import Path
     from assay.audit.ledger import Ledger
-    from assay.settings import Settings
+    from assay.storage.settings import Settings
     home, url, tag = sys.argv[1], sys.argv[2], sys.argv[3]
     led = Ledger.open(Settings(Path(home), url))
     n = 0

@@ -22,7 +22,7 @@ from assay.audit.export import intoto_envelope
 from assay.audit.format import record_hash
 from assay.audit.ledger import Ledger
 from assay.errors import BadInput
-from assay.settings import Settings
+from assay.storage.settings import Settings
 
 from .conftest import run_assay
 

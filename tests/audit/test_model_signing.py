@@ -370,9 +370,9 @@ def test_any_altered_bundle_is_refused_cleanly(signed_release: tuple[Stored, dic
                                                tmp_path: Path) -> None:
     """Replace any part of a good bundle with any JSON value: verify_bundle refuses it with a Finding or
     BadInput (exit 1 or 2, never a traceback), or accepts it only when the signed statement is unchanged."""
-    from assay.audit.modelsign import verify_bundle
+    from assay.commands.modelsign import verify_bundle
     from assay.errors import BadInput, Finding
-    from assay.signed import SignedLedger
+    from assay.storage.signed import SignedLedger
 
     stored, _key, sig = signed_release
     original = json.loads(sig.read_text())

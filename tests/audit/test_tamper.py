@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from assay.audit import verify as V
 from assay.audit.format import key_id_of
 from assay.audit.ledger import Ledger
-from assay.settings import Settings
+from assay.storage.settings import Settings
 
 from .conftest import run_assay
 from .tamper_tools import Raw, forged_row, resign

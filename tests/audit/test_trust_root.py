@@ -21,7 +21,7 @@ from assay.audit.keyreplay import approving_identities, trust_from_public_key, v
 from assay.audit.ledger import Ledger
 from assay.audit.trust import FORMAT, ROLES, TrustError, parse_trust
 from assay.errors import BadInput
-from assay.settings import Settings
+from assay.storage.settings import Settings
 
 from .conftest import run_assay
 from .tamper_tools import Raw, forged_row, resign

@@ -38,7 +38,7 @@ from assay.audit.merkle import consistency_proof, subtree_hash
 from assay.audit.note import EM_DASH, Checkpoint, parse_note, sign_checkpoint, verify_note
 from assay.audit.verify import Source
 from assay.errors import BadInput
-from assay.settings import Settings
+from assay.storage.settings import Settings
 from tests.audit.conftest import run_assay
 
 # ------------------------------------------------------------------------------------ helpers

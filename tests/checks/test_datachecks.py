@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from assay.kernel.types import Check, Evidence
 from assay.plugins import datachecks
 from assay.testing import by_name, prepare
-from assay.types import Check, Evidence
 from tests.checks import datasets as ds
 
 

@@ -21,8 +21,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from assay.errors import BadInput
+from assay.kernel.spec import TIME_UNITS, RunSpec, TimeExpression, parse_time_expression
 from assay.plugins import leakage
-from assay.spec import TIME_UNITS, RunSpec, TimeExpression, parse_time_expression
 from tests.checks import datasets as ds
 from tests.checks.harness import by_name, prepare
 from tests.conftest import run_assay
@@ -303,8 +303,8 @@ def test_the_departure_delay_blocks_the_run_and_the_gate_names_it(runs: dict[str
 
 
 def test_the_single_feature_check_does_not_catch_it(runs: dict[str, tuple[Any, Path]]) -> None:
-    from assay.settings import Settings
-    from assay.store import RunStore
+    from assay.storage.settings import Settings
+    from assay.storage.store import RunStore
 
     result, home = runs["dep_delay"]
     checks = RunStore(Settings.resolve(home)).get_run(result.json["run_id"]).evidence["checks"]["leakage"]
@@ -315,8 +315,8 @@ def test_the_single_feature_check_does_not_catch_it(runs: dict[str, tuple[Any, P
 
 
 def test_nothing_is_flagged_on_the_clean_flights_columns(runs: dict[str, tuple[Any, Path]]) -> None:
-    from assay.settings import Settings
-    from assay.store import RunStore
+    from assay.storage.settings import Settings
+    from assay.storage.store import RunStore
 
     result, home = runs["clean"]
     assert result.returncode == 0, (result.json.get("verdict", {}).get("reasons"), result.stderr[-3000:])

@@ -13,9 +13,9 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from assay.settings import Settings
-from assay.spec import DataSpec
-from assay.store import RunStore
+from assay.kernel.spec import DataSpec
+from assay.storage.settings import Settings
+from assay.storage.store import RunStore
 from tests.checks import datasets as ds
 from tests.conftest import run_assay
 

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from assay.kernel.types import Evidence
 from assay.plugins import fairness
 from assay.testing import by_name, fit, prepare, scores
-from assay.types import Evidence
 from tests.checks import datasets as ds
 from tests.conftest import EXAMPLES
 

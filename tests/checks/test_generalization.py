@@ -11,10 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from assay import kit
+from assay.kernel.types import Check, Evidence, FittedModel
 from assay.kit import metric
 from assay.plugins import generalization as gen
 from assay.testing import by_name, fit, prepare, scores
-from assay.types import Check, Evidence, FittedModel
 
 
 def _explicit(name: str, y: np.ndarray, pred: np.ndarray, proba: np.ndarray | None, classes: np.ndarray,
@@ -86,7 +86,7 @@ def adult(adult_small: Path) -> Any:
 
 
 def _evidence(results: list[Check | Evidence]) -> dict[str, Any]:
-    from assay.runner import deep_merge
+    from assay.kernel.runner import deep_merge
 
     out: dict[str, Any] = {}
     for item in results:
@@ -163,7 +163,7 @@ def test_cluster_bootstrap_keeps_queries_whole() -> None:
 
 
 def test_a_large_training_part_is_scored_on_a_sample(adult: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from assay import runner
+    from assay.kernel import runner
     from assay.plugins.evaluation import evaluate
 
     prepared, model = adult

@@ -223,7 +223,7 @@ def test_near_duplicate_reviews_across_the_split(tmp_path: Path) -> None:
 
 
 def test_conduct_facts() -> None:
-    from assay.types import FittedModel
+    from assay.kernel.types import FittedModel
 
     def model(**conduct: object) -> FittedModel:
         return FittedModel("f", None, {}, {}, [], **conduct)  # type: ignore[arg-type]

@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from assay.hookspecs import hookimpl
+from assay.kernel.hookspecs import hookimpl
 from tests.checks import datasets as ds
 from tests.conftest import run_assay
 
@@ -57,8 +57,8 @@ class Outcome:
         return [r["id"] for r in (self.result.get("verdict") or {}).get("rules", []) if r["outcome"] in outcomes]
 
     def evidence(self) -> dict[str, Any]:
-        from assay.settings import Settings
-        from assay.store import RunStore
+        from assay.storage.settings import Settings
+        from assay.storage.store import RunStore
 
         return RunStore(Settings.resolve(self.home)).get_run(self.result["run_id"]).evidence
 
@@ -162,10 +162,10 @@ class RaisingCheck:
 
 
 def _run_in_process(spec_path: Path, home: Path, extra: tuple[tuple[str, object], ...] = ()) -> Any:
-    from assay.manager import make_plugin_manager
-    from assay.runner import Runner
-    from assay.settings import Settings
-    from assay.spec import load_spec
+    from assay.kernel.manager import make_plugin_manager
+    from assay.kernel.runner import Runner
+    from assay.kernel.spec import load_spec
+    from assay.storage.settings import Settings
 
     settings = Settings.resolve(home)
     spec, _ = load_spec(spec_path)
@@ -178,8 +178,8 @@ def clean_spec(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_a_check_that_raises_errors_the_run_and_the_gate_fails_closed(clean_spec: Path, tmp_path: Path) -> None:
-    from assay.settings import Settings
-    from assay.store import RunStore
+    from assay.storage.settings import Settings
+    from assay.storage.store import RunStore
 
     home = tmp_path / "home"
     result = _run_in_process(clean_spec, home, (("raising", RaisingCheck()),))

@@ -16,8 +16,8 @@ FAST = ("--set", "train.tuning=none", "--set", 'train.candidates=["logistic_regr
 
 
 def _signed_evidence(home: Path, run_id: str) -> dict[str, Any]:
-    from assay.settings import Settings
-    from assay.signed import SignedLedger
+    from assay.storage.settings import Settings
+    from assay.storage.signed import SignedLedger
 
     evidence, _ = SignedLedger.open(Settings.resolve(home)).evidence(run_id)
     return evidence
@@ -170,7 +170,7 @@ def test_a_record_hidden_while_the_run_counted_cannot_lower_the_count_that_decid
     """Attack: with write access to the database only, alter an earlier run's split record while a new
     run counts the evaluations of its holdout, then restore it. The ledger verifies again, but every
     deciding command recomputes the count from the verified records and refuses the run."""
-    from assay.settings import Settings
+    from assay.storage.settings import Settings
     from tests.audit.tamper_tools import Raw
 
     ids = []
@@ -199,7 +199,7 @@ def test_a_record_hidden_while_the_run_counted_cannot_lower_the_count_that_decid
 
 def _signed_evidence_unchecked(home: Path, run_id: str) -> dict[str, Any]:
     from assay.audit.canonical import decode_special
-    from assay.settings import Settings
-    from assay.signed import SignedLedger
+    from assay.storage.settings import Settings
+    from assay.storage.signed import SignedLedger
 
     return decode_special(SignedLedger.open(Settings.resolve(home)).last(run_id, "evidence").payload)  # type: ignore[union-attr]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import re
 
-import assay.hookspecs as hookspecs
+import assay.kernel.hookspecs as hookspecs
 from tests.conftest import ROOT
 
 

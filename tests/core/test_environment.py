@@ -12,7 +12,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from assay.environment import _name_and_version, capture, installed_packages
+from assay.kernel.environment import _name_and_version, capture, installed_packages
 
 
 def _by_importlib() -> dict[str, str]:
@@ -64,7 +64,7 @@ def test_capture_records_the_same_sections(tmp_path: Path) -> None:
 
 
 def test_openmp_threads_wait_passively_only_on_a_busy_machine(monkeypatch: Any) -> None:
-    from assay.environment import prefer_passive_openmp
+    from assay.kernel.environment import prefer_passive_openmp
 
     cores = os.cpu_count() or 1
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
@@ -85,7 +85,7 @@ def test_the_cli_sets_it_before_scikit_learn_loads(tmp_path: Path) -> None:
     """On a busy machine the process that ran a command has it set, and scikit-learn was not loaded before."""
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     probe = ("import os, sys; os.getloadavg = lambda: (1000.0, 0.0, 0.0)\n"
-             "from assay.cli import main; sys.argv = ['assay', '--version'];\n"
+             "from assay.commands.cli import main; sys.argv = ['assay', '--version'];\n"
              "try:\n    main()\nexcept SystemExit:\n    pass\n"
              "print(os.environ.get('OMP_WAIT_POLICY'), 'sklearn' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=60)

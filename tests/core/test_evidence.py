@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from assay.evidence import CORE_SECTIONS, MalformedEvidence, validate_evidence
-from assay.hookspecs import hookimpl
-from assay.types import Evidence
+from assay.kernel.evidence import CORE_SECTIONS, MalformedEvidence, validate_evidence
+from assay.kernel.hookspecs import hookimpl
+from assay.kernel.types import Evidence
 from tests.conftest import run_assay
 
 QUICK = ["train.tuning=none", 'train.candidates=["logistic_regression"]']
@@ -39,10 +39,10 @@ class OwnSections:
 
 
 def _run(spec_dir: Path, home: Path, extra: tuple[tuple[str, object], ...] = ()) -> Any:
-    from assay.manager import make_plugin_manager
-    from assay.runner import Runner
-    from assay.settings import Settings
-    from assay.spec import load_spec
+    from assay.kernel.manager import make_plugin_manager
+    from assay.kernel.runner import Runner
+    from assay.kernel.spec import load_spec
+    from assay.storage.settings import Settings
 
     spec_path = spec_dir / "assay.toml"
     spec, _ = load_spec(spec_path, QUICK)
@@ -76,9 +76,9 @@ def test_a_real_runs_evidence_fits_the_schema_with_a_plugins_own_sections(with_o
 
 def test_a_malformed_section_errors_the_run_names_section_and_field_and_the_gate_fails_closed(
         adult_small: Path, tmp_path: Path) -> None:
-    from assay.settings import Settings
-    from assay.signed import SignedLedger
-    from assay.store import RunStore
+    from assay.storage.settings import Settings
+    from assay.storage.signed import SignedLedger
+    from assay.storage.store import RunStore
 
     home = tmp_path / "home"
     result = _run(adult_small, home, (("malformed", MalformedFairness()),))

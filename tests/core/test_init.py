@@ -33,8 +33,8 @@ def test_init_scaffolds_a_working_spec(tmp_path: Path, adult_small: Path) -> Non
                     "--set", 'train.candidates=["logistic_regression"]', home=home)
     assert ran.returncode in (0, 1), ran.stderr
     assert ran.json["status"] in ("passed", "blocked")
-    from assay.settings import Settings
-    from assay.store import RunStore
+    from assay.storage.settings import Settings
+    from assay.storage.store import RunStore
 
     evidence = RunStore(Settings.resolve(home)).get_run(ran.json["run_id"]).evidence or {}
     used = evidence["model"]["search"]["settings"]["budget"]

@@ -140,7 +140,7 @@ def test_any_table_reads_the_same_whatever_its_separator(tmp_path: Path, frame: 
 def test_data_sep_takes_one_separator_character_and_refuses_anything_else(value: str) -> None:
     from pydantic import ValidationError
 
-    from assay.spec import DataSpec
+    from assay.kernel.spec import DataSpec
 
     one = len(value) == 1 and value not in "\"\r\n" and not value.isalnum()
     try:

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from assay.settings import Settings
+from assay.storage.settings import Settings
 from tests.conftest import EXAMPLES, run_assay
 
 PG_BASE = os.environ.get("ASSAY_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -66,7 +66,7 @@ def _reap(proc: subprocess.Popen[bytes]) -> None:
 
 
 def _store(home: Path) -> Any:
-    from assay.store import RunStore
+    from assay.storage.store import RunStore
 
     return RunStore(Settings.resolve(home))
 
@@ -133,7 +133,7 @@ def test_sigkilled_run_reads_as_killed(tmp_path: Path) -> None:
 
 def test_owner_is_matched_by_pid_host_and_start_time(tmp_path: Path) -> None:
     """A live pid that another process now holds, or a row owned on another host, is judged correctly."""
-    from assay.store import RunRow, process_started
+    from assay.storage.store import RunRow, process_started
 
     store = _store(tmp_path / "home")
     me, here = os.getpid(), socket.gethostname()
@@ -218,7 +218,7 @@ def test_database_from_before_owners_gains_the_columns(tmp_path: Path, request: 
         listed = run_assay("models", "list", "--json", home=tmp_path / "home", env=env)
         assert listed.returncode == 0, listed.stderr
     assert {"pid", "host", "pid_started"} <= columns()
-    from assay.store import RunStore
+    from assay.storage.store import RunStore
 
     store = RunStore(Settings(tmp_path / "home", url))
     assert store.get_run("01OLDRUN").status == "running"  # no owner recorded: nothing to judge it by

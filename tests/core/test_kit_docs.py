@@ -9,7 +9,7 @@ import types
 import pytest
 
 import assay
-import assay.hookspecs as hookspecs
+import assay.kernel.hookspecs as hookspecs
 from tests.conftest import ROOT
 
 HOOKS_DOC = (ROOT / "docs" / "hooks.md").read_text(encoding="utf-8")

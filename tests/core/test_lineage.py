@@ -242,7 +242,7 @@ def test_bad_queries_exit_2_with_one_message_and_write_nothing(team: Home) -> No
 
 
 def test_a_prefix_matching_several_digests_lists_each_in_full() -> None:
-    from assay.lineage import match_digest
+    from assay.commands.lineage import match_digest
 
     a, b = "sha256:abcdef" + "1" * 58, "sha256:abcdef" + "2" * 58
     with pytest.raises(BadInput) as info:
@@ -256,7 +256,7 @@ HEXDIGEST = st.text("0123456789abcdef", min_size=64, max_size=64)
 
 @given(HEXDIGEST, st.integers(6, 64), st.booleans(), st.booleans())
 def test_any_prefix_of_a_digest_is_read_back(digest: str, n: int, tagged: bool, upper: bool) -> None:
-    from assay.lineage import parse_digest
+    from assay.commands.lineage import parse_digest
 
     text = ("sha256:" if tagged else "") + digest[:n]
     assert parse_digest(text.upper() if upper else text, "--data") == digest[:n]
@@ -264,7 +264,7 @@ def test_any_prefix_of_a_digest_is_read_back(digest: str, n: int, tagged: bool, 
 
 @given(st.text(max_size=80))
 def test_any_text_is_a_digest_prefix_or_one_clear_error(text: str) -> None:
-    from assay.lineage import parse_digest
+    from assay.commands.lineage import parse_digest
 
     try:
         hexpart = parse_digest(text, "--policy")

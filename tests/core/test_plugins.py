@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 from assay.errors import InternalError
-from assay.hookspecs import hookimpl
-from assay.manager import make_plugin_manager
+from assay.kernel.hookspecs import hookimpl
+from assay.kernel.manager import make_plugin_manager
 from tests.conftest import run_assay
 
 GOOD_PLUGIN = '''
-from assay.hookspecs import hookimpl
-from assay.types import Check
+from assay.kernel.hookspecs import hookimpl
+from assay.kernel.types import Check
 
 @hookimpl
 def evaluate(run, model, splits):
@@ -22,7 +22,7 @@ def evaluate(run, model, splits):
 '''
 BROKEN_PLUGIN = "raise RuntimeError('this plugin is broken on import')\n"
 MISSPELLED_PLUGIN = '''
-from assay.hookspecs import hookimpl
+from assay.kernel.hookspecs import hookimpl
 
 @hookimpl
 def evalute(run, model, splits):
@@ -69,8 +69,8 @@ def test_third_party_plugin_is_listed_and_called(tmp_path: Path, adult_small: Pa
     home = tmp_path / "home"
     result = run_assay("run", str(adult_small / "assay.toml"), "--json", "-q", home=home, env={"PYTHONPATH": str(site)})
     assert result.returncode in (0, 1), result.stderr
-    from assay.settings import Settings
-    from assay.store import RunStore
+    from assay.storage.settings import Settings
+    from assay.storage.store import RunStore
 
     evidence = RunStore(Settings.resolve(home)).get_run(result.json["run_id"]).evidence
     assert evidence["checks"]["thirdparty"]["called"]["status"] == "pass"
@@ -107,8 +107,8 @@ def test_blocked_plugin_is_not_called(tmp_path: Path, adult_small: Path) -> None
     result = run_assay("-p", "no:assay_thirdparty", "run", str(adult_small / "assay.toml"), "--json", "-q",
                        home=home, env={"PYTHONPATH": str(site)})
     assert result.returncode in (0, 1), result.stderr
-    from assay.settings import Settings
-    from assay.store import RunStore
+    from assay.storage.settings import Settings
+    from assay.storage.store import RunStore
 
     evidence = RunStore(Settings.resolve(home)).get_run(result.json["run_id"]).evidence
     assert "thirdparty" not in evidence.get("checks", {})

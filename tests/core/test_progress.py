@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from assay.hookspecs import hookimpl
-from assay.manager import make_plugin_manager
-from assay.runner import Runner
-from assay.settings import Settings
-from assay.spec import load_spec
-from assay.terminal import TerminalReporter
+from assay.commands.terminal import TerminalReporter
+from assay.kernel.hookspecs import hookimpl
+from assay.kernel.manager import make_plugin_manager
+from assay.kernel.runner import Runner
+from assay.kernel.spec import load_spec
+from assay.storage.settings import Settings
 from tests.checks import datasets as ds
 
 
@@ -89,8 +89,8 @@ class Opaque:
 class OpaqueTuner:
     @hookimpl
     def register_tuners(self, register: Any) -> None:
+        from assay.kernel.types import Tuner
         from assay.plugins.tuners import BUILTIN_TUNERS
-        from assay.types import Tuner
 
         none = next(t for t in BUILTIN_TUNERS if t.name == "none")
         register(Tuner("opaque", lambda *args: Opaque(none.make_search(*args))))
@@ -112,9 +112,9 @@ def test_watched_searches_find_what_unwatched_ones_find(tuning: str) -> None:
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold
 
+    from assay.kernel.types import SearchRequest, Trainer
     from assay.plugins.search_progress import TrainProgress
     from assay.plugins.tuners import BUILTIN_TUNERS
-    from assay.types import SearchRequest, Trainer
 
     X, y = make_classification(n_samples=600, n_features=8, random_state=0)
     trainer = Trainer("lr", frozenset({"binary"}), lambda task, run: LogisticRegression(max_iter=500),

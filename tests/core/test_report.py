@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from assay.charts import fmt
+from assay.commands.charts import fmt
 from tests.checks import datasets as ds
 from tests.conftest import EXAMPLES, run_assay
 

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from assay.charts import Axis, Bar, Series, bar_chart, fmt, heatmap, histogram, line_chart
+from assay.commands.charts import Axis, Bar, Series, bar_chart, fmt, heatmap, histogram, line_chart
 from assay.plugins.curves import MAX_POINTS, chart_data, per_query_ndcg
 
 finite = st.floats(allow_nan=False, allow_infinity=False, min_value=-1e12, max_value=1e12)
@@ -172,8 +172,8 @@ def test_charts_escape_every_label_and_use_no_style_or_script(label: str, values
 def test_a_run_that_failed_before_its_evidence_still_gets_a_page() -> None:
     from types import SimpleNamespace
 
-    from assay.annex import annex_markdown, card_markdown
-    from assay.report import Pack, render, render_body
+    from assay.commands.annex import annex_markdown, card_markdown
+    from assay.commands.report import Pack, render, render_body
 
     run = SimpleNamespace(run_id="01JFAILED00000000000000000", project="churn", status="errored",
                           error="data stage: data.target 'income' is not a column of data.csv")

@@ -27,7 +27,7 @@ stage = "monitor"
 """
 
 RAISING_PLUGIN = '''
-from assay.hookspecs import hookimpl
+from assay.kernel.hookspecs import hookimpl
 
 
 @hookimpl

@@ -9,8 +9,8 @@ import pytest
 
 from assay.audit.ledger import Ledger
 from assay.errors import Finding
-from assay.settings import Settings
-from assay.signed import SignedLedger, _verified_prefix
+from assay.storage.settings import Settings
+from assay.storage.signed import SignedLedger, _verified_prefix
 
 
 def test_records_appended_after_verification_are_left_out_and_altered_ones_refused(tmp_path: Path) -> None:

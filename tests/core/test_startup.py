@@ -21,7 +21,7 @@ def imported_modules(*args: str) -> set[str]:
 
 def test_help_imports_no_heavy_libraries() -> None:
     modules = imported_modules("--help")
-    assert "assay.cli" in modules
+    assert "assay.commands.cli" in modules
     heavy = sorted(m for m in modules if m.split(".")[0] in HEAVY)
     assert heavy == [], heavy
 

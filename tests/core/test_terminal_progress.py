@@ -11,15 +11,15 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from assay.hookspecs import hookimpl
+from assay.commands.terminal import TerminalReporter
+from assay.kernel.hookspecs import hookimpl
+from assay.kernel.manager import make_plugin_manager
+from assay.kernel.runner import Runner
+from assay.kernel.spec import load_spec
+from assay.kernel.types import Check
 from assay.kit import STEP_REPORT_S, steps
-from assay.manager import make_plugin_manager
 from assay.plugins.datachecks import run_checks
-from assay.runner import Runner
-from assay.settings import Settings
-from assay.spec import load_spec
-from assay.terminal import TerminalReporter
-from assay.types import Check
+from assay.storage.settings import Settings
 from tests.checks import datasets as ds
 from tests.conftest import run_assay
 

@@ -91,7 +91,7 @@ def test_one_changed_value_breaks_the_signature(trained: tuple[Project, dict], b
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from assay.audit.keys import SigningKey
-    from assay.bom import sign_bom, verify_signature
+    from assay.commands.bom import sign_bom, verify_signature
 
     resigned = sign_bom(forged, SigningKey.from_private(Ed25519PrivateKey.generate(), "attacker"))
     assert not jsf_verify(resigned, key)
@@ -104,8 +104,8 @@ def test_one_changed_value_breaks_the_signature(trained: tuple[Project, dict], b
 
 def test_model_card_is_filled_from_the_signed_evidence(trained: tuple[Project, dict], bom: dict[str, Any]) -> None:
     proj, run = trained
-    from assay.settings import Settings
-    from assay.signed import SignedLedger
+    from assay.storage.settings import Settings
+    from assay.storage.signed import SignedLedger
 
     evidence, _ = SignedLedger.open(Settings(proj.home, f"sqlite:///{proj.home / 'assay.db'}")).evidence(run["run_id"])
     [model] = [c for c in bom["components"] if c["type"] == "machine-learning-model"]

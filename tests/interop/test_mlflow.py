@@ -144,8 +144,8 @@ def test_mirror_sends_the_run_to_mlflow(project: Project, mlflow_server: str, cl
     import pandas as pd
 
     frame = pd.read_csv(project.directory / "adult.csv").head(50)
-    from assay.modelio import load_model
-    from assay.store import ArtifactStore
+    from assay.storage.modelio import load_model
+    from assay.storage.store import ArtifactStore
 
     ours = load_model(ArtifactStore(project.home), run["model"]["artifact"])
     features = [c for c in frame.columns if c not in ("income", "fnlwgt", "split", "sex", "race")]
@@ -283,8 +283,8 @@ def test_import_gates_an_mlflow_model_on_its_evaluation_data(
     import mlflow.sklearn
     import pandas as pd
 
-    from assay.modelio import load_model
-    from assay.store import ArtifactStore
+    from assay.storage.modelio import load_model
+    from assay.storage.store import ArtifactStore
 
     mlflow.set_tracking_uri(mlflow_server)
     theirs = mlflow.sklearn.load_model(f"models:/{logged['model_id']}")

@@ -90,8 +90,8 @@ class TrainedRun:
 
     def result_evidence(self) -> dict[str, Any]:
         """The training run's evidence document, as stored."""
-        from assay.settings import Settings
-        from assay.store import RunStore
+        from assay.storage.settings import Settings
+        from assay.storage.store import RunStore
 
         evidence = RunStore(Settings.resolve(self.home)).get_run(self.run_id).evidence
         assert evidence is not None
@@ -100,7 +100,7 @@ class TrainedRun:
 
 def assay(*args: str, home: Path) -> Result:
     """Run the ``assay`` command line in this process (as ``python -m assay`` would)."""
-    from assay.cli import main
+    from assay.commands.cli import main
 
     out, err = io.StringIO(), io.StringIO()
     code: Any = 0

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from assay.monitoring import trend
+from assay.commands.monitoring import trend
 from assay.plugins.monitoring import data_drift, parse_snapshot, prediction_drift
 from assay.plugins.monitoring_cli import svg_chart
 from tests.conftest import EXAMPLES

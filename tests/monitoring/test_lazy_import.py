@@ -11,8 +11,8 @@ from tests.monitoring.conftest import TrainedRun
 def test_assay_run_uses_the_monitoring_plugin_without_importing_evidently(flights: TrainedRun) -> None:
     # the training subprocess ran under -X importtime (PYTHONPROFILEIMPORTTIME); plugins load through
     # importlib (not logged by -X importtime), but everything they import is
-    from assay.settings import Settings
-    from assay.store import RunStore
+    from assay.storage.settings import Settings
+    from assay.storage.store import RunStore
 
     evidence = RunStore(Settings.resolve(flights.home)).get_run(flights.run_id).evidence
     assert "reference" in evidence["monitoring"]  # the plugin's evaluate hook ran in that process

@@ -72,7 +72,6 @@ def test_a_large_unlabelled_batch_scores_a_sample_for_prediction_drift(flights: 
     """25,000 rows without labels or the sensitive column: nothing needs every row's prediction, so the
     model scores a uniform 20,000 of them (``monitor.score_rows``), and prediction drift comes out as
     it does with every row scored (the test's power is bounded by the 750-row holdout reference)."""
-    from assay.modelio import load_model
     from assay.plugins.monitoring import (
         PREDICTION,
         drift_values,
@@ -80,7 +79,8 @@ def test_a_large_unlabelled_batch_scores_a_sample_for_prediction_drift(flights: 
         predict,
         prediction_drift,
     )
-    from assay.store import ArtifactStore
+    from assay.storage.modelio import load_model
+    from assay.storage.store import ArtifactStore
     from tests.conftest import EXAMPLES
 
     frame = pd.read_csv(EXAMPLES / "nyc_flights_2013" / "data" / "flights.csv")
@@ -109,8 +109,8 @@ def test_a_large_unlabelled_batch_scores_a_sample_for_prediction_drift(flights: 
 def test_the_scored_sample_is_seeded_and_skipped_when_every_row_counts() -> None:
     from types import SimpleNamespace
 
+    from assay.kernel.spec import MonitorSpec
     from assay.plugins.monitoring import scoring_rows
-    from assay.spec import MonitorSpec
 
     run = SimpleNamespace(seed=3, spec=SimpleNamespace(monitor=MonitorSpec(score_rows=1000)))
     batch = pd.DataFrame({"x": range(5000)})

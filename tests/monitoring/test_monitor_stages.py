@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from assay.hookspecs import hookimpl
-from assay.types import Evidence, RuleOutcome
+from assay.kernel.hookspecs import hookimpl
+from assay.kernel.types import Evidence, RuleOutcome
 from tests.monitoring.conftest import TrainedRun
 
 ROW_LIMIT = 1000
@@ -56,9 +56,9 @@ class BrokenMonitor:
 
 
 def _monitor(run: TrainedRun, home: Path, batch: str, plugin: tuple[str, object]) -> Any:
-    from assay.manager import make_plugin_manager
-    from assay.monitoring import run_monitor
-    from assay.settings import Settings
+    from assay.commands.monitoring import run_monitor
+    from assay.kernel.manager import make_plugin_manager
+    from assay.storage.settings import Settings
 
     pm = make_plugin_manager(extra_plugins=[plugin])
     return run_monitor(pm, Settings.resolve(home), run.run_id, run.batch(batch))
@@ -73,9 +73,9 @@ def home(flights: TrainedRun, tmp_path: Path) -> Path:
 
 def test_plugins_get_one_frozen_context_and_the_verdict_comes_through_the_gate_hook(flights: TrainedRun,
                                                                                     home: Path) -> None:
-    from assay.monitoring import MonitorContext
-    from assay.settings import Settings
-    from assay.signed import SignedLedger
+    from assay.commands.monitoring import MonitorContext
+    from assay.storage.settings import Settings
+    from assay.storage.signed import SignedLedger
 
     watch = RowWatch()
     result = _monitor(flights, home, "same_period.csv", ("acme", watch))
@@ -108,10 +108,10 @@ def test_plugins_get_one_frozen_context_and_the_verdict_comes_through_the_gate_h
 
 
 def test_a_monitor_plugin_that_raises_is_recorded_and_nothing_is_indexed(flights: TrainedRun, home: Path) -> None:
+    from assay.commands.monitoring import monitor_history
     from assay.errors import InternalError
-    from assay.monitoring import monitor_history
-    from assay.settings import Settings
-    from assay.signed import SignedLedger
+    from assay.storage.settings import Settings
+    from assay.storage.signed import SignedLedger
 
     settings = Settings.resolve(home)
     before = len(monitor_history(settings, flights.run_id)[1])
@@ -125,10 +125,10 @@ def test_a_monitor_plugin_that_raises_is_recorded_and_nothing_is_indexed(flights
 
 
 def test_a_malformed_monitor_section_is_never_judged(flights: TrainedRun, home: Path) -> None:
-    from assay.evidence import MalformedEvidence
-    from assay.monitoring import monitor_history
-    from assay.settings import Settings
-    from assay.signed import SignedLedger
+    from assay.commands.monitoring import monitor_history
+    from assay.kernel.evidence import MalformedEvidence
+    from assay.storage.settings import Settings
+    from assay.storage.signed import SignedLedger
 
     settings = Settings.resolve(home)
     before = len(monitor_history(settings, flights.run_id)[1])

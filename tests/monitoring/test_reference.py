@@ -8,10 +8,10 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from assay.dataset import fingerprint_frame
+from assay.kernel.dataset import fingerprint_frame
 from assay.plugins.monitoring import frame_from_parquet, frame_to_parquet, stratified_sample
-from assay.settings import Settings
-from assay.store import ArtifactStore, RunStore
+from assay.storage.settings import Settings
+from assay.storage.store import ArtifactStore, RunStore
 from tests.monitoring.conftest import TrainedRun
 
 

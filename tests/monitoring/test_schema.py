@@ -7,8 +7,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from assay.commands.monitoring import conform_column, validate_batch
 from assay.errors import BadInput
-from assay.monitoring import conform_column, validate_batch
 
 FEATURES = ["distance", "temp_f", "carrier", "origin_hub", "overnight"]
 INFO = {

@@ -133,8 +133,8 @@ def test_the_ranking_example_trains_with_the_lightgbm_ranker(venv: Venv, tmp_pat
         import sys
         from pathlib import Path
         from assay.errors import Finding
-        from assay.modelio import load_model
-        from assay.store import ArtifactStore
+        from assay.storage.modelio import load_model
+        from assay.storage.store import ArtifactStore
         try:
             model = load_model(ArtifactStore(Path({str(home)!r})), {artifact!r})
         except Finding as exc:

@@ -12,10 +12,10 @@ import pytest
 from junitparser import JUnitXml
 from markdown_it import MarkdownIt
 
+from assay.kernel.types import Verdict
 from assay.policies import evaluate_policy, load_policy
 from assay.policies.packs import bundled_packs
 from assay.policies.render import GateReport, render
-from assay.types import Verdict
 
 from .conftest import one_rule
 

@@ -17,9 +17,9 @@ import pytest
 from junitparser import JUnitXml
 
 from assay.audit.ledger import Ledger
-from assay.settings import Settings
-from assay.spec import RunSpec
-from assay.store import ArtifactStore, RunRow, RunStore
+from assay.kernel.spec import RunSpec
+from assay.storage.settings import Settings
+from assay.storage.store import ArtifactStore, RunRow, RunStore
 from tests.conftest import run_assay
 
 from .conftest import GOOD_EVIDENCE
@@ -97,9 +97,9 @@ def store_run(tmp_path: Path, evidence: dict[str, Any], policy: str = "assay:sta
 
 
 def _policy(ref: str, base: Path) -> Any:
-    from assay.manager import make_plugin_manager
+    from assay.commands.governance import collect_packs
+    from assay.kernel.manager import make_plugin_manager
     from assay.policies import load_policy
-    from assay.policies.cli import collect_packs
 
     return load_policy(ref, base, collect_packs(make_plugin_manager()))
 
@@ -332,7 +332,7 @@ def test_promotion_to_staging_is_recorded_without_a_gate(good: Stored) -> None:
 class _BrokenGate:
     """A third-party gate plugin that raises: gating must fail closed with exit 3."""
 
-    from assay.hookspecs import hookimpl
+    from assay.kernel.hookspecs import hookimpl
 
     @hookimpl
     def gate(self, run: Any, evidence: dict[str, Any], policy: Any) -> None:
@@ -340,9 +340,9 @@ class _BrokenGate:
 
 
 def test_a_gate_plugin_that_raises_exits_3_and_records_no_verdict(good: Stored) -> None:
+    from assay.commands.governance import gate
     from assay.errors import InternalError
-    from assay.manager import make_plugin_manager
-    from assay.policies.cli import gate
+    from assay.kernel.manager import make_plugin_manager
 
     class State(Settings):
         def plugin_manager(self) -> Any:

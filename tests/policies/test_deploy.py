@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from assay.signed import digest_of
+from assay.storage.signed import digest_of
 from tests.audit.conftest import pg_url  # noqa: F401 - the PostgreSQL schema fixture
 from tests.policies.conftest import GOOD_EVIDENCE
 from tests.policies.test_cli import Stored, store_run
@@ -66,7 +66,7 @@ def _sql(stored: Stored, statement: str, *args: Any) -> None:
 
 
 def _evidence_json(stored: Stored, run_id: str) -> dict[str, Any]:
-    from assay.store import RunStore
+    from assay.storage.store import RunStore
 
     return json.loads(RunStore(stored.settings).get_run(run_id).evidence_json or "{}")
 

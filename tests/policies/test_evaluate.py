@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from assay.commands.waivers import Waiver, waivers_from_records
+from assay.kernel.types import Verdict
 from assay.policies import evaluate_policy, load_policy
 from assay.policies.packs import bundled_packs
-from assay.policies.waivers import Waiver, waivers_from_records
-from assay.types import Verdict
 
 from .conftest import one_rule, policy_of
 

@@ -12,11 +12,11 @@ import jsonschema
 import pytest
 from junitparser import JUnitXml
 
+from assay.commands.waivers import Waiver
+from assay.kernel.types import Verdict
 from assay.policies import evaluate_policy, load_policy, parse_policy
 from assay.policies.packs import bundled_packs
 from assay.policies.render import GateReport, render
-from assay.policies.waivers import Waiver
-from assay.types import Verdict
 
 HERE = Path(__file__).resolve().parent
 SCHEMA = json.loads((HERE / "sarif-schema-2.1.0.json").read_text(encoding="utf-8"))

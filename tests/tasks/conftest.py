@@ -19,14 +19,14 @@ ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 
 
 def make_spec(data: dict[str, Any], **sections: dict[str, Any]) -> Any:
-    from assay.spec import RunSpec
+    from assay.kernel.spec import RunSpec
 
     return RunSpec.model_validate({"project": {"name": "t"}, "data": data, **sections})
 
 
 def make_run(spec: Any, home: Path | None = None) -> Any:
-    from assay.settings import Settings
-    from assay.types import Run
+    from assay.kernel.types import Run
+    from assay.storage.settings import Settings
 
     settings = Settings.resolve(home or Path("/nonexistent-assay-home"))
     return Run(run_id="test", spec=spec, spec_path="assay.toml", settings=settings)

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from assay.dataset import fingerprint_frame, summarize
 from assay.errors import BadInput
+from assay.kernel.dataset import fingerprint_frame, summarize
 from assay.plugins.loaders import load_table, prepare_frame, read_table
 from tests.conftest import EXAMPLES
 from tests.tasks.conftest import make_spec
@@ -97,7 +97,7 @@ def test_text_fingerprint_is_injective(a: list[str | None], b: list[str | None])
 
 
 def test_fingerprint_threads_only_speed_it_up() -> None:
-    from assay import dataset
+    from assay.kernel import dataset
 
     rng = np.random.default_rng(0)
     n = 120_000

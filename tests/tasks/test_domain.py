@@ -15,10 +15,10 @@ import pandas as pd
 import pytest
 
 from assay.errors import BadInput
+from assay.kernel.types import Dataset, Run, SampleWeights, Splits
 from assay.plugins.domain import CLIP, check_split, importance_weights
 from assay.plugins.loaders import load_data
 from assay.plugins.splitting import split_data
-from assay.types import Dataset, Run, SampleWeights, Splits
 from tests.conftest import EXAMPLES
 from tests.tasks.conftest import make_run, make_spec
 

@@ -35,8 +35,8 @@ def example(tmp_path: Path, name: str, sample: dict[str, Any]) -> Path:
 
 
 def evidence(home: Path, run_id: str) -> dict[str, Any]:
-    from assay.settings import Settings
-    from assay.store import RunStore
+    from assay.storage.settings import Settings
+    from assay.storage.store import RunStore
 
     return RunStore(Settings.resolve(home)).get_run(run_id).evidence
 

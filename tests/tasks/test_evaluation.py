@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 
 from assay.errors import BadInput
+from assay.kernel.types import FittedModel
 from assay.plugins.evaluation import evaluate, expected_cost, prior_corrected
 from assay.plugins.loaders import prepare_frame
 from assay.plugins.splitting import split_data
-from assay.types import FittedModel
 from tests.checks.harness import scores
 from tests.conftest import EXAMPLES
 from tests.tasks.conftest import make_run, make_spec

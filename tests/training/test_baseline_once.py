@@ -18,11 +18,11 @@ import os
 
 from sklearn.dummy import DummyClassifier
 
-import assay.modelio
-from assay.hookspecs import hookimpl
+import assay.storage.modelio
+from assay.kernel.hookspecs import hookimpl
 
 COUNTS = {"dummy_fits": 0, "model_loads": 0}
-_fit, _load = DummyClassifier.fit, assay.modelio.load_model
+_fit, _load = DummyClassifier.fit, assay.storage.modelio.load_model
 
 
 def counted_fit(self, *args, **kwargs):
@@ -36,7 +36,7 @@ def counted_load(*args, **kwargs):
 
 
 DummyClassifier.fit = counted_fit
-assay.modelio.load_model = counted_load
+assay.storage.modelio.load_model = counted_load
 
 
 @hookimpl

@@ -11,6 +11,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 
 import assay.plugins.trainers
+from assay.kernel.types import Trainer
 from assay.testing import (
     TrainerCheckFailed,
     check_trainer,
@@ -18,7 +19,6 @@ from assay.testing import (
     parametrize_trainer_checks,
     registered_trainers,
 )
-from assay.types import Trainer
 
 BUNDLED = registered_trainers(assay.plugins.trainers)
 CLASSIFICATION = frozenset({"binary", "multiclass"})
@@ -128,7 +128,7 @@ def test_a_broken_trainer_fails_the_check_that_names_its_fault(trainer: Trainer,
 
 
 def test_a_custom_class_loads_once_its_trainer_declares_it() -> None:
-    from assay.modelio import dotted_name
+    from assay.storage.modelio import dotted_name
 
     undeclared = _broken(Unseeded)
     with pytest.raises(TrainerCheckFailed) as caught:

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from assay.settings import Settings
-from assay.store import RunStore
+from assay.storage.settings import Settings
+from assay.storage.store import RunStore
 from tests.training.conftest import Trained, assay, assay_run, install_plugin
 
 

@@ -16,8 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from assay.errors import BadInput
+from assay.kernel.spec import TrainSpec, load_spec
 from assay.plugins.training import BUDGETS, SMALL_ROWS, TRAIN_SCORE_ROWS, scaled_defaults
-from assay.spec import TrainSpec, load_spec
 from tests.training.conftest import assay
 
 AUTO = TrainSpec()
@@ -136,8 +136,8 @@ def cancer(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def run_search(directory: Path, home: Path, *sets: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """``assay run`` through the CLI; its JSON and the evidence's ``model`` section."""
-    from assay.settings import Settings
-    from assay.store import RunStore
+    from assay.storage.settings import Settings
+    from assay.storage.store import RunStore
 
     args = [a for s in sets for a in ("--set", s)]
     result = assay("run", str(directory / "assay.toml"), "--json", "-q", *args, home=home)

@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from assay.manager import make_plugin_manager
-from assay.modelio import load_model
+from assay.kernel.manager import make_plugin_manager
+from assay.kernel.runner import Runner
+from assay.kernel.spec import TrainSpec, load_spec
 from assay.plugins.training import SMALL_ROWS, scaled_defaults
-from assay.runner import Runner
-from assay.settings import Settings
-from assay.spec import TrainSpec, load_spec
-from assay.store import ArtifactStore
+from assay.storage.modelio import load_model
+from assay.storage.settings import Settings
+from assay.storage.store import ArtifactStore
 from tests.checks import datasets as ds
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from assay.kernel.types import Dataset
 from assay.kit import build_preprocessor
-from assay.types import Dataset
 
 
 def dated_frame() -> Dataset:

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from assay.errors import Finding
-from assay.modelio import load_model, predictions_hash, save_model
-from assay.settings import Settings
-from assay.store import ArtifactStore, RunStore
+from assay.storage.modelio import load_model, predictions_hash, save_model
+from assay.storage.settings import Settings
+from assay.storage.store import ArtifactStore, RunStore
 from tests.training.conftest import Trained, assay, assay_run
 
 
@@ -104,9 +104,9 @@ def test_an_artifact_with_an_untrusted_type_is_refused(trained: Trained, tmp_pat
 
 def _holdout(trained: Trained) -> Any:
     """The recorded run's holdout rows, rebuilt through the real split hook."""
-    from assay.manager import make_plugin_manager
-    from assay.runner import Runner
-    from assay.spec import load_spec
+    from assay.kernel.manager import make_plugin_manager
+    from assay.kernel.runner import Runner
+    from assay.kernel.spec import load_spec
 
     spec, _ = load_spec(trained.directory / "assay.toml")
     runner = Runner(make_plugin_manager(), Settings.resolve(trained.home), spec, trained.directory / "assay.toml")

@@ -9,13 +9,13 @@ from typing import Any
 
 import pandas as pd
 
-from assay.settings import Settings
-from assay.store import RunStore
+from assay.storage.settings import Settings
+from assay.storage.store import RunStore
 from tests.training.conftest import Trained, assay, assay_run, install_plugin, project
 
 UNSEEDED_TRAINER = '''
-from assay.hookspecs import hookimpl
-from assay.types import Trainer
+from assay.kernel.hookspecs import hookimpl
+from assay.kernel.types import Trainer
 
 
 def build(task, run=None):

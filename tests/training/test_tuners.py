@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from assay.errors import BadInput
-from assay.manager import make_plugin_manager
-from assay.runner import Runner
-from assay.settings import Settings
-from assay.spec import load_spec
-from assay.types import FittedModel, Run, Splits, Tuner
+from assay.kernel.manager import make_plugin_manager
+from assay.kernel.runner import Runner
+from assay.kernel.spec import load_spec
+from assay.kernel.types import FittedModel, Run, Splits, Tuner
+from assay.storage.settings import Settings
 from tests.training.conftest import project
 
 

@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 
 from assay.audit.ledger import Ledger
-from assay.settings import Settings
+from assay.storage.settings import Settings
 from tests.audit.conftest import PG_BASE, _pg_connect
 from tests.conftest import Result, run_assay
 from tests.policies.conftest import GOOD_EVIDENCE
@@ -80,9 +80,9 @@ class Team:
 
 
 def _policy(ref: str, base: Path) -> Any:
-    from assay.manager import make_plugin_manager
+    from assay.commands.governance import collect_packs
+    from assay.kernel.manager import make_plugin_manager
     from assay.policies import load_policy
-    from assay.policies.cli import collect_packs
 
     return load_policy(ref, base, collect_packs(make_plugin_manager()))
 
@@ -90,8 +90,8 @@ def _policy(ref: str, base: Path) -> Any:
 def add_run(team: Team, role: str, run_id: str, name: str, evidence: dict[str, Any], policy: str,
             model_bytes: bytes, data_fingerprint: str, *, project_shown: str | None = None) -> None:
     """The records ``assay run`` writes for one run (without its verdict: ``assay gate`` adds it)."""
-    from assay.spec import RunSpec
-    from assay.store import ArtifactStore, RunRow, RunStore
+    from assay.kernel.spec import RunSpec
+    from assay.storage.store import ArtifactStore, RunRow, RunStore
 
     spec_dir = team.project / name.replace("<", "_").replace(">", "_").replace("/", "_")
     spec_dir.mkdir(parents=True, exist_ok=True)

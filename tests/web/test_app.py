@@ -28,7 +28,7 @@ from litestar.testing import TestClient
 from assay.audit.format import DOMAIN_TAG, record_hash
 from assay.audit.merkle import leaf_hash, root_from_inclusion
 from assay.audit.note import parse_checkpoint, parse_note
-from assay.settings import Settings
+from assay.storage.settings import Settings
 from assay.web.app import create_app, token_matches
 from assay.web.cli import is_loopback, parse_listen
 from assay.web.source import READ_ONLY_OPTION, readonly_url

@@ -1,0 +1,1 @@
+"""The commands room: the ``assay`` command line (every sub-command is registered in :mod:`assay.commands.cli`) and the governance, reporting and lineage commands it runs over the kernel, the storage and the ledger."""
