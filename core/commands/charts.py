@@ -179,6 +179,17 @@ def figure(kind: str, title: str, svg: str, caption: str = "", keys: Sequence[tu
             f"{legend(keys) if keys else ''}{svg}{cap}</figure>")
 
 
+def finish(p: Plot, kind: str, title: str, series: Sequence[Series], refs: Sequence[tuple[float, str]],
+           caption: str) -> str:
+    """Draw the reference lines and the series on ``p`` and wrap it as a figure (a legend for several series)."""
+    for value, label in refs:
+        p.hline(value, label)
+    for s in series:
+        p.series(s)
+    keys = [(s.name, s.cls) for s in series] if len(series) > 1 else []
+    return figure(kind, title, p.svg(title), caption, keys)
+
+
 def line_chart(kind: str, title: str, series: Sequence[Series], x: Axis, y: Axis, *, diagonal: bool = False,
                refs: Sequence[tuple[float, str]] = (), caption: str = "") -> str:
     p = Plot(x, y)
@@ -186,12 +197,7 @@ def line_chart(kind: str, title: str, series: Sequence[Series], x: Axis, y: Axis
     if diagonal:
         p.parts.append(f'<line class="diag" x1="{_n(p.px(x.lo))}" y1="{_n(p.py(y.lo))}" x2="{_n(p.px(x.hi))}" '
                        f'y2="{_n(p.py(y.hi))}"/>')
-    for value, label in refs:
-        p.hline(value, label)
-    for s in series:
-        p.series(s)
-    keys = [(s.name, s.cls) for s in series] if len(series) > 1 else []
-    return figure(kind, title, p.svg(title), caption, keys)
+    return finish(p, kind, title, series, refs, caption)
 
 
 @dataclass
@@ -346,9 +352,4 @@ def time_chart(kind: str, title: str, series: Sequence[Series], y: Axis, labels:
         if i % step == 0:
             p.parts.append(f'<text class="tick" x="{_n(p.px(i))}" y="{_n(PAD_T + p.plot_h + 15)}" '
                            f'text-anchor="middle">{escape(name)}</text>')
-    for value, label in refs:
-        p.hline(value, label)
-    for s in series:
-        p.series(s)
-    keys = [(s.name, s.cls) for s in series] if len(series) > 1 else []
-    return figure(kind, title, p.svg(title), caption, keys)
+    return finish(p, kind, title, series, refs, caption)
