@@ -28,7 +28,7 @@ from typing import Any
 
 import rfc8785
 
-from assay.errors import BadInput
+from assay.audit.errors import BadInput
 
 MAX_SAFE_INT = 2**53 - 1
 

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from assay.audit.canonical import canonical
 from assay.audit.dsse import INTOTO_PAYLOAD_TYPE, sign_envelope
+from assay.audit.errors import BadInput
 from assay.audit.verify import redact
-from assay.errors import BadInput
 
 if TYPE_CHECKING:
     from assay.audit.format import Record

@@ -43,6 +43,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from assay.audit.errors import BadInput
 from assay.audit.format import key_id_of
 from assay.audit.trust import (
     ECDSA_P256,
@@ -53,7 +54,6 @@ from assay.audit.trust import (
     load_trust,
     resolve_roles,
 )
-from assay.errors import BadInput
 
 PASSPHRASE_ENV = "ASSAY_KEY_PASSPHRASE"
 SIGNING_KEY_ENV = "ASSAY_SIGNING_KEY"

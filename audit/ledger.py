@@ -28,8 +28,9 @@ import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Column, Index, LargeBinary, event
 from sqlalchemy.engine import Engine
@@ -39,6 +40,7 @@ from sqlmodel import Field, SQLModel, create_engine
 
 from assay.audit import verify as _verify
 from assay.audit.canonical import canonical, canonical_str
+from assay.audit.errors import AssayError, BadInput, Finding, InternalError
 from assay.audit.format import (
     GENESIS_PREV,
     KEY_ADDED,
@@ -53,8 +55,6 @@ from assay.audit.keys import KeyStore, SigningKey, actor, default_identity
 from assay.audit.merkle import Frontier, leaf_hash
 from assay.audit.note import Checkpoint, sign_checkpoint
 from assay.audit.trust import ADMIN, ATTESTOR, ECDSA_P256, ED25519, SIGNER, TrustError, parse_roles
-from assay.errors import AssayError, BadInput, Finding, InternalError
-from assay.storage.settings import Settings
 
 _ledger_registry = _registry()
 
@@ -144,10 +144,31 @@ def _utc_now() -> str:
     return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+class Location(Protocol):
+    """Where a ledger lives: the home holding its keys and checkpoints, and its database URL.
+
+    The CLI's settings are one; the ledger reads nothing else from them.
+    """
+
+    @property
+    def home(self) -> Path: ...
+
+    @property
+    def db_url(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class At:
+    """A :class:`Location` given as its two parts."""
+
+    home: Path
+    db_url: str
+
+
 class Ledger:
     """One ledger database. Create with ``Ledger.open``; safe to share between threads."""
 
-    def __init__(self, settings: Settings, engine: Engine) -> None:
+    def __init__(self, settings: Location, engine: Engine) -> None:
         self.settings = settings
         self.engine = engine
         self.dialect = engine.dialect.name
@@ -166,12 +187,18 @@ class Ledger:
 
     # -- opening ---------------------------------------------------------------------------------
     @classmethod
-    def open(cls, settings_or_db_url: Settings | str, home: Path | None = None) -> Ledger:
-        """Open (creating tables and triggers if missing) the ledger in the given database."""
-        if isinstance(settings_or_db_url, Settings):
-            settings = settings_or_db_url if home is None else Settings(Path(home), settings_or_db_url.db_url)
+    def open(cls, where: Location | str, home: Path | str | None = None) -> Ledger:
+        """Open (creating tables and triggers if missing) the ledger in the given database.
+
+        ``where`` is a :class:`Location` (the CLI's settings: ``.home`` and ``.db_url``), or a
+        database URL with ``home``; a ``home`` given beside a location replaces its home.
+        """
+        if isinstance(where, str):
+            if home is None:
+                raise TypeError("Ledger.open(db_url, home): a database URL needs the home that holds its keys")
+            settings: Location = At(Path(home).expanduser().absolute(), where)
         else:
-            settings = Settings.resolve(home, settings_or_db_url)
+            settings = where if home is None else At(Path(home), where.db_url)
         url = settings.db_url
         if url.startswith("sqlite"):
             path = _verify.sqlite_path(url)
@@ -787,7 +814,7 @@ class Ledger:
         return self._store_checkpoint(report)
 
     def _still_there(self) -> bool:
-        if self.settings.is_sqlite:
+        if self.settings.db_url.startswith("sqlite"):
             return Path(_verify.sqlite_path(self.settings.db_url)).is_file()
         try:
             with self._conn() as conn:

@@ -48,6 +48,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from assay.audit.errors import BadInput
 from assay.audit.format import (
     GENESIS_PREV,
     KEY_ADDED,
@@ -82,7 +83,6 @@ from assay.audit.trust import (
     parse_roles,
     resolve_roles,
 )
-from assay.errors import BadInput
 
 CHUNK = 2048
 PARALLEL_MIN = 6000

@@ -53,6 +53,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from assay.audit.errors import BadInput, Finding
 from assay.audit.merkle import EMPTY_ROOT, HASH_SIZE, ProofError, consistency_proof, verify_consistency
 from assay.audit.note import (
     EM_DASH,
@@ -63,7 +64,6 @@ from assay.audit.note import (
     parse_note,
     verify_note,
 )
-from assay.errors import BadInput, Finding
 
 NOTE_ALG = 0x01
 COSIGNATURE_ALG = 0x04

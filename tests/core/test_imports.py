@@ -81,15 +81,6 @@ STILL_CROSSING: dict[str, set[tuple[str, str]]] = {
         ("assay.commands.monitoring", "assay.plugins.monitoring"),
         ("assay.web.pages", "assay.plugins.monitoring_cli"),
     },
-    "audit uses core's errors and settings": {
-        ("assay.audit.canonical", "assay.errors"),
-        ("assay.audit.export", "assay.errors"),
-        ("assay.audit.keys", "assay.errors"),
-        ("assay.audit.ledger", "assay.errors"),
-        ("assay.audit.ledger", "assay.storage.settings"),
-        ("assay.audit.verify", "assay.errors"),
-        ("assay.audit.witness", "assay.errors"),
-    },
 }
 
 GRAPH = """
