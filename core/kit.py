@@ -884,9 +884,53 @@ def selection_history(records: Sequence[Any], run_id: str) -> dict[str, Any]:
     earlier = [{"run_id": r.run_id, "seq": r.seq, "project": (started.get(r.run_id) or {}).get("project"),
                 "spec_hash": (started.get(r.run_id) or {}).get("spec_hash")} for r in same]
     mine: Mapping[str, Any] = started.get(run_id) or {}  # this run's own start and data records precede its split
+    evidence = {r.run_id: r.payload for r in before if r.kind == "evidence"}
+    reusable = [{"run_id": e["run_id"], "seq": e["seq"], **reusable_record(evidence[e["run_id"]])} for e in earlier
+                if reusable_record(evidence[e["run_id"]])]
     kin = sibling_runs(started, data, run_id)
     siblings = [{"run_id": rid, "seq": metrics[rid].seq, "spec": (started.get(rid) or {}).get("spec") or {},
                  "test": (metrics[rid].payload.get("metrics") or {}).get("test") or {}}
                 for rid in sorted(kin & evaluated & set(metrics), key=lambda rid: metrics[rid].seq)]
     return {"fingerprint": fingerprint, "spec_hash": mine.get("spec_hash"), "spec": mine.get("spec") or {},
-            "split_seq": own.seq, "earlier": earlier, "siblings": siblings}
+            "split_seq": own.seq, "earlier": earlier, "siblings": siblings, "reusable": reusable}
+
+
+def reusable_seed(fingerprint: str | None, spec_hash: str | None, k: int) -> int:
+    """The noise seed of the ``k``-th evaluation of a holdout under a spec: fixed by the ledger's
+    prefix (the same at run time, on replay and for an auditor), different for every evaluation."""
+    import hashlib
+
+    return int(hashlib.sha256(f"thresholdout|{fingerprint}|{spec_hash}|{k}".encode()).hexdigest()[:15], 16)
+
+
+def reusable_budget(history: Mapping[str, Any]) -> dict[str, Any]:
+    """A reusable holdout's state before this run, from :func:`selection_history` alone.
+
+    ``budget`` is fixed by the holdout's first reusable evaluation (a later spec asking for more
+    is ignored: raising the number would refund what was spent); ``spent_before`` counts the
+    earlier evaluations' detections; ``threshold_seed`` is the seed of the evaluation that opened
+    the current period (the first one, or the first after the latest detection: Thresholdout draws
+    a fresh threshold noise after each detection); ``seed`` is this run's own noise seed.
+    """
+    from assay.kernel.spec import HOLDOUT_DEFAULTS
+
+    earlier = list(history.get("reusable") or [])
+    asked = (history.get("spec") or {}).get("split", {}).get("holdout_budget", HOLDOUT_DEFAULTS["holdout_budget"])
+    budget = earlier[0]["budget"] if earlier and isinstance(earlier[0].get("budget"), int) else asked
+    k = len(history.get("earlier") or []) + 1
+    seed = reusable_seed(history.get("fingerprint"), history.get("spec_hash"), k)
+    last = max((i for i, e in enumerate(earlier) if e["detected"]), default=-1)
+    opener = earlier[last + 1] if last + 1 < len(earlier) else None
+    return {"budget": budget, "asked": asked, "spent_before": sum(1 for e in earlier if e["detected"]),
+            "seed": seed, "threshold_seed": opener["seed"] if opener else seed,
+            "reusable_earlier": [e["run_id"] for e in earlier],
+            "plain_earlier": len(history.get("earlier") or []) - len(earlier)}
+
+
+def reusable_record(evidence: Any) -> dict[str, Any]:
+    """What an evidence payload says a reusable-holdout evaluation did (``seed``, ``budget``,
+    ``detected``: whether it spent a unit of budget); empty for a plain evaluation."""
+    found = ((evidence.get("selection") or {}).get("holdout") or {}).get("reusable") if isinstance(evidence, dict) else None
+    if not isinstance(found, dict):
+        return {}
+    return {"seed": found.get("seed"), "budget": found.get("budget"), "detected": bool(found.get("detected"))}

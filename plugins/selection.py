@@ -139,6 +139,89 @@ def _message(k: int, earlier: list[dict[str, Any]], configurations: int) -> str:
             f"configuration{'s' if configurations != 1 else ''}): latest before this run {named}{more}")
 
 
+def thresholdout(train: float, holdout: float, threshold: float, sigma: float, remaining: int, seed: int,
+                 threshold_seed: int) -> dict[str, Any]:
+    """One Thresholdout query (Dwork et al. 2015): the training value unless it differs from the
+    holdout's by more than the noisy threshold, then the holdout value plus Laplace noise, spending
+    one unit of budget; no answer once the budget is spent.
+
+    Noise: ``γ ~ Lap(2σ)`` from ``default_rng([threshold_seed, 1])`` (fixed until the next
+    detection), ``η ~ Lap(4σ)`` from ``default_rng([seed, 2])``, ``ξ ~ Lap(σ)`` from
+    ``default_rng([seed, 3])``.
+    """
+    import numpy as np
+
+    if remaining < 1:
+        return {"answer": None, "detected": False, "noise": {}}
+    gamma = float(np.random.default_rng([threshold_seed, 1]).laplace(0.0, 2 * sigma))
+    eta = float(np.random.default_rng([seed, 2]).laplace(0.0, 4 * sigma))
+    noise: dict[str, float] = {"threshold": gamma, "comparison": eta}
+    if abs(holdout - train) > threshold + gamma + eta:
+        noise["answer"] = float(np.random.default_rng([seed, 3]).laplace(0.0, sigma))
+        return {"answer": holdout + noise["answer"], "detected": True, "noise": noise}
+    return {"answer": train, "detected": False, "noise": noise}
+
+
+def _train_value(run: Run, scores: Scores) -> float:
+    import numpy as np
+
+    from assay.kit import metric, positive_first
+
+    m = metric(run.spec.metric)
+    if m.needs == "query":
+        raise ValueError("per-query metrics are not answered through the reusable holdout")
+    classes, proba = positive_first(np.asarray(scores.train.classes), scores.train.proba, run.spec.data.positive_label)
+    return float(m.fn(scores.train.y, proba if m.needs == "proba" else scores.train.pred, classes))
+
+
+def reusable_holdout(run: Run, scores: Scores, history: dict[str, Any], raw: float | None) -> tuple[dict[str, Any], Check]:
+    """``selection.holdout.reusable`` and the budget check, for ``split.holdout = "reusable"``."""
+    from assay.kit import reusable_budget
+
+    split = run.spec.split
+    state = reusable_budget(history)
+    remaining = state["budget"] - state["spent_before"]
+    out: dict[str, Any] = {"metric": run.spec.metric, **state, "threshold": split.holdout_threshold,
+                           "sigma": split.holdout_sigma, "raw_withheld": False,
+                           "method": "Thresholdout (Dwork et al. 2015): the training value unless it differs from "
+                                     "the holdout's by more than threshold + Laplace noise"}
+    try:
+        train = _train_value(run, scores)
+    except (ValueError, AttributeError, TypeError) as exc:
+        train = None
+        out["reason"] = f"{type(exc).__name__}: {exc}"
+    if train is None or raw is None:
+        from assay.kit import metric
+
+        out.update(train=train, answer=None, detected=False, spent=state["spent_before"], remaining=remaining)
+        out.setdefault("reason", "the holdout metric could not be computed")
+        status = "skip" if metric(run.spec.metric).needs == "query" else "error"
+        return out, Check(GROUP, "holdout_budget", status, remaining, {"reason": out["reason"]},
+                          f"no reusable-holdout answer: {out['reason']}")
+    result = thresholdout(train, raw, split.holdout_threshold, split.holdout_sigma, remaining, state["seed"],
+                          state["threshold_seed"])
+    spent = state["spent_before"] + int(result["detected"])
+    out.update(train=train, **result, spent=spent, remaining=state["budget"] - spent)
+    detail: dict[str, Any] = {"budget": state["budget"], "spent": spent, "earlier": state["reusable_earlier"]}
+    if state["asked"] != state["budget"]:
+        detail["asked"] = state["asked"]
+    if remaining < 1:
+        detail["fix"] = "draw a fresh holdout (a new data snapshot or split.seed) and evaluate on it once"
+        return out, Check(GROUP, "holdout_budget", "fail", 0, detail,
+                          f"the reusable holdout's budget of {state['budget']} overfitting detections is spent "
+                          f"(by {len(state['reusable_earlier'])} earlier reusable evaluations): no answer is given")
+    if result["detected"]:
+        left = out["remaining"]
+        status = "warn" if left == 0 else "pass"
+        message = (f"{run.spec.metric}: training {train:.4f} and holdout differ by more than the noisy threshold: "
+                   f"answered with the noisy holdout value {result['answer']:.4f}, one unit of budget spent "
+                   f"({left} of {state['budget']} left)")
+        return out, Check(GROUP, "holdout_budget", status, left, detail, message)
+    return out, Check(GROUP, "holdout_budget", "pass", remaining, detail,
+                      f"{run.spec.metric}: training {train:.4f} agrees with the holdout within the noisy threshold: "
+                      f"answered with the training value; no budget spent ({remaining} of {state['budget']} left)")
+
+
 @hookimpl
 def evaluate(run: Run, scores: Scores) -> list[Check | Evidence]:
     history = ledger_history(run.settings, run.run_id)
@@ -161,4 +244,8 @@ def evaluate(run: Run, scores: Scores) -> list[Check | Evidence]:
     if fix:
         detail["fix"] = fix
     check = Check(GROUP, "holdout_reuse", "pass" if k == 1 else "warn", k, detail, _message(k, earlier, configurations))
-    return [Evidence(GROUP, {"holdout": holdout, "siblings": siblings}), check]
+    out: list[Check | Evidence] = [check]
+    if run.spec.split.holdout == "reusable":
+        holdout["reusable"], budget = reusable_holdout(run, scores, history, holdout["metric"].get("value"))
+        out.append(budget)
+    return [Evidence(GROUP, {"holdout": holdout, "siblings": siblings}), *out]

@@ -185,11 +185,30 @@ class DataSpec(_Section):
         return self
 
 
+#: Thresholdout's defaults (Dwork et al. 2015, Science 349; docs/leakage.md says why)
+HOLDOUT_DEFAULTS = {"holdout": "plain", "holdout_budget": 10, "holdout_threshold": 0.04, "holdout_sigma": 0.01}
+
+
 class SplitSpec(_Section):
     strategy: Literal["random", "stratified", "group", "time"] = "stratified"
     test_size: float = Field(0.2, gt=0.0, lt=1.0)
     cv_folds: int = Field(5, ge=2, le=50)
     seed: int = 42
+    #: "reusable": the primary holdout metric is answered through Thresholdout (plugins/selection.py)
+    holdout: Literal["plain", "reusable"] = "plain"
+    #: overfitting detections the holdout allows in reusable mode (fixed by its first reusable evaluation)
+    holdout_budget: int = Field(10, ge=1, le=10_000)
+    holdout_threshold: float = Field(0.04, gt=0.0, lt=1.0)
+    holdout_sigma: float = Field(0.01, gt=0.0, lt=1.0)
+
+    @model_serializer(mode="wrap")
+    def _without_default_holdout(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Specs on a plain holdout keep the dump, and so the hash, they had before the keys existed.
+        data: dict[str, Any] = handler(self)
+        for key, default in HOLDOUT_DEFAULTS.items():
+            if data.get(key) == default:
+                data.pop(key, None)
+        return data
 
 
 class TrainSpec(_Section):

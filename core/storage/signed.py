@@ -146,6 +146,14 @@ class SignedLedger:
             claims["selection.siblings.runs"] = [r.get("run_id") for r in siblings.get("runs") or []]
             truth["selection.siblings.runs"] = [r["run_id"] for r in derived["siblings"]
                                                 if isinstance(r["test"].get(str(siblings.get("metric"))), (int, float))]
+        reusable = holdout.get("reusable")
+        if isinstance(reusable, dict):  # a reusable holdout's budget: spent by earlier runs, as the ledger says
+            from assay.kit import reusable_budget
+
+            state = reusable_budget(derived)
+            for key in ("budget", "spent_before", "seed", "threshold_seed"):
+                claims[f"selection.holdout.reusable.{key}"] = reusable.get(key)
+                truth[f"selection.holdout.reusable.{key}"] = state[key]
         wrong = [f"{key}: evidence {claims[key]!r}, ledger {truth[key]!r}" for key in claims if claims[key] != truth[key]]
         if wrong:
             raise Finding(f"run {run_id}: the signed evidence's selection does not match the verified ledger before "
