@@ -48,8 +48,11 @@ from typing import TYPE_CHECKING, Any
 from assay.audit.canonical import canonical
 from assay.audit.dsse import INTOTO_PAYLOAD_TYPE, DsseError, sign_envelope, verify_envelope
 from assay.audit.format import KEY_KINDS, RUN_END_KINDS, record_hash
+from assay.audit.keystate import KEY_EVENTS_EXT, KeyState, key_events_line, named_key
 from assay.audit.merkle import ProofError, inclusion_proof, leaf_hash, verify_inclusion
 from assay.audit.note import NoteError, parse_checkpoint, parse_note, verify_note
+from assay.audit.records import check_row
+from assay.audit.source import Source, origin_of
 from assay.audit.trust import (
     ATTESTOR,
     ECDSA_P256,
@@ -58,15 +61,6 @@ from assay.audit.trust import (
     dump_trust,
     load_trust,
     parse_trust,
-)
-from assay.audit.verify import (
-    KEY_EVENTS_EXT,
-    KeyState,
-    Source,
-    check_row,
-    key_events_line,
-    named_key,
-    origin_of,
 )
 
 if TYPE_CHECKING:

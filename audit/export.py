@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from assay.audit.canonical import canonical
 from assay.audit.dsse import INTOTO_PAYLOAD_TYPE, sign_envelope
 from assay.audit.errors import BadInput
-from assay.audit.verify import redact
+from assay.audit.source import redact
 
 if TYPE_CHECKING:
     from assay.audit.format import Record

@@ -19,8 +19,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from assay.audit.format import key_id_of
+from assay.audit.keystate import KeyState
 from assay.audit.trust import ADMIN, APPROVER, TrustedKey
-from assay.audit.verify import KeyState
 
 
 def trust_from_public_key(public_raw: bytes) -> list[TrustedKey]:

@@ -792,7 +792,7 @@ def _proof(old: int, size: int, node: Callable[[int, int], bytes]) -> list[bytes
 def cosign_with_witness(url: str, note_text: str, source: Any, old_size: int = 0, timeout: float = 30) -> list[str]:
     """Have the witness at ``url`` cosign a checkpoint of the ledger read through ``source``.
 
-    ``source`` is an ``assay.audit.verify.Source`` (or a ``Ledger``: anything with ``stored_node``,
+    ``source`` is an ``assay.audit.source.Source`` (or a ``Ledger``: anything with ``stored_node``,
     or ``settings.db_url``); ``old_size`` is the size this witness is believed to hold. On a 409
     the request is retried once with a proof from the size the witness reports.
     """
@@ -826,7 +826,7 @@ def _node_source(source: Any) -> Callable[[int, int], bytes]:
         return node
     settings = getattr(source, "settings", None)
     if settings is not None:
-        from assay.audit.verify import Source
+        from assay.audit.source import Source
 
         return Source(settings.db_url).stored_node
     raise TypeError("source must be an assay.audit.verify.Source or an assay.audit.ledger.Ledger")
@@ -842,7 +842,7 @@ def witnessed_note_path(home: Path, ledger_id: str) -> Path:
 
 
 def _ledger_id_of(origin: str) -> str:
-    from assay.audit.verify import origin_of
+    from assay.audit.source import origin_of
 
     prefix = origin_of("")
     if not origin.startswith(prefix) or len(origin) == len(prefix):
@@ -853,7 +853,7 @@ def _ledger_id_of(origin: str) -> str:
 def ledger_vkey(home: Path, db_url: str) -> tuple[str, str]:
     """The note verifier key ``assay.ledger/<id>+<key id>+<key>`` of the home's active key, and the origin."""
     from assay.audit.keys import KeyStore
-    from assay.audit.verify import Source, origin_of
+    from assay.audit.source import Source, origin_of
 
     src = Source(db_url)
     try:
@@ -875,7 +875,7 @@ def witness_ledger_checkpoint(home: Path, db_url: str, note_text: str, urls: Seq
     witness is first asked from the size of the previous witnessed checkpoint. Raises Finding
     naming every witness that refused (URL, status, reason).
     """
-    from assay.audit.verify import Source
+    from assay.audit.source import Source
 
     for url in urls:
         _endpoint(url)
@@ -932,7 +932,7 @@ def verify_witnessed(
     keys = load_witness_keys(key_values)
     distinct = len(dict.fromkeys(keys))
     if checkpoint is None:
-        from assay.audit.verify import Source
+        from assay.audit.source import Source
 
         src = Source(db_url)
         try:

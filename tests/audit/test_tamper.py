@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from assay.audit import records
 from assay.audit import verify as V
 from assay.audit.format import key_id_of
 from assay.audit.ledger import Ledger
@@ -30,9 +31,9 @@ def verify_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
     """Every case twice: checked in one process, and by two worker processes over 4-record ranges
     (so gaps, swaps and key changes fall inside and across the workers' ranges)."""
     if request.param == "parallel":
-        monkeypatch.setattr(V, "CHUNK", 4)
-        monkeypatch.setattr(V, "PARALLEL_MIN", 0)
-        monkeypatch.setattr(V, "_workers", lambda requested: 2)
+        monkeypatch.setattr(records, "CHUNK", 4)
+        monkeypatch.setattr(records, "PARALLEL_MIN", 0)
+        monkeypatch.setattr(V, "worker_count", lambda requested: 2)
     return str(request.param)
 
 
