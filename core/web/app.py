@@ -244,7 +244,7 @@ def create_app(view: LedgerView, token: bytes | None = None, witness_keys: list[
             try:
                 data = pages.stage_answer(view, head, stage, wkeys)
             except PageError as exc:
-                return api({"ok": False, "error": exc.message, "model": head, "stage": stage}, exc.status)
+                return api({"ok": False, "error": exc.message, **exc.data, "model": head, "stage": stage}, exc.status)
             return api(data, 200 if data["ok"] else 409)
         q = _query(request)
         return answer(lambda: pages.model_page(view, name, _int(q("page")), _int(q("per_page"))))

@@ -189,10 +189,18 @@ class LedgerIndex:
     by_model_ref: dict[str, list[Record]] = field(default_factory=dict)  # approvals, waivers, promotions, monitors
     kinds: dict[str, int] = field(default_factory=dict)  # records of each kind
     cache: dict[Any, Any] = field(default_factory=dict)  # derived views, valid for this index only
+    verified: bool = True  # False: the records as read before any verification (``unverified``)
 
     @classmethod
     def build(cls, reader: Reader, size: int, root: bytes) -> LedgerIndex:
         return cls(MemoryTree()).extend(reader, size, root)
+
+    @classmethod
+    def unverified(cls, reader: Reader, size: int) -> LedgerIndex:
+        """The first ``size`` records as read now, before any verification: what the pages show
+        (marked unverified) while the first one runs. Records whose body does not hash to their
+        stored hash are left out; nothing here is checked against a signature or a checkpoint."""
+        return cls(MemoryTree(), verified=False).extend(reader, size, None)
 
     def _copy(self) -> LedgerIndex:
         return LedgerIndex(
@@ -200,13 +208,14 @@ class LedgerIndex:
             {k: list(v) for k, v in self.by_kind.items()}, {k: list(v) for k, v in self.by_run.items()},
             {k: list(v) for k, v in self.data_runs.items()}, {k: list(v) for k, v in self.policy_verdicts.items()},
             {k: list(v) for k, v in self.verdicts_by_artifact.items()},
-            {k: list(v) for k, v in self.by_model_ref.items()}, dict(self.kinds), {})
+            {k: list(v) for k, v in self.by_model_ref.items()}, dict(self.kinds), {}, self.verified)
 
-    def extend(self, reader: Reader, size: int, root: bytes) -> LedgerIndex:
+    def extend(self, reader: Reader, size: int, root: bytes | None) -> LedgerIndex:
         """A new index over the first ``size`` records, whose tree head must be ``root``.
 
         Raises IndexMismatch when what is read does not hash to ``root`` or a record read does
-        not belong to that tree (the database changed after it was verified).
+        not belong to that tree (the database changed after it was verified). With ``root``
+        None (an unverified index) the tree head is whatever the records read hash to.
         """
         if size < self.size or self.tree.size != self.size:
             raise IndexMismatch("the verified ledger is shorter than the index")
@@ -227,12 +236,14 @@ class LedgerIndex:
                 summary.records += 1
             if kind in PROJECTED:
                 wanted.append(seq)
-        if self.tree.size != size or self.tree.root(size) != root:
+        if self.tree.size != size or (root is not None and self.tree.root(size) != root):
             raise IndexMismatch("the records read do not hash to the verified tree head")
-        new.size, new.root = size, root
+        new.size, new.root = size, root if root is not None else self.tree.root(size)
         for i in range(0, len(wanted), 2000):
             for record, h in reader.by_seqs(wanted[i : i + 2000]):
                 if check_record(self.tree, size, record, h) != VERIFIED:
+                    if root is None:
+                        continue  # an unverified index shows no record that contradicts its own hash
                     raise IndexMismatch(f"record {record.seq} changed after it was verified")
                 new._add(record)
         return new

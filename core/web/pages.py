@@ -1,8 +1,9 @@
 """The data of every page: plain JSON-able dicts, which the API returns as they are and the
 templates render.
 
-Each function reads the published :class:`~assay.web.index.LedgerIndex` (verified records only)
-and, for what it shows in full, reads records by run id or sequence number and checks each
+Each function reads the published :class:`~assay.web.index.LedgerIndex` (verified records only;
+before the first verification finished, the records as read, each shown as unverified, and no
+decision taken from them) and, for what it shows in full, reads records by run id or sequence number and checks each
 against the verified tree (``LedgerView.check``). Decisions reuse the deciding code of the CLI:
 ``assay.storage.signed.SignedLedger`` over the records concerned, ``policies.deploy.verify_artifact``,
 ``count_approvals`` and ``waivers.trusted_waivers``.
@@ -44,14 +45,27 @@ class PageError(Exception):
 def ledger_state(view: LedgerView) -> dict[str, Any]:
     """The banner, as every API answer carries it under ``ledger``."""
     status = view.status.to_json()
-    return {k: status[k] for k in ("state", "ok", "level", "headline", "verified_size", "ledger_size", "checked_at",
-                                   "first_bad_seq", "reason", "changed_records")}
+    return {k: status[k] for k in ("state", "ok", "level", "headline", "shows", "verified_size", "unverified_size",
+                                   "ledger_size", "checked_at", "first_bad_seq", "reason", "changed_records")}
+
+
+NOT_YET_VERIFIED = "not_yet_verified"
 
 
 def require_index(view: LedgerView) -> LedgerIndex:
-    index = view.index
+    """What the pages list: the verified index, else the records as read before the first verification."""
+    index = view.shown
     if index is None:
         raise PageError(503, view.status.headline(), {"retry_after": 2})
+    return index
+
+
+def require_verified(view: LedgerView) -> LedgerIndex:
+    """The verified index, for what decides: 503 (retry) while the first verification runs."""
+    index = view.index
+    if index is None:
+        reason = NOT_YET_VERIFIED if view.status.level == "pending" else "ledger_does_not_verify"
+        raise PageError(503, view.status.headline(), {"reason": reason, "retry_after": 2})
     return index
 
 
@@ -195,42 +209,33 @@ def runs_page(view: LedgerView, model: str = "", status: str = "", policy: str =
             "choices": choices}
 
 
-def attention_items(verdict: dict[str, Any] | None, evidence: dict[str, Any] | None, error: str | None,
-                    changed: list[int]) -> list[dict[str, Any]]:
-    """Blocks and errors, then warnings, then waivers: each with its message and the fix, when known."""
-    items: list[dict[str, Any]] = []
-    for seq in changed:
-        items.append({"level": "block", "kind": "ledger", "what": f"record {seq}",
-                      "message": "this record differs from the verified ledger (the database was altered)",
-                      "fix": "run `assay audit verify` and restore the database from a copy"})
-    if error:
-        items.append({"level": "error", "kind": "run", "what": "run failed", "message": error, "fix": None})
-    for r in (verdict or {}).get("rules", []) or []:
-        if not isinstance(r, dict):
-            continue
-        outcome = str(r.get("outcome"))
-        if outcome not in ("block", "error", "warn", "waived"):
-            continue
-        message, fix = split_fix(str(r.get("reason", "")))
-        items.append({"level": outcome, "kind": "rule", "what": str(r.get("id")), "message": message, "fix": fix,
-                      "measured": r.get("measured"), "threshold": r.get("threshold"), "op": r.get("op")})
-    checks = (evidence or {}).get("checks") or {}
-    for group, named in checks.items() if isinstance(checks, dict) else ():
-        for name, c in (named or {}).items() if isinstance(named, dict) else ():
-            if not isinstance(c, dict) or c.get("status") not in ("fail", "error", "warn"):
-                continue
-            detail: dict[str, Any] = c["detail"] if isinstance(c.get("detail"), dict) else {}
-            message = str(c.get("message") or detail.get("error") or detail.get("reason") or f"value {c.get('value')}")
-            items.append({"level": str(c.get("status")), "kind": "check", "what": f"{group}.{name}",
-                          "message": message, "fix": detail.get("fix")})
-    return sorted(items, key=lambda i: _RANK.get(i["level"], 1))
+def attention_items(run_id: str, verdict: dict[str, Any] | None, evidence: dict[str, Any] | None,
+                    error: str | None, changed: list[int]) -> list[dict[str, Any]]:
+    """What needs attention, most pressing first, once each: ``assay.commands.report.attention``
+    (the evidence pack's and ``assay report``'s list), with records changed since verification
+    as its integrity finding. ``kind`` says where each item comes from (ledger, run, rule, check)."""
+    from assay.commands.report import Pack, attention
+
+    integrity: dict[str, Any] = {"ok": True}
+    if changed:
+        seqs = ", ".join(str(s) for s in changed)
+        integrity = {"ok": False, "summary": f"record{'s' if len(changed) > 1 else ''} {seqs} differ"
+                     f"{'s' if len(changed) == 1 else ''} from the verified ledger (the database was altered)"}
+    pack = Pack(run_id=run_id, project="", status="", error=error, evidence=evidence or {}, verdict=verdict,
+                records=[], integrity=integrity)
+    items = attention(pack)
+    for item in items:
+        what = str(item.get("what"))
+        item["kind"] = ("ledger" if what == "ledger" and not integrity["ok"] else "run" if what == "run failed"
+                        else "check" if what.startswith("check ") else "rule")
+    return items
 
 
 def run_page(view: LedgerView, ref: str) -> dict[str, Any]:
     index = require_index(view)
     run_id = _resolve_run(index, ref)
     checked = _checked_run_records(view, index, run_id)
-    good = [r for r, state in checked if state == VERIFIED]
+    good = [r for r, state in checked if state != CHANGED]  # unverified only before the first verification
     changed = [r.seq for r, state in checked if state == CHANGED]
     from assay.errors import BadInput
 
@@ -263,7 +268,7 @@ def run_page(view: LedgerView, ref: str) -> dict[str, Any]:
         "metric": (evidence or {}).get("metric"), "metrics": (evidence or {}).get("metrics", {}),
         "baseline": (evidence or {}).get("baseline", {}), "gap": (evidence or {}).get("gap", {}),
         "verdict": verdict, "verdicts": verdicts, "deployment": deploy,
-        "attention": attention_items(verdict, evidence, row.error, changed),
+        "attention": attention_items(run_id, verdict, evidence, row.error, changed),
         "policy": summary.policy, "policy_hash": summary.policy_hash,
         "data": {"fingerprint": summary.data_fingerprint, "source": summary.data_source, "rows": summary.data_rows},
         "evidence": evidence,
@@ -348,6 +353,10 @@ def governing_many(view: LedgerView, index: LedgerIndex, artifacts: list[str]) -
     """:func:`governing` for several artifacts, reading the records of their runs in one query."""
     from assay.commands.deploy import verify_artifact
 
+    if not index.verified:
+        return {a: {"ok": False, "artifact": a, "decision": None, "verdict_seq": None, "policy": None,
+                    "policy_hash": None, "reason": "not yet verified: nothing is decided until the ledger's first "
+                                                   "verification has finished"} for a in artifacts}
     out = {a: index.cache[("governing", a)] for a in artifacts if ("governing", a) in index.cache}
     todo = [a for a in dict.fromkeys(artifacts) if a not in out]
     if not todo:
@@ -521,8 +530,8 @@ def stage_answer(view: LedgerView, name: str, stage: str, witness_keys: list[str
     from assay.audit.merkle import ProofError, verify_inclusion
 
     if view.status.level == "bad":
-        raise PageError(503, view.status.headline())
-    index = require_index(view)
+        raise PageError(503, view.status.headline(), {"reason": "ledger_does_not_verify", "retry_after": 2})
+    index = require_verified(view)
     entry = resolve_version(index, name, stage)
     g = governing(view, index, entry.artifact)
     cp = _checkpoint_info(view, index)
@@ -619,7 +628,7 @@ def lineage_page(view: LedgerView, run: str = "", data: str = "", policy: str = 
         from assay.commands.lineage import build_lineage
 
         run_id = _resolve_run(index, run)
-        good = [r for r, state in _checked_run_records(view, index, run_id) if state == VERIFIED]
+        good = [r for r, state in _checked_run_records(view, index, run_id) if state != CHANGED]
         graph = build_lineage(_Checked(good), run_id).to_json()
         model_ref = index.runs[run_id].model
         entry = next((e for e in models_of(index) if e.ref == model_ref), None)
@@ -692,7 +701,8 @@ def ledger_page(view: LedgerView, before: int | None = None, kind: str = "", run
         item = record_json(view, r, state)
         item["summary"] = payload_summary(r.payload, long_text=70, total=320)
         records.append(item)
-    kinds = sorted(index.kinds) if index is not None else []
+    shown = view.shown
+    kinds = sorted(shown.kinds) if shown is not None else []
     return {"records": records, "count": len(records), "kind": kind, "run": run,
             "next_before": checked[-1][0].seq if more and checked else None,
             "newest": before is None, "kinds": kinds, "checkpoint": _checkpoint_info(view, index),

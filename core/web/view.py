@@ -6,7 +6,9 @@ whenever the tree size, the home's checkpoints, the trust file or the database f
 again every ``reverify_every`` seconds. A verification that passes publishes a new
 :class:`~assay.web.index.LedgerIndex`; one that fails turns the banner red and keeps the last
 verified index, so the pages show the ledger as it was verified, never what replaced it.
-Requests never verify: they read the published index and the status, and check each record
+Until the first verification finishes, the pages show the records as read (an unverified
+index, built beside it), each marked unverified under a banner that says so first; what decides
+(a deployment's stage answer) waits for the verified index. Requests never verify: they read the published index and the status, and check each record
 they show against the verified tree (a record changed since is reported and triggers a new
 verification).
 """
@@ -56,6 +58,7 @@ class Status:
     message: str | None = None  # an error that kept the ledger from being verified
     changed: list[dict[str, Any]] = field(default_factory=list)  # records that differ from the verified tree
     verifying_since: str | None = None
+    unverified_size: int = 0  # records shown as read, before the first verification finished
 
     @property
     def ok(self) -> bool:
@@ -83,8 +86,12 @@ class Status:
             return (f"Record {first['seq']} differs from the verified ledger (read at {first['at']}): the database "
                     "was altered after it was verified. Verifying again; the pages show the ledger as verified.")
         if not self.verified_size and not (report is not None and report.ok):
-            return (f"Verifying the ledger ({self.ledger_size} records) — every record is re-hashed and its "
-                    "signature checked; the pages fill in when it is done.")
+            if self.unverified_size:
+                return (f"Not yet verified: this page shows the {self.unverified_size} records as read from the "
+                        "database, before any check. Verification is in progress — every record is re-hashed and "
+                        "its signature checked; this banner turns green when it is done.")
+            return (f"Not yet verified: verification of the ledger ({self.ledger_size} records) is in progress — "
+                    "every record is re-hashed and its signature checked; the pages fill in when it is done.")
         cps = sorted(set(report.checkpoint_sizes)) if report is not None else []
         cp = f", consistent with the checkpoint at size {cps[-1]}" if cps else ""
         text = f"Ledger verified: {self.verified_size} records intact{cp} (checked {self.checked_at})."
@@ -93,10 +100,19 @@ class Status:
             text += f" {newer} newer record(s) are being verified."
         return text
 
+    @property
+    def shows(self) -> str:
+        """What the pages show: ``verified`` records, ``unverified`` ones (before the first
+        verification finished) or ``nothing``."""
+        if self.verified_size:
+            return "verified"
+        return "unverified" if self.unverified_size else "nothing"
+
     def to_json(self) -> dict[str, Any]:
         report = self.report
         return {
             "state": self.state, "ok": self.ok, "level": self.level, "headline": self.headline(),
+            "shows": self.shows, "unverified_size": self.unverified_size,
             "ledger_size": self.ledger_size, "verified_size": self.verified_size, "checked_at": self.checked_at,
             "duration_s": None if self.duration_s is None else round(self.duration_s, 3),
             "verifying_since": self.verifying_since, "error": self.message, "changed_records": list(self.changed),
@@ -122,6 +138,8 @@ class LedgerView:
         self.workers = workers
         self.ledger_id = self.reader.source().meta("ledger_id") or ""
         self._index: LedgerIndex | None = None
+        self._unverified: LedgerIndex | None = None
+        self._first_done = False  # the first verification finished: nothing unverified is shown again
         self._status = Status(ledger_size=self.reader.max_seq())
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -135,6 +153,12 @@ class LedgerView:
     @property
     def index(self) -> LedgerIndex | None:
         return self._index
+
+    @property
+    def shown(self) -> LedgerIndex | None:
+        """What the pages list: the verified index, else (before the first verification finished)
+        the records as read, unverified (``LedgerIndex.verified`` is False)."""
+        return self._index if self._index is not None else self._unverified
 
     @property
     def status(self) -> Status:
@@ -179,7 +203,19 @@ class LedgerView:
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="assay-web-verifier", daemon=True)
             self._thread.start()
+            threading.Thread(target=self._read_unverified, name="assay-web-unverified", daemon=True).start()
         return self
+
+    def _read_unverified(self) -> None:
+        """Index the records as read, for the pages to show (as unverified) until the first verification ends."""
+        try:
+            index = LedgerIndex.unverified(self.reader, self.reader.max_seq())
+        except Exception:  # a gap or a database that cannot be read: the banner says it once verification ends
+            return
+        with self._lock:
+            if not self._first_done and self._index is None:
+                self._unverified = index
+                self._status = _replace(self._status, unverified_size=index.size)
 
     def stop(self) -> None:
         self._stop.set()
@@ -222,7 +258,9 @@ class LedgerView:
         from assay.storage.settings import redact_url
 
         with self._lock:
-            self._status = _replace(self._status, state=ERROR, message=redact_url(message), verifying_since=None)
+            self._status = _replace(self._status, state=ERROR, message=redact_url(message), verifying_since=None,
+                                    unverified_size=0)
+            self._first_done, self._unverified = True, None
         self._ready.set()
 
     def _verify(self, key: tuple[Any, ...]) -> None:
@@ -248,9 +286,10 @@ class LedgerView:
                     self._status = _replace(self._status, state=VERIFYING)
                 return
         with self._lock:
+            self._first_done, self._unverified = True, None
             if problem is not None:  # keep showing what was verified before
                 self._status = _replace(self._status, state=ERROR, message=problem, checked_at=_now(),
-                                        verifying_since=None, report=report)
+                                        verifying_since=None, report=report, unverified_size=0)
             else:
                 self._index = index
                 changed = [] if report.ok else self._status.changed

@@ -264,10 +264,13 @@ class Server:
             time.sleep(0.2)
 
 
-def start_server(team: Team, tmp: Path, *extra: str, token: str | None = None) -> Server:
+def start_server(team: Team, tmp: Path, *extra: str, token: str | None = None,
+                 command: list[str] | None = None, wait: bool = True) -> Server:
+    """``assay serve`` (or ``command`` given the same arguments) on a free port; verified first unless
+    ``wait`` is false or a token is needed."""
     port = free_port()
     log = tmp / f"serve-{port}.log"
-    args = [sys.executable, "-m", "assay", "--home", str(team.home), "--db", team.db, "serve",
+    args = [*(command or [sys.executable, "-m", "assay"]), "--home", str(team.home), "--db", team.db, "serve",
             "--listen", f"127.0.0.1:{port}", "--no-access-log", *extra]
     env = {k: v for k, v in os.environ.items() if k not in ("ASSAY_DB_URL", "ASSAY_HOME")}
     handle = log.open("w")
@@ -282,7 +285,7 @@ def start_server(team: Team, tmp: Path, *extra: str, token: str | None = None) -
             if process.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"assay serve did not start: {log.read_text()}") from None
             time.sleep(0.2)
-    if token is None:
+    if token is None and wait:
         server.wait_verified()
     return server
 

@@ -118,10 +118,12 @@ def test_the_run_page_leads_with_what_blocked_it(team: Team, client: TestClient[
     assert data["verdict"]["decision"] == "block" == recorded["decision"]
     assert data["verdict"]["reasons"] == recorded["reasons"] and recorded["reasons"]
     first = data["attention"][0]
-    assert (first["level"], first["what"]) == ("block", "no-leakage[duplicates]")
-    assert "checks.leakage.duplicates.status" in first["message"]
-    check = next(i for i in data["attention"] if i["kind"] == "check")
-    assert check["what"] == "leakage.duplicates" and "37 test rows also appear" in check["message"]
+    assert (first["level"], first["what"], first["kind"]) == ("block", "no-leakage[duplicates]", "rule")
+    assert "37 test rows also appear" in first["message"]
+    assert "checks.leakage.duplicates.status" in first["technical"]
+    # the failing check is the finding that rule judges: said once, under the rule
+    assert [i["what"] for i in data["attention"]].count("no-leakage[duplicates]") == 1
+    assert not any(i["kind"] == "check" and "duplicates" in i["what"] for i in data["attention"])
     assert all(r["integrity"] == "verified" for r in data["records"])
     html = client.get(f"/runs/{run}").text
     order = [html.index(marker) for marker in ("Needs attention", "Gate decision:", "<h2>Checks</h2>",
@@ -325,7 +327,9 @@ def test_a_database_edited_behind_the_ledger_turns_the_banner_red(sqlite_team: T
         changed = next(r for r in run["records"] if r["seq"] == verdict["seq"])
         assert changed["integrity"] == "changed"
         assert run["verdict"]["decision"] == "block"  # the page keeps what was verified
-        assert run["attention"][0]["what"] == f"record {verdict['seq']}"
+        first = run["attention"][0]
+        assert (first["kind"], first["level"]) == ("ledger", "block")
+        assert f"record {verdict['seq']} differs from the verified ledger" in first["message"]
         for _ in range(200):
             status = get_json(client, "/api/status")["status"]
             if status["state"] == "failed":
