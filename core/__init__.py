@@ -20,7 +20,6 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from assay.commands.monitoring import MonitorContext
     from assay.errors import AssayError, BadInput, Finding, InternalError
     from assay.kernel.hookspecs import hookimpl
     from assay.kernel.types import (
@@ -31,6 +30,7 @@ if TYPE_CHECKING:
         EventKind,
         Evidence,
         FittedModel,
+        MonitorContext,
         Outcome,
         Predictions,
         Role,
@@ -54,10 +54,10 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "hookimpl": "assay.kernel.hookspecs",
     **dict.fromkeys(("AssayError", "BadInput", "Finding", "InternalError"), "assay.errors"),
-    **dict.fromkeys(("Baseline", "Check", "Dataset", "Event", "EventKind", "Evidence", "FittedModel", "Outcome",
-                     "Predictions", "Role", "RuleOutcome", "Run", "SampleWeights", "Scores", "SearchRequest", "Splits",
-                     "StageSummary", "Status", "Task", "Trainer", "Tuner", "Verdict"), "assay.kernel.types"),
-    "MonitorContext": "assay.commands.monitoring",
+    **dict.fromkeys(("Baseline", "Check", "Dataset", "Event", "EventKind", "Evidence", "FittedModel",
+                     "MonitorContext", "Outcome", "Predictions", "Role", "RuleOutcome", "Run", "SampleWeights",
+                     "Scores", "SearchRequest", "Splits", "StageSummary", "Status", "Task", "Trainer", "Tuner",
+                     "Verdict"), "assay.kernel.types"),
 }
 
 __all__ = [

@@ -22,6 +22,10 @@ at module level without slowing down ``assay --help``.
   for (:func:`build_preprocessor`) in front of its estimator, as the training plugin and the
   conformance kit do; the functions it wraps in a ``FunctionTransformer`` are named here, so
   saved models that refer to them load without any plugin declaring them.
+- **Artifacts and monitoring**: :func:`put_artifact` keeps bytes with the run (the digest is
+  what the evidence records), :func:`frame_to_parquet` is the format of the samples monitoring
+  reads back, :func:`fingerprint_frame` a table's content digest; :func:`drift_options` and
+  :func:`value_drift_threshold` give drift tests the thresholds of the policy judging a batch.
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from assay.errors import BadInput
+from assay.kernel.artifacts import category_text, frame_from_parquet, frame_to_parquet, put_artifact
+from assay.kernel.dataset import fingerprint_frame
+from assay.kernel.drift_rules import drift_options, monitor_rules, share_threshold, value_drift_threshold
 from assay.kernel.types import to_jsonable
 
 if TYPE_CHECKING:
@@ -58,7 +65,12 @@ __all__ = [
     "build_preprocessor",
     "calendar_features",
     "capped_grid",
+    "category_text",
     "defaults_and_draws",
+    "drift_options",
+    "fingerprint_frame",
+    "frame_from_parquet",
+    "frame_to_parquet",
     "infer_task",
     "interval",
     "is_url",
@@ -69,8 +81,10 @@ __all__ = [
     "mean_reciprocal_rank",
     "metric",
     "metrics_for",
+    "monitor_rules",
     "ndcg_at",
     "positive_first",
+    "put_artifact",
     "randint",
     "ranking_metric",
     "read_table",
@@ -81,12 +95,14 @@ __all__ = [
     "score_ranking",
     "search_scorer",
     "selection_history",
+    "share_threshold",
     "sibling_runs",
     "sibling_summary",
     "sniff_separator",
     "spec_without_seed",
     "steps",
     "to_jsonable",
+    "value_drift_threshold",
     "weighted_auc",
     "weighted_metric",
 ]

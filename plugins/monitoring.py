@@ -12,7 +12,10 @@ batch can be checked with nothing but the run id:
 * the column roles and the categories seen in the whole training part (a sample misses
   rare categories, which would then be reported as "new").
 
-Both samples are Parquet files in the content-addressed artifact store.
+Both samples are Parquet files in the content-addressed artifact store
+(:func:`assay.kit.put_artifact`); the plugin never reads them back itself: at monitoring time
+the runner hands it the loaded model, reference, holdout sample and stored holdout predictions
+in the :class:`~assay.MonitorContext`.
 
 At monitoring time (``monitor``) evidently 0.7 compares the batch with the reference:
 ``DataDriftPreset`` over the model's features (evidently picks the test by column type
@@ -28,20 +31,29 @@ run`` and ``assay --help`` never load it.
 
 from __future__ import annotations
 
-import io
 import math
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from assay import Check, Evidence, FittedModel, Run, Splits, Status, hookimpl
-from assay.kit import to_jsonable
+from assay.kit import (
+    category_text,
+    drift_options,
+    fingerprint_frame,
+    frame_from_parquet,  # noqa: F401  (the stored samples' reader, beside their writer)
+    frame_to_parquet,
+    put_artifact,
+    steps,
+    to_jsonable,
+    value_drift_threshold,
+)
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-    from assay.commands.monitoring import MonitorContext
+    from assay import MonitorContext
 
 FEATURE_ROLES = ("numeric", "categorical", "text", "datetime")
 KEPT_ROLES = (*FEATURE_ROLES, "sensitive", "target")
@@ -79,36 +91,6 @@ def stratified_sample(frame: pd.DataFrame, target: str, task: str, n: int, seed:
     return sample.sort_index()
 
 
-def frame_to_parquet(frame: pd.DataFrame) -> bytes:
-    """Parquet bytes of ``frame`` (object columns of mixed types are stored as text)."""
-    import pyarrow as pa
-
-    buffer = io.BytesIO()
-    try:
-        frame.to_parquet(buffer, index=False)
-    except (pa.ArrowException, TypeError, ValueError):
-        fixed = frame.copy()
-        for col in fixed.columns:
-            if fixed[col].dtype == object:
-                fixed[col] = fixed[col].map(lambda v: v if v is None or v != v else str(v))
-        buffer = io.BytesIO()
-        fixed.to_parquet(buffer, index=False)
-    return buffer.getvalue()
-
-
-def frame_from_parquet(data: bytes) -> pd.DataFrame:
-    import pandas as pd
-
-    return pd.read_parquet(io.BytesIO(data))
-
-
-def category_text(value: Any) -> str:
-    """A category as text, with whole floats (1.0 from a CSV column with gaps) written as 1."""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
 def category_sets(frame: pd.DataFrame, columns: Sequence[str]) -> dict[str, list[str] | None]:
     """Every category seen per column, as text (``None`` when there are more than MAX_CATEGORIES)."""
     out: dict[str, list[str] | None] = {}
@@ -131,16 +113,12 @@ def evaluate(run: Run, model: FittedModel, splits: Splits) -> list[Check | Evide
 
 
 def store_reference(run: Run, model: FittedModel, splits: Splits) -> list[Check | Evidence]:
-    from assay.kernel.dataset import fingerprint_frame
-    from assay.storage.store import ArtifactStore
-
     dataset = splits.dataset
     kept = [c for c in dataset.frame.columns if dataset.roles.get(c) in KEPT_ROLES]
     n = run.spec.monitor.reference_rows
     train = splits.part("train")[kept]
     reference = stratified_sample(train, dataset.target, dataset.task, n, run.seed)
     holdout = stratified_sample(splits.part("test")[kept], dataset.target, dataset.task, n, run.seed)
-    store = ArtifactStore(run.settings.home)
     roles = {c: dataset.roles[c] for c in kept}
     features = [c for c in kept if roles[c] in FEATURE_ROLES]
     categorical = [c for c in kept if roles[c] in ("categorical", "sensitive")]
@@ -148,7 +126,7 @@ def store_reference(run: Run, model: FittedModel, splits: Splits) -> list[Check 
         categorical.append(dataset.target)
     return [Evidence("monitoring", {
         "reference": {
-            "artifact": store.put_bytes(frame_to_parquet(reference)),
+            "artifact": put_artifact(run, frame_to_parquet(reference)),
             "rows": len(reference),
             "fingerprint": fingerprint_frame(reference),
             "part": "train",
@@ -160,22 +138,22 @@ def store_reference(run: Run, model: FittedModel, splits: Splits) -> list[Check 
             "categories": category_sets(train, categorical),
         },
         "holdout": {
-            "artifact": store.put_bytes(frame_to_parquet(holdout)),
+            "artifact": put_artifact(run, frame_to_parquet(holdout)),
             "rows": len(holdout),
             "part": "test",
-            "predictions": holdout_predictions(store, model.estimator, holdout, features, dataset.task),
+            "predictions": holdout_predictions(run, model.estimator, holdout, features, dataset.task),
         },
     })]
 
 
-def holdout_predictions(store: Any, estimator: Any, holdout: pd.DataFrame, features: list[str],
+def holdout_predictions(run: Run, estimator: Any, holdout: pd.DataFrame, features: list[str],
                         task: str) -> dict[str, Any]:
     """The model's drift-tested output on the holdout sample, stored so monitoring need not re-score it."""
     import pandas as pd
 
     pred, proba, kind = predict(estimator, holdout[features], task)
     frame = pd.DataFrame({PREDICTION: drift_values(pred, proba, kind)})
-    return {"artifact": store.put_bytes(frame_to_parquet(frame)), "kind": kind}
+    return {"artifact": put_artifact(run, frame_to_parquet(frame)), "kind": kind}
 
 
 # --------------------------------------------------------------------------- predictions
@@ -308,14 +286,12 @@ def data_drift(reference: pd.DataFrame, current: pd.DataFrame, types: Mapping[st
     """Drift of the features (DataDriftPreset) and of ``extra`` columns (``{column: "sensitive"|"target"}``).
 
     ``policy`` (the one judging the batch) sets evidently's drift-share and per-column test
-    thresholds (:func:`assay.plugins.monitor_page.drift_options`). Returns the ``drift``
+    thresholds (:func:`assay.kit.drift_options`). Returns the ``drift``
     evidence and evidently's snapshot (for the HTML report), or ``None`` for the snapshot
     when no column could be tested.
     """
     from evidently.metrics import ValueDrift
     from evidently.presets import DataDriftPreset
-
-    from assay.plugins.monitor_page import drift_options, evidently_summary, value_drift_threshold
 
     wanted = [*features, *extra]
     ref_missing = reference[[c for c in wanted if c in reference.columns]].isna().mean()
@@ -332,7 +308,7 @@ def data_drift(reference: pd.DataFrame, current: pd.DataFrame, types: Mapping[st
             skipped[col] = "no values in the reference sample"
     tested = [c for c in features if c not in skipped]
     others = [c for c in extra if c not in skipped]
-    # the policy's thresholds, so evidently's report and assay's verdict judge alike (assay.plugins.monitor_page)
+    # the policy's thresholds, so evidently's report and assay's verdict judge alike (assay.kernel.drift_rules)
     metrics: list[Any] = ([DataDriftPreset(columns=tested, **drift_options(policy, tested))] if tested else []) + [
         ValueDrift(column=c, threshold=value_drift_threshold(policy, c)) for c in others]
     columns = tested + others
@@ -379,6 +355,38 @@ def data_drift(reference: pd.DataFrame, current: pd.DataFrame, types: Mapping[st
     return drift, snapshot
 
 
+def evidently_summary(snapshot: Mapping[str, Any]) -> dict[str, Any] | None:
+    """evidently's dataset-drift result from a snapshot's dict: its threshold, share, count and conclusion."""
+    config: Mapping[str, Any] | None = None
+    value: Any = None
+    for item in snapshot.get("metrics", []):
+        if str(item.get("config", {}).get("type", "")).endswith("DriftedColumnsCount"):
+            config, value = item["config"], item.get("value")
+    if config is None:
+        return None
+    share = _finite(value.get("share")) if isinstance(value, Mapping) else None
+    count = _finite(value.get("count")) if isinstance(value, Mapping) else None
+    threshold = _finite(config.get("drift_share"))
+    out: dict[str, Any] = {"drift_share": threshold, "share": share, "drifted": None if count is None else int(count),
+                           "columns": len(config.get("columns") or []),
+                           "per_column_threshold": dict(config.get("per_column_threshold") or {}),
+                           "threshold": _finite(config.get("threshold"))}
+    # evidently (legacy get_dataset_drift): the dataset drifted when share >= drift_share
+    out["dataset_drift"] = None if share is None or threshold is None else share >= threshold
+    return out
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        return float(str(value).strip())
+    except ValueError:
+        return None
+
+
 def _share(value: Any) -> float | None:
     return None if value is None else float(value)
 
@@ -405,10 +413,11 @@ def prediction_drift(reference: np.ndarray, current: np.ndarray, kind: str) -> d
 
 
 def performance(y: np.ndarray, pred: np.ndarray, proba: np.ndarray | None, classes: np.ndarray, task: str,
-                primary: str, n_boot: int, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
+                primary: str, n_boot: int, seed: int, run: Run | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """The task's metrics on the labelled batch, with a bootstrap interval for ``primary``.
 
-    Returns ``(metrics, detail)``: ``metrics`` goes to ``metrics.current``.
+    Returns ``(metrics, detail)``: ``metrics`` goes to ``metrics.current``. With a ``run`` the
+    resamples are counted on its progress display (stage ``monitor``).
     """
     import numpy as np
 
@@ -425,7 +434,7 @@ def performance(y: np.ndarray, pred: np.ndarray, proba: np.ndarray | None, class
     if n_boot and scores.get(primary) is not None:
         rng = np.random.default_rng(seed)
         draws = []
-        for _ in range(n_boot):
+        for _ in steps(run, "monitor", range(n_boot), f"bootstrap of {primary} on {len(y):,} labelled rows"):
             idx = rng.integers(0, len(y), len(y))
             value = score_predictions(y[idx], pred[idx], None if proba is None else proba[idx], classes,
                                       (primary,)).get(primary)
@@ -555,13 +564,12 @@ def _num(value: Any) -> Any:
 def monitor(run: Run, reference: pd.DataFrame, current: pd.DataFrame, context: MonitorContext) -> list[Check | Evidence]:
     """Data drift, prediction drift and (labelled batches) performance and fairness, with evidently.
 
-    ``context.training`` is the training run's evidence (model artifact, reference roles,
-    holdout sample); ``current`` carries the target column only when the batch is labelled.
+    ``context.training`` is the training run's evidence (reference roles, the metric); the
+    runner loaded the model (``context.model``) and the holdout sample and predictions stored at
+    training time; ``current`` carries the target column only when the batch is labelled. Each
+    part is reported through ``run.progress`` (stage ``monitor``), the bootstrap per resample.
     """
     import numpy as np
-
-    from assay.storage.modelio import load_model
-    from assay.storage.store import ArtifactStore
 
     training = context.training
     info = training["monitoring"]["reference"]
@@ -569,25 +577,29 @@ def monitor(run: Run, reference: pd.DataFrame, current: pd.DataFrame, context: M
     features: list[str] = list(info["features"])
     target: str = info["target"]
     task: str = training.get("task", "binary")
-    store = ArtifactStore(run.settings.home)
     labelled = target in current.columns
-
     groups = current[[c for c in info.get("sensitive", []) if c in current.columns]]
+    fair = len(groups.columns) and (labelled or task in ("binary", "text"))
+    plan = ["scoring the model", "prediction drift", "data drift (evidently)",
+            *(["performance"] if labelled else []), *(["fairness"] if fair else [])]
+
+    def part(label: str) -> None:
+        run.progress("monitor", plan.index(label), len(plan), label)
+
     # Score first: evidently's report leaves a large heap of live objects behind, and every
     # garbage-collector pass made while scoring after it would walk them all.
-    estimator = load_model(store, training["model"]["artifact"])
+    part("scoring the model")
+    estimator = context.model
     rows = scoring_rows(run, current, every_row=labelled or bool(len(groups.columns)))
     scored = current if rows is None else current.iloc[rows]
     pred, proba, kind = predict(estimator, scored[features], task)
-    holdout_info = training["monitoring"].get("holdout") or {}
-    stored = holdout_info.get("predictions")
-    if stored and stored.get("kind") == kind:
-        reference_values = frame_from_parquet(store.get_bytes(stored["artifact"]))[PREDICTION].to_numpy()
+    part("prediction drift")
+    if context.holdout_predictions is not None and context.holdout_kind == kind:
+        reference_values = np.asarray(context.holdout_predictions)
         source = "holdout"
     else:
-        if holdout_info:
-            holdout = frame_from_parquet(store.get_bytes(holdout_info["artifact"]))
-            source = "holdout"
+        if context.holdout is not None:
+            holdout, source = context.holdout, "holdout"
         else:
             holdout, source = reference, "reference (in-sample: the run stored no holdout sample)"
         ref_pred, ref_proba, _ = predict(estimator, holdout[features], task)
@@ -595,6 +607,7 @@ def monitor(run: Run, reference: pd.DataFrame, current: pd.DataFrame, context: M
     prediction = {**prediction_drift(reference_values, drift_values(pred, proba, kind), kind), "reference": source,
                   "rows_scored": len(pred), "rows": len(current)}
 
+    part("data drift (evidently)")
     types = drift_types(reference, roles, task, target)
     extra = {c: "sensitive" for c in groups.columns}
     if labelled:
@@ -604,19 +617,20 @@ def monitor(run: Run, reference: pd.DataFrame, current: pd.DataFrame, context: M
     report: dict[str, Any] | None = None
     if snapshot is not None:
         html = snapshot.get_html_str(as_iframe=False).encode("utf-8")
-        report = {"html": store.put_bytes(html), "bytes": len(html), "generator": f"evidently {_evidently_version()}"}
+        report = {"html": put_artifact(run, html), "bytes": len(html), "generator": f"evidently {_evidently_version()}"}
         del snapshot, html
 
     out: list[Check | Evidence] = [Evidence("drift", drift)]
     classes = np.asarray(getattr(estimator, "classes_", []))
     if labelled:
+        part("performance")
         mask = current[target].notna().to_numpy()
         y = labels_like(current[target].to_numpy()[mask], classes)
         pred_l, proba_l = pred[mask], None if proba is None else proba[mask]
         primary = training.get("metric", "roc_auc")
         if mask.any():
             scores, detail = performance(y, pred_l, proba_l, classes, task, primary,
-                                         run.spec.evaluate.bootstrap, run.seed)
+                                         run.spec.evaluate.bootstrap, run.seed, run=run)
         else:
             scores = {primary: None, f"{primary}_ci": None}
             detail = {"rows": 0, "metric": primary, "detail": "no row of the batch has a label"}
@@ -627,10 +641,13 @@ def monitor(run: Run, reference: pd.DataFrame, current: pd.DataFrame, context: M
         detail["change"] = (current_value - test_value) if None not in (current_value, test_value) else None
         out += [Evidence("metrics", {"current": scores}), Evidence("performance", detail)]
         if len(groups.columns) and mask.any():
+            part("fairness")
             out.append(Evidence("fairness", labelled_fairness(run, groups[mask], task, y, pred_l, proba_l, classes,
                                                               primary)))
-    elif len(groups.columns) and task in ("binary", "text"):
+    elif fair:
+        part("fairness")
         out.append(Evidence("fairness", selection_fairness(run, groups, pred, classes)))
+    run.progress("monitor", len(plan), len(plan), "done")
     if report is not None:
         out.append(Evidence("report", report))
     n_drifted, n_tested = drift["drifted"], drift["tested"]

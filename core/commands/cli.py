@@ -31,7 +31,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("assay.commands.governance:verify", "Check a model artifact has a valid passing verdict."),
     "approve": ("assay.commands.governance:approve", "Sign an approval for a model version."),
     "waive": ("assay.commands.governance:waive", "Waive a policy rule for a model version, with an expiry."),
-    "monitor": ("assay.plugins.monitoring_cli:monitor", "Check a production batch for drift and decay."),
+    "monitor": ("assay.commands.monitor:monitor", "Check a production batch for drift and decay."),
     "replay": ("assay.commands.replay:replay", "Retrain a recorded run and compare the results."),
     "diff": ("assay.commands.replay:diff", "Show what changed between two runs."),
     "lineage": ("assay.commands.lineage:lineage", "Show where a model came from."),

@@ -54,18 +54,20 @@ def _mlflow_env(timeout_s: int = 30, retries: int = 1) -> Iterator[None]:
                 os.environ.pop(key, None)
 
 
+def final_step(estimator: Any) -> Any:
+    """The model at the end of a scikit-learn ``Pipeline`` (the estimator itself when it is none)."""
+    steps = getattr(estimator, "steps", None)
+    return steps[-1][1] if steps else estimator
+
+
 def family_of(estimator: Any) -> str:
     """``LogisticRegression`` → ``logistic_regression``; ``HistGradientBoostingClassifier`` → ``hist_gradient_boosting``."""
-    from assay.plugins.evaluation import final_step
-
     name = type(final_step(estimator)).__name__
     snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
     return re.sub(r"_(classifier|regressor)$", "", snake)
 
 
 def _params(estimator: Any) -> dict[str, Any]:
-    from assay.plugins.evaluation import final_step
-
     try:
         params = final_step(estimator).get_params(deep=False)
     except Exception:

@@ -1,21 +1,23 @@
-"""The monitor runner: a production batch against a training run, judged by the policy.
+"""A monitoring run: a production batch against a training run, judged by the policy.
 
-``assay monitor RUN_ID --current DATA`` is a run of stages like ``assay run``, and like it
-calls no hook itself: the runner does (:func:`assay.kernel.runner.monitor_stored_run`).
+``assay monitor RUN_ID --current DATA`` (:mod:`assay.commands.monitor`) is a run of stages
+like ``assay run``, and like it calls no hook itself: the runner does
+(:func:`assay.kernel.runner.monitor_stored_run`).
 
-1. prepare (here) — resolve the run, load its evidence and reference sample (stored at
-   training time by the monitoring plugin), read the batch and validate its schema, load
-   the policy. Anything wrong is a :class:`~assay.errors.BadInput` (exit 2) and nothing is
-   written: a missing feature or a column of the wrong type names the column; new
-   categories are findings in the evidence, not errors. What the stages need is one
-   frozen :class:`MonitorContext`.
-2. ``monitor`` hook (runner) — drift, prediction drift, and for labelled batches
+1. prepare (here) — resolve the run from its signed records and check its evidence, read the
+   batch and validate its schema against the stored reference's, load the policy. Anything
+   wrong is a :class:`~assay.errors.BadInput` (exit 2) and nothing is written: a missing
+   feature or a column of the wrong type names the column; new categories are findings in
+   the evidence, not errors.
+2. ``load`` (runner) — the reference sample, the model and the holdout predictions from the
+   artifact store, into one frozen :class:`~assay.kernel.types.MonitorContext`.
+3. ``monitor`` hook (runner) — drift, prediction drift, and for labelled batches
    performance and fairness; the results are merged into a *monitor evidence* document that
    also carries the training run's ``metric``, ``model``, ``metrics.test`` and ``baseline``,
    so rules such as ``metrics.current.roc_auc >= metrics.test.roc_auc - 0.05`` can be evaluated.
-3. ``gate`` hook with stage ``monitor`` (runner) — the policy's ``stage = "monitor"`` rules
-   → a :class:`~assay.kernel.types.Verdict`.
-4. ``record`` hook (runner) — a ``monitor`` record linked to the run (the ledger is the
+4. ``gate`` hook with stage ``monitor`` (runner) — the policy's ``stage = "monitor"`` rules
+   → a :class:`~assay.kernel.types.Verdict`; a policy with none blocks (fail closed).
+5. ``record`` hook (runner) — a ``monitor`` record linked to the run (the ledger is the
    record of truth); then a row in ``monitor_results`` here (an index for ``assay monitor history``).
 
 Exit codes: 0 stable, 1 beyond policy, 2 bad input, 3 plugin or internal error.
@@ -99,28 +101,6 @@ def _engine(settings: Settings) -> Any:
     engine = engine_for(settings.db_url)
     SQLModel.metadata.create_all(engine, tables=[MonitorRow.__table__])  # type: ignore[attr-defined]
     return engine
-
-
-@dataclass(frozen=True, eq=False)
-class MonitorContext:
-    """What the stages of a monitoring run share: the ``monitor`` hook's ``context`` argument.
-
-    ``training`` is the training run's evidence as its signed record holds it (the model's
-    artifact, ``monitoring.reference``, ``metrics.test``, ``metric``, ``task``); ``reference``
-    the sample stored at training time; ``current`` the batch, restricted to the stored
-    columns and converted to the training dtypes (it has the target column only when
-    ``labelled``); ``source`` the batch file's absolute path; ``policy`` the policy whose
-    monitor rules judge the batch (drift tests take their thresholds from it).
-    """
-
-    monitor_id: str
-    run_id: str
-    training: Mapping[str, Any]
-    reference: pd.DataFrame
-    current: pd.DataFrame
-    labelled: bool
-    source: str
-    policy: Any = None
 
 
 @dataclass
@@ -285,7 +265,7 @@ def validate_batch(current: pd.DataFrame, info: Mapping[str, Any], *, labels: bo
     Returns the batch restricted to the stored columns (target only with ``labels``) and
     converted to the training dtypes, the ``schema`` evidence and its checks.
     """
-    from assay.plugins.monitoring import category_text
+    from assay.kernel.artifacts import category_text
 
     roles: Mapping[str, str] = info["roles"]
     features: list[str] = list(info["features"])
@@ -365,13 +345,10 @@ def run_monitor(pm: PluginManager, settings: Settings, run_ref: str, current_pat
     """Monitor one batch against a training run; see the module docstring for the steps."""
     from assay.commands.waivers import trusted_waivers
     from assay.kernel.dataset import fingerprint_frame
-    from assay.kernel.ids import new_run_id
     from assay.kernel.runner import add_results, collect_policies, monitor_stored_run
     from assay.kernel.spec import RunSpec
-    from assay.plugins.monitoring import frame_from_parquet
     from assay.policies import load_policy
     from assay.storage.signed import SignedLedger
-    from assay.storage.store import ArtifactStore
 
     # 1. prepare: nothing is written until the inputs are known to be good
     row = resolve_run(settings, run_ref)
@@ -380,21 +357,16 @@ def run_monitor(pm: PluginManager, settings: Settings, run_ref: str, current_pat
     spec_path = Path(row.spec_path)
     policy = load_policy(policy_ref or spec.gate.policy, spec_path.parent, collect_policies(pm))
     info = training["monitoring"]["reference"]
-    store = ArtifactStore(settings.home)
-    reference = frame_from_parquet(store.get_bytes(info["artifact"]))
     raw = read_batch(current_path)
     current, schema, schema_checks = validate_batch(raw, info, labels=labels, source=current_path, run_id=row.run_id)
     warnings = []
     if not policy.rules_for("monitor"):
-        warnings.append(f"policy {policy.name} has no monitor-stage rules: nothing is gated")
+        warnings.append(f"policy {policy.name} has no monitor-stage rules: the batch cannot pass it")
 
     source = str(Path(current_path).absolute())
-    context = MonitorContext(monitor_id=new_run_id(), run_id=row.run_id, training=training, reference=reference,
-                             current=current, labelled=labels, source=source, policy=policy)
     model = training["model"]
     evidence: dict[str, Any] = {
         "kind": "monitor",
-        "monitor_id": context.monitor_id,
         "run_id": row.run_id,
         "project": training.get("project", spec.project.name),
         "task": training.get("task"),
@@ -416,10 +388,11 @@ def run_monitor(pm: PluginManager, settings: Settings, run_ref: str, current_pat
         waivers, ignored = trusted_waivers(SignedLedger.open(settings), model["ref"], model.get("artifact"))
         warnings += ignored
 
-    # 2. the monitor hook, 3. the gate, 4. the record: the runner's stages
-    document, verdict = monitor_stored_run(pm, settings, spec, spec_path, context, evidence, policy,
+    # 2. load, 3. the monitor hook, 4. the gate, 5. the record: the runner's stages
+    document, verdict = monitor_stored_run(pm, settings, spec, spec_path, row.run_id, training, current, evidence,
+                                           policy, labelled=labels, source=source,
                                            waivers=[w.to_json() for w in waivers], today=today)
-    result = MonitorResult(context.monitor_id, row.run_id, document, verdict, policy, warnings)
+    result = MonitorResult(document["monitor_id"], row.run_id, document, verdict, policy, warnings)
     _save_row(settings, result, row)
     return result
 

@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     import click
     import pandas as pd
 
-    from assay.commands.monitoring import MonitorContext
     from assay.kernel.spec import RunSpec
     from assay.kernel.types import (
         Baseline,
@@ -32,6 +31,7 @@ if TYPE_CHECKING:
         Event,
         Evidence,
         FittedModel,
+        MonitorContext,
         RuleOutcome,
         Run,
         SampleWeights,

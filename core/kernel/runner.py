@@ -53,6 +53,8 @@ if TYPE_CHECKING:
 
     import numpy as np
 
+    from assay.kernel.types import MonitorContext
+
 RegistryItem = TypeVar("RegistryItem", Trainer, Tuner)
 
 #: Training rows the train side of the evaluation scores: all of them up to this many, else a seeded sample.
@@ -585,7 +587,8 @@ class Runner:
                 id=NO_APPLICABLE_RULE, outcome="error", path="", measured=None, threshold=None,
                 description=f"at least one rule of the policy applies to stage {stage}",
                 reason=f"policy {policy.name!r} has no rule that applies to stage {stage!r}, so nothing was "
-                       f"checked; add a rule with stage = \"{stage}\" (the default) to the policy")]
+                       f"checked; add a rule with stage = \"{stage}\"{' (the default)' if stage == 'train' else ''} "
+                       "to the policy")]
         return Verdict.from_outcomes(outcomes, policy.name, policy.hash)
 
     def _fail(self, run: Run, exc: BaseException, evidence: dict[str, Any], store: Any) -> RunResult:
@@ -738,48 +741,91 @@ def add_plugin_commands(pm: PluginManager, cli: Any) -> None:
 
 # --------------------------------------------------------------------------- monitoring runs
 
-if TYPE_CHECKING:
-    from assay.commands.monitoring import MonitorContext
+MONITOR_STAGES = ("load", "monitor", "gate")
 
 
-def monitor_stored_run(pm: PluginManager, settings: Settings, spec: RunSpec, spec_path: Path, context: MonitorContext,
-                       evidence: Mapping[str, Any], policy: Any, *, waivers: Sequence[Mapping[str, Any]] = (),
+def load_monitor_context(settings: Settings, run_id: str, training: Mapping[str, Any], current: Any, *,
+                         labelled: bool, source: str, policy: Any) -> MonitorContext:
+    """What a monitoring run's stages share, loaded from the training run's stored artifacts.
+
+    The reference sample, the model (checked against its recorded digest) and, when the run
+    stored them, the holdout sample and the model's drift-tested output on it. A new monitor id.
+    """
+    from assay.kernel.artifacts import frame_from_parquet
+    from assay.kernel.types import MonitorContext
+    from assay.storage.modelio import load_model
+    from assay.storage.store import ArtifactStore
+
+    store = ArtifactStore(settings.home)
+    monitoring = training["monitoring"]
+    reference = frame_from_parquet(store.get_bytes(monitoring["reference"]["artifact"]))
+    holdout_info = monitoring.get("holdout") or {}
+    holdout = frame_from_parquet(store.get_bytes(holdout_info["artifact"])) if holdout_info else None
+    stored = holdout_info.get("predictions") or {}
+    predictions = (frame_from_parquet(store.get_bytes(stored["artifact"])).iloc[:, 0].to_numpy()
+                   if stored.get("artifact") else None)
+    return MonitorContext(monitor_id=new_run_id(), run_id=run_id, training=training, reference=reference,
+                          current=current, labelled=labelled, source=source, policy=policy,
+                          model=load_model(store, training["model"]["artifact"]), holdout=holdout,
+                          holdout_predictions=predictions, holdout_kind=str(stored.get("kind") or ""))
+
+
+def monitor_stored_run(pm: PluginManager, settings: Settings, spec: RunSpec, spec_path: Path, run_id: str,
+                       training: Mapping[str, Any], current: Any, evidence: Mapping[str, Any], policy: Any, *,
+                       labelled: bool, source: str, waivers: Sequence[Mapping[str, Any]] = (),
                        today: date | None = None) -> tuple[dict[str, Any], Verdict]:
-    """A monitoring run's stages: a production batch judged against the training run ``context`` names.
+    """A monitoring run's stages: a production batch judged against training run ``run_id``.
 
-    1. ``monitor`` — every plugin's checks and evidence on the batch, merged into ``evidence``;
-    2. ``gate`` with stage ``monitor`` — the policy's monitor rules on that evidence, with ``waivers``;
-    3. ``record`` — a ``monitor`` record linked to the training run: the evidence and the verdict.
+    1. ``load`` — the reference sample, the model and the holdout predictions from the artifact
+       store, into one frozen :class:`~assay.kernel.types.MonitorContext` (a missing or altered
+       artifact fails here, before anything is recorded);
+    2. ``monitor`` — every plugin's checks and evidence on the batch, merged into ``evidence``;
+    3. ``gate`` with stage ``monitor`` — the policy's monitor rules on that evidence, with
+       ``waivers``; a policy with no rule for the stage blocks (``no-applicable-rule``, fail closed);
+    4. ``record`` — a ``monitor`` record linked to the training run: the evidence and the verdict.
 
-    A stage that raises, or no ``monitor`` implementation at all, is recorded as ``monitor_failed``
-    and raised (exit 3 unless it is an :class:`AssayError` of its own).
+    Each stage runs between ``stage_started`` and ``stage_finished``, and plugins report their
+    steps through ``run.progress``, as in a training run. A stage that raises, or no ``monitor``
+    implementation at all, is recorded as ``monitor_failed`` and raised (exit 3 unless it is an
+    :class:`AssayError` of its own).
 
     :param spec: the training run's spec (the monitoring plugins read ``[monitor]`` and ``[evaluate]``).
+    :param training: the training run's evidence, as its signed record holds it.
+    :param current: the batch, validated against the training schema.
     :param evidence: the monitor evidence the caller built from its inputs (the batch's schema, its data).
-    :returns: the complete monitor evidence and its verdict.
+    :returns: the complete monitor evidence (with its ``monitor_id``) and its verdict.
     """
     runner = Runner(pm, settings, spec, spec_path)
-    run = Run(run_id=context.run_id, spec=spec, spec_path=str(spec_path), settings=settings)
-    document = dict(evidence)
+    run = Run(run_id=run_id, spec=spec, spec_path=str(spec_path), settings=settings,
+              on_progress=runner._relay_progress)
+    with runner.stage(run, "load") as report:
+        context = load_monitor_context(settings, run_id, training, current, labelled=labelled, source=source,
+                                       policy=policy)
+        report(reference=len(context.reference), rows=len(context.current))
+    document = {**evidence, "monitor_id": context.monitor_id}
     try:
-        results = pm.hook.monitor(run=run, reference=context.reference, current=context.current, context=context)
-        if not any(results):
-            raise InternalError("no plugin implements the monitor hook (is the monitoring plugin blocked?)")
-        add_results(document, results)
-        document = to_jsonable(document)
-        from assay.kernel.evidence import validate_evidence
+        with runner.stage(run, "monitor") as report:
+            results = runner.call("monitor", run=run, reference=context.reference, current=context.current,
+                                  context=context)
+            if not any(results):
+                raise InternalError("no plugin implements the monitor hook (is the monitoring plugin blocked?)")
+            add_results(document, results)
+            document = to_jsonable(document)
+            from assay.kernel.evidence import validate_evidence
 
-        validate_evidence(document)  # a section a plugin wrote malformed is never judged (monitor_failed)
-        outcomes = pm.hook.gate(run=run, evidence=document, policy=policy, stage="monitor", waivers=list(waivers),
-                                today=today)
+            validate_evidence(document)  # a section a plugin wrote malformed is never judged (monitor_failed)
+            drift = document.get("drift") or {}
+            report(drifted=f"{drift.get('drifted', 0)}/{drift.get('tested', 0)}")
+        with runner.stage(run, "gate") as report:
+            verdict = runner.gate(run, document, policy, waivers=waivers, today=today, stage="monitor")
+            report(decision=verdict.decision)
     except BaseException as exc:
         message = exc.message if isinstance(exc, AssayError) else f"{type(exc).__name__}: {exc}"
         runner.record(run, "monitor_failed", {"monitor_id": context.monitor_id, "error": message,
                                               "source": document.get("data", {}).get("current")})
         if isinstance(exc, AssayError) or not isinstance(exc, Exception):
             raise
-        raise InternalError(f"monitoring run {context.run_id} failed: {message}") from exc
-    verdict = Verdict.from_outcomes([o for batch in outcomes for o in (batch or ())], policy.name, policy.hash)
+        raise InternalError(f"monitoring run {run_id} failed: {message}") from exc
     model = document.get("model") or {}
     runner.record(run, "monitor", {"monitor_id": context.monitor_id,
                                    "status": "stable" if verdict.decision == "pass" else "beyond_policy",

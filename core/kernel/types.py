@@ -333,6 +333,40 @@ class Scores:
     baseline_train: Predictions
 
 
+# --------------------------------------------------------------------------- monitoring
+
+
+@dataclass(frozen=True, eq=False)
+class MonitorContext:
+    """What the stages of a monitoring run share: the ``monitor`` hook's ``context`` argument.
+
+    The runner builds it from the training run's signed records and the artifact store, so a
+    monitoring plugin reads nothing from storage itself. ``training`` is the training run's
+    evidence as its signed record holds it (the model's artifact, ``monitoring.reference``,
+    ``metrics.test``, ``metric``, ``task``); ``reference`` the sample stored at training time;
+    ``current`` the batch, restricted to the stored columns and converted to the training
+    dtypes (it has the target column only when ``labelled``); ``source`` the batch file's
+    absolute path; ``policy`` the policy whose monitor rules judge the batch (drift tests take
+    their thresholds from it). ``model`` is the trained estimator, loaded and checked against
+    its recorded digest; ``holdout`` the holdout sample stored at training time and
+    ``holdout_predictions`` the model's stored drift-tested output on it, of kind
+    ``holdout_kind`` (``numeric`` or ``categorical``), each ``None`` when the run stored none.
+    """
+
+    monitor_id: str
+    run_id: str
+    training: Mapping[str, Any]
+    reference: pd.DataFrame
+    current: pd.DataFrame
+    labelled: bool
+    source: str
+    policy: Any = None
+    model: Any = None
+    holdout: pd.DataFrame | None = None
+    holdout_predictions: np.ndarray | None = None
+    holdout_kind: str = ""
+
+
 # --------------------------------------------------------------------------- gating
 
 

@@ -807,7 +807,7 @@ class _MonitorResult:
 
 
 def _monitoring(index: LedgerIndex) -> list[dict[str, Any]]:
-    from assay.plugins.monitoring_cli import history_json
+    from assay.commands.monitor import history_json
 
     out = []
     for ref, recs in sorted(index.by_model_ref.items()):
@@ -847,7 +847,7 @@ class _RunLike:
 
 def monitoring_charts(entry: dict[str, Any]) -> list[str]:
     """Inline SVG charts of one model's monitor history (``assay monitor history --html``'s)."""
-    from assay.plugins.monitoring_cli import svg_chart
+    from assay.commands.monitor import svg_chart
 
     rows = entry["results"]
     t_share, t_metric = entry["trend"]["share_drifted"], entry["trend"]["metric_current"]

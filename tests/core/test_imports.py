@@ -34,7 +34,7 @@ KIT = {"assay", "assay.kit", "assay.errors"}
 #: Imports that cross a boundary today, with what removes them (issue 12, "rooms that show it").
 STILL_CROSSING: dict[str, set[tuple[str, str]]] = {
     "plugins share helpers that belong in the kit (datachecks.guarded/with_fix, search progress, the "
-    "ranking helpers, the monitoring page)": {
+    "ranking helpers)": {
         ("assay.plugins.curves", "assay.plugins.metrics"),
         ("assay.plugins.curves", "assay.plugins.ranking"),
         ("assay.plugins.evaluation", "assay.plugins.ranking"),
@@ -43,11 +43,8 @@ STILL_CROSSING: dict[str, set[tuple[str, str]]] = {
         ("assay.plugins.generalization", "assay.plugins.datachecks"),
         ("assay.plugins.leakage", "assay.plugins.datachecks"),
         ("assay.plugins.leakage", "assay.plugins.loaders"),
-        ("assay.plugins.monitor_page", "assay.plugins.monitoring_cli"),
         ("assay.plugins.monitoring", "assay.plugins.datachecks"),
         ("assay.plugins.monitoring", "assay.plugins.fairness"),
-        ("assay.plugins.monitoring", "assay.plugins.monitor_page"),
-        ("assay.plugins.monitoring_cli", "assay.plugins.monitor_page"),
         ("assay.plugins.ranking", "assay.plugins.rankers"),
         ("assay.plugins.training", "assay.plugins.search_progress"),
         ("assay.plugins.training", "assay.plugins.ranking"),
@@ -67,19 +64,8 @@ STILL_CROSSING: dict[str, set[tuple[str, str]]] = {
         ("assay.plugins.mlflow_mirror", "assay.storage.settings"),
         ("assay.plugins.mlflow_mirror", "assay.storage.signed"),
         ("assay.plugins.mlflow_mirror", "assay.storage.store"),
-        ("assay.plugins.monitoring", "assay.kernel.dataset"),
-        ("assay.plugins.monitoring", "assay.storage.modelio"),
-        ("assay.plugins.monitoring", "assay.commands.monitoring"),
-        ("assay.plugins.monitoring", "assay.storage.store"),
-        ("assay.plugins.monitoring_cli", "assay.commands.monitoring"),
-        ("assay.plugins.monitoring_cli", "assay.storage.store"),
         ("assay.plugins.splitting", "assay.kernel.dataset"),
         ("assay.plugins.training", "assay.kernel.spec"),
-    },
-    "core imports plugins (loaders and monitoring reached directly instead of through hooks)": {
-        ("assay.commands.mlflow_import", "assay.plugins.evaluation"),
-        ("assay.commands.monitoring", "assay.plugins.monitoring"),
-        ("assay.web.pages", "assay.plugins.monitoring_cli"),
     },
 }
 

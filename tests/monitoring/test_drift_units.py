@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from assay.commands.monitor import svg_chart
 from assay.commands.monitoring import trend
 from assay.plugins.monitoring import data_drift, parse_snapshot, prediction_drift
-from assay.plugins.monitoring_cli import svg_chart
 from tests.conftest import EXAMPLES
 
 TYPES = {"temp_f": "numeric", "carrier": "categorical", "wind_gust_mph": "numeric"}

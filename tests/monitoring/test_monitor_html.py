@@ -202,7 +202,7 @@ def test_evidently_takes_the_thresholds_of_the_policy_given_on_the_command_line(
 @given(st.integers(1, 60), st.data(), st.floats(0, 1), st.sampled_from(["<=", "<"]))
 def test_evidently_and_the_rule_put_every_possible_share_on_the_same_side(n: int, data: st.DataObject, t: float,
                                                                           op: str) -> None:
-    from assay.plugins.monitor_page import share_threshold
+    from assay.kit import share_threshold
 
     k = data.draw(st.integers(0, n))
     if data.draw(st.booleans()):
@@ -218,7 +218,7 @@ def test_evidently_and_the_rule_put_every_possible_share_on_the_same_side(n: int
 
 
 def test_only_blocking_numeric_share_rules_set_evidentlys_threshold() -> None:
-    from assay.plugins.monitor_page import drift_options
+    from assay.kit import drift_options
 
     rules = {"rules": [
         {"id": "w", "path": "drift.share_drifted", "op": "<=", "threshold": 0.1, "severity": "warn", "stage": "monitor"},

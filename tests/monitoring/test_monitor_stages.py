@@ -73,7 +73,7 @@ def home(flights: TrainedRun, tmp_path: Path) -> Path:
 
 def test_plugins_get_one_frozen_context_and_the_verdict_comes_through_the_gate_hook(flights: TrainedRun,
                                                                                     home: Path) -> None:
-    from assay.commands.monitoring import MonitorContext
+    from assay import MonitorContext
     from assay.storage.settings import Settings
     from assay.storage.signed import SignedLedger
 

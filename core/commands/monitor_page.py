@@ -1,17 +1,10 @@
 """The ``assay monitor --html`` page: assay's verdict first, evidently's report below it.
 
-evidently draws the report from the same test results assay judges, configured with the
-policy's own thresholds (:func:`drift_options`), so the two cannot disagree:
-
-* the drift-share rule (``drift.share_drifted <= T``, stage ``monitor``) becomes
-  ``DataDriftPreset(drift_share=...)``. evidently calls the dataset drifted when the share is
-  *at least* its threshold while ``<=`` blocks only *above* ``T``; when a share of exactly ``T``
-  is possible (``k/n == T`` for the ``n`` columns tested) the next float above ``T`` is used, so
-  the boundary falls on the same side for both;
-* per-column rules on ``drift.columns.COLUMN.score`` (or ``drift.columns.*.score``) with a
-  number as threshold become evidently's per-column (or every column's) test threshold: a
-  p-value below it, or a distance at or above it, is drift for that column, and assay's
-  ``drift.share_drifted`` counts those same per-column results.
+evidently drew the report from the same test results assay judges, configured with the
+policy's own thresholds (:mod:`assay.kernel.drift_rules`), so the two cannot disagree; the
+page says how: the drift-share rule that set the dataset drift threshold (and the next float
+above it where a share of exactly ``T`` is possible), the per-column rules that set the
+column tests' thresholds, and any rule that reads a column's score against its test's sense.
 
 The page (:func:`monitor_page`) leads with the run, model, policy name and digest and every
 monitor rule with its measured value and threshold, then embeds evidently's HTML (the artifact
@@ -21,119 +14,23 @@ whose digest the ``monitor`` ledger record holds) in an ``iframe`` unchanged.
 from __future__ import annotations
 
 import html
-import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-SHARE_PATH = "drift.share_drifted"
-COLUMN_PREFIX, COLUMN_SUFFIX = "drift.columns.", ".score"
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    try:
-        return float(str(value).strip())
-    except ValueError:
-        return None
-
-
-def monitor_rules(policy: Any) -> list[dict[str, Any]]:
-    """The policy's monitor-stage rules as JSON (from a Policy object or a policy document)."""
-    if policy is None:
-        return []
-    if hasattr(policy, "rules_for"):
-        return [r.to_json() for r in policy.rules_for("monitor")]
-    rules = policy.get("rules", []) if isinstance(policy, Mapping) else []
-    return [dict(r) for r in rules if isinstance(r, Mapping) and r.get("stage") == "monitor"]
-
-
-def share_threshold(rules: Iterable[Mapping[str, Any]], tested: int) -> dict[str, Any] | None:
-    """evidently's ``drift_share`` for the policy's blocking drift-share rule (the strictest), or None."""
-    best: dict[str, Any] | None = None
-    for rule in rules:
-        t = _number(rule.get("threshold"))
-        if rule.get("path") != SHARE_PATH or rule.get("op") not in ("<=", "<") or t is None \
-                or rule.get("severity", "block") != "block":
-            continue
-        share = t
-        if rule["op"] == "<=" and any(k / tested == t for k in range(tested + 1)):
-            share = math.nextafter(t, math.inf)  # evidently: drifted when share >= drift_share
-        if best is None or share < best["drift_share"]:
-            best = {"rule": rule.get("id"), "op": rule["op"], "threshold": t, "drift_share": share}
-    return best
-
-
-def column_thresholds(rules: Iterable[Mapping[str, Any]]) -> tuple[float | None, dict[str, float], list[str]]:
-    """Per-column test thresholds from ``drift.columns.COLUMN.score`` rules: (every column's, per column, rule ids)."""
-    every: float | None = None
-    per_column: dict[str, float] = {}
-    ids: list[str] = []
-    for rule in rules:
-        path, t = str(rule.get("path", "")), _number(rule.get("threshold"))
-        if not (path.startswith(COLUMN_PREFIX) and path.endswith(COLUMN_SUFFIX)) or t is None:
-            continue
-        column = path[len(COLUMN_PREFIX):-len(COLUMN_SUFFIX)]
-        if not column:
-            continue
-        ids.append(str(rule.get("id")))
-        if column == "*":
-            every = t
-        else:
-            per_column[column] = t
-    return every, per_column, ids
-
-
-def drift_options(policy: Any, tested: Sequence[str]) -> dict[str, Any]:
-    """Keyword arguments for evidently's ``DataDriftPreset`` from the policy's monitor rules."""
-    rules = monitor_rules(policy)
-    options: dict[str, Any] = {}
-    share = share_threshold(rules, len(tested))
-    if share is not None:
-        options["drift_share"] = share["drift_share"]
-    every, per_column, _ = column_thresholds(rules)
-    if every is not None:
-        options["threshold"] = every
-    wanted = {c: t for c, t in per_column.items() if c in tested}
-    if wanted:
-        options["per_column_threshold"] = wanted
-    return options
-
-
-def value_drift_threshold(policy: Any, column: str) -> float | None:
-    """The policy's threshold for one column tested on its own (a sensitive column, the target)."""
-    every, per_column, _ = column_thresholds(monitor_rules(policy))
-    return per_column.get(column, every)
-
-
-def evidently_summary(snapshot: Mapping[str, Any]) -> dict[str, Any] | None:
-    """evidently's dataset-drift result from a snapshot's dict: its threshold, share, count and conclusion."""
-    config: Mapping[str, Any] | None = None
-    value: Any = None
-    for item in snapshot.get("metrics", []):
-        if str(item.get("config", {}).get("type", "")).endswith("DriftedColumnsCount"):
-            config, value = item["config"], item.get("value")
-    if config is None:
-        return None
-    share = _number(value.get("share")) if isinstance(value, Mapping) else None
-    count = _number(value.get("count")) if isinstance(value, Mapping) else None
-    threshold = _number(config.get("drift_share"))
-    out: dict[str, Any] = {"drift_share": threshold, "share": share, "drifted": None if count is None else int(count),
-                           "columns": len(config.get("columns") or []),
-                           "per_column_threshold": dict(config.get("per_column_threshold") or {}),
-                           "threshold": _number(config.get("threshold"))}
-    # evidently (legacy get_dataset_drift): the dataset drifted when share >= drift_share
-    out["dataset_drift"] = None if share is None or threshold is None else share >= threshold
-    return out
-
+from assay.kernel.drift_rules import (
+    COLUMN_PREFIX,
+    COLUMN_SUFFIX,
+    SHARE_PATH,
+    column_thresholds,
+    monitor_rules,
+)
+from assay.kernel.drift_rules import threshold_number as _number
 
 # --------------------------------------------------------------------------- the page
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
-    from assay.plugins.monitoring_cli import fmt
+    from assay.commands.monitor import fmt
 
     return fmt(value, digits)
 

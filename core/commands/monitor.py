@@ -6,6 +6,10 @@ whose default command is ``check``: ``assay monitor RUN_ID ...`` runs ``check``,
 
 Output formats: text (rich), json (one object), junit (one testcase per policy rule) and
 markdown (a CI step summary). Exit codes: 0 stable, 1 beyond policy, 2 bad input.
+
+The stages show their work as a training run's do (:class:`MonitorReporter`): on a terminal a
+live bar per stage with its steps, elapsed time and ETA; on any other stderr one line per
+finished stage; nothing with ``--quiet``, or with a machine format when stderr is no terminal.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import html
 import io
 import json
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +26,15 @@ from xml.etree import ElementTree as ET
 
 import click
 
+from assay.commands.terminal import TerminalReporter
+from assay.kernel.hookspecs import hookimpl
+
 FORMATS = ("text", "json", "junit", "markdown")
+STAGE_LABELS = {
+    "load": "Loading the model and the reference sample",
+    "monitor": "Checking the batch for drift and decay",
+    "gate": "Applying the policy's monitor rules",
+}
 
 
 class MonitorGroup(click.Group):
@@ -215,6 +228,26 @@ def render_markdown(result: Any) -> str:
 RENDERERS = {"text": render_text, "json": render_json, "junit": render_junit, "markdown": render_markdown}
 
 
+# --------------------------------------------------------------------------- progress
+
+
+class MonitorReporter(TerminalReporter):
+    """The terminal reporter of a monitoring run: its stages (load, monitor, gate) and their steps."""
+
+    @hookimpl
+    def stage_started(self, run: Any, stage: str) -> None:
+        if self.live and self.progress is None:  # a monitoring run has no run_started: the first stage starts it
+            self._start_progress()
+        self.started[stage] = time.perf_counter()
+        if self.progress is not None:
+            self.task = self.progress.add_task(f"{stage:<8}", total=None, count="",
+                                               label=f"{STAGE_LABELS.get(stage, stage)}…")
+
+    def close(self) -> None:
+        """Take the live display down (after the last stage, or when one failed)."""
+        self._stop_progress()
+
+
 # --------------------------------------------------------------------------- check
 
 
@@ -227,9 +260,10 @@ RENDERERS = {"text": render_text, "json": render_json, "junit": render_junit, "m
 @click.option("--output", type=click.Path(dir_okay=False), help="Write the report here instead of stdout.")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False),
               help="Also write an HTML page here: assay's verdict, then evidently's report set to the policy's thresholds.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress display.")
 @click.pass_obj
 def check(state: Any, run_ref: str, current: str, labels: bool, policy_ref: str | None, fmt_name: str,
-          output: str | None, html_path: str | None) -> None:
+          output: str | None, html_path: str | None, quiet: bool) -> None:
     """Check the batch DATA against run RUN_ID: drift, prediction drift, performance, fairness.
 
     evidently's drift tests use the policy's thresholds: the blocking rule on
@@ -241,12 +275,21 @@ def check(state: Any, run_ref: str, current: str, labels: bool, policy_ref: str 
     conclusion.
     """
     from assay.commands.monitoring import run_monitor
+    from assay.commands.terminal import make_console
     from assay.storage.store import ArtifactStore
 
-    result = run_monitor(state.plugin_manager(), state, run_ref, current, labels=labels, policy_ref=policy_ref)
+    reporter = None
+    if not quiet and (fmt_name == "text" or sys.stderr.isatty()):
+        reporter = MonitorReporter(make_console(stderr=True))
+    pm = state.plugin_manager((("terminal", reporter),) if reporter is not None else ())
+    try:
+        result = run_monitor(pm, state, run_ref, current, labels=labels, policy_ref=policy_ref)
+    finally:
+        if reporter is not None:
+            reporter.close()
     text = RENDERERS[fmt_name](result)
     if html_path:  # assay's verdict first, evidently's report (the recorded artifact) below it
-        from assay.plugins.monitor_page import monitor_page
+        from assay.commands.monitor_page import monitor_page
 
         report = ArtifactStore(state.home).get_bytes(result.html) if result.html else None
         Path(html_path).write_text(monitor_page(result, report), encoding="utf-8")
