@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-    from assay.kernel.types import Dataset, Run, Trainer
+    from assay.kernel.types import Dataset, Run, Task, Trainer
 
 __all__ = [
     "FILE_SUFFIXES",
@@ -523,7 +523,7 @@ FILE_SUFFIXES = (".csv", ".parquet", ".pq", ".csv.gz")
 SEPARATORS = {",": "commas", ";": "semicolons", "\t": "tabs", "|": "pipes"}
 
 
-def infer_task(y: pd.Series) -> str:
+def infer_task(y: pd.Series) -> Task:
     import pandas as pd
 
     n = y.nunique(dropna=True)

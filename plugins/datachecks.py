@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from assay import Check, Evidence, hookimpl
+from assay import Check, Evidence, Status, hookimpl
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -143,7 +143,7 @@ def schema_check(run: Run, dataset: Dataset) -> Check:
             mixed[col] = round(numeric_share, 4)
             odd = sample[pd.to_numeric(sample, errors="coerce").isna()].unique()[:5].tolist()
             soft.append(f"{col!r} is text but {numeric_share:.1%} of its values are numbers (others: {odd})")
-    status = "fail" if hard else "warn" if soft else "pass"
+    status: Status = "fail" if hard else "warn" if soft else "pass"
     detail = {"problems": hard + soft, "high_severity": hard, "mixed_type_columns": mixed,
               "roles": {str(c): r for c, r in roles.items()}, "task": dataset.task,
               "features": list(dataset.features)}
@@ -163,7 +163,7 @@ def missing_check(dataset: Dataset) -> Check:
     target_gaps = shares.get(dataset.target, 0.0) > 0
     empty = [c for c in dataset.features if shares.get(c, 0.0) >= 1.0]
     high = sorted((c for c, v in shares.items() if v > MISSING_WARN), key=lambda c: -shares[c])
-    status = "fail" if target_gaps or empty else "warn" if high else "pass"
+    status: Status = "fail" if target_gaps or empty else "warn" if high else "pass"
     value = max(shares.values(), default=0.0)
     message = ""
     if target_gaps:
@@ -185,7 +185,7 @@ def constant_check(dataset: Dataset) -> Check:
     constant = [str(c) for c in dataset.features if frame[c].nunique(dropna=True) <= 1]
     sensitive_constant = [str(c) for c in dataset.columns_with("sensitive") if frame[c].nunique(dropna=True) <= 1]
     everything = bool(dataset.features) and len(constant) == len(dataset.features)
-    status = "fail" if everything else "warn" if constant or sensitive_constant else "pass"
+    status: Status = "fail" if everything else "warn" if constant or sensitive_constant else "pass"
     message = ""
     if constant or sensitive_constant:
         message = "constant column(s): " + ", ".join(constant + sensitive_constant)
@@ -204,7 +204,7 @@ def balance_check(run: Run, dataset: Dataset) -> Check:
     minority = str(shares.idxmin())
     share = float(shares.min())
     too_few = int(counts.min()) < 2 * run.spec.split.cv_folds
-    status = "fail" if share < MINORITY_FAIL or too_few else "warn" if share < MINORITY_WARN else "pass"
+    status: Status = "fail" if share < MINORITY_FAIL or too_few else "warn" if share < MINORITY_WARN else "pass"
     message = ""
     if status != "pass":
         message = (f"class {minority!r} is {share:.2%} of the rows ({int(counts.min())} rows"
@@ -253,7 +253,7 @@ def unseen_check(splits: Splits) -> Check:
                                     "values": {str(k): int(v) for k, v in values.iloc[:10].items()},
                                     "distinct": len(values)}
     value = max(shares.values(), default=0.0)
-    status = "fail" if value > UNSEEN_FAIL else "warn" if value > UNSEEN_WARN else "pass"
+    status: Status = "fail" if value > UNSEEN_FAIL else "warn" if value > UNSEEN_WARN else "pass"
     if not shares:
         return Check(GROUP, "unseen_categories", "skip", None, {"reason": "no categorical features"})
     flagged = [c for c, v in sorted(shares.items(), key=lambda kv: -kv[1]) if v > UNSEEN_WARN]
@@ -276,7 +276,7 @@ def label_shift_check(splits: Splits) -> Check:
     classes = sorted(set(p_tr.index) | set(p_te.index))
     tv = 0.5 * sum(abs(float(p_tr.get(c, 0.0)) - float(p_te.get(c, 0.0))) for c in classes)
     absent = [c for c in p_te.index if c not in p_tr.index]
-    status = "fail" if absent else "warn" if tv > LABEL_SHIFT_WARN else "pass"
+    status: Status = "fail" if absent else "warn" if tv > LABEL_SHIFT_WARN else "pass"
     message = (f"test classes never seen in training: {absent}" if absent
                else f"label shares differ between train and test (total variation {tv:.3f})" if status == "warn"
                else "")

@@ -55,7 +55,7 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from assay import Check, Evidence, hookimpl
+from assay import Check, Evidence, Status, hookimpl
 from assay.plugins.datachecks import guarded, with_fix
 
 if TYPE_CHECKING:
@@ -474,7 +474,7 @@ def checks_for(key: str, ev: dict[str, Any], task: str, test_size: float | None 
                              {"reason": ev.get("reason", "")}, message=f"{key}: {ev.get('reason', '')}"))
         else:
             rates = {g: v.get("selection_rate") for g, v in ev["by_group"].items() if not v.get("small")}
-            status = "fail" if ratio < FOUR_FIFTHS else "warn" if ci is not None and ci[0] < FOUR_FIFTHS else "pass"
+            status: Status = "fail" if ratio < FOUR_FIFTHS else "warn" if ci is not None and ci[0] < FOUR_FIFTHS else "pass"
             shown = ", ".join(f"{g} {r:.3f}" for g, r in rates.items() if isinstance(r, float))
             message = {"fail": f"{key}: selection rate ratio {ratio:.3f} is below the four-fifths rule "
                                f"(selection rates: {shown})",

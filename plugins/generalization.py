@@ -41,7 +41,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from assay import Check, Evidence, hookimpl
+from assay import Check, Evidence, Status, hookimpl
 from assay.plugins.datachecks import guarded, with_fix
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ def _gap_check(name: str, train: float | None, test: float | None, cv: dict[str,
     else:
         over = (test - train) / abs(train) if train else (0.0 if test == train else float("inf"))
         kind = "relative"
-    status = "fail" if over > GAP_FAIL else "warn" if over > GAP_WARN else "pass"
+    status: Status = "fail" if over > GAP_FAIL else "warn" if over > GAP_WARN else "pass"
     detail = {"metric": name, "kind": kind, "train": train, "holdout": test, "cv_mean": cv.get("mean"),
               "cv_std": cv.get("std"), "cv_train_mean": cv.get("train_mean"), "train_minus_holdout": train - test,
               "train_minus_holdout_ci": gap_ci, "thresholds": {"warn": GAP_WARN, "fail": GAP_FAIL},
@@ -107,7 +107,7 @@ def _spread_check(name: str, cv: dict[str, Any], greater: bool, folds: int) -> C
     if std is None or mean is None:
         return Check(GROUP, "cv_spread", "skip", None, {"reason": "no CV scores recorded", "metric": name})
     spread = std if bounded(name) else (std / abs(mean) if mean else float("inf"))
-    status = "fail" if spread >= SPREAD_FAIL else "warn" if spread >= SPREAD_WARN else "pass"
+    status: Status = "fail" if spread >= SPREAD_FAIL else "warn" if spread >= SPREAD_WARN else "pass"
     spread_check = Check(GROUP, "cv_spread", status, spread,
                  {"metric": name, "cv_mean": mean, "cv_std": std, "folds": folds,
                   "kind": "absolute" if bounded(name) else "relative to the mean",
@@ -124,7 +124,7 @@ def _cv_holdout_check(name: str, cv: dict[str, Any], test: float | None, greater
     worse = (mean - test) if greater else (test - mean)
     scale = 1.0 if bounded(name) else max(abs(mean), 1e-12)
     allowed = max(CV_HOLDOUT_SIGMAS * std, CV_HOLDOUT_MIN * scale)
-    status = "warn" if abs(worse) > allowed else "pass"
+    status: Status = "warn" if abs(worse) > allowed else "pass"
     found = Check(GROUP, "cv_holdout", status, worse,
                  {"metric": name, "cv_mean": mean, "cv_std": std, "holdout": test, "allowed": allowed,
                   "rule": f"|cv − holdout| ≤ max({CV_HOLDOUT_SIGMAS:g}·std, {CV_HOLDOUT_MIN:g})"},
@@ -142,7 +142,7 @@ def _baseline_check(name: str, improvement: float | None, ci: list[float] | None
                      {"reason": "model or baseline metric could not be computed", "metric": name})
     if ci is None:
         reason = "evaluate.bootstrap = 0" if resamples == 0 else "too many undefined bootstrap resamples"
-        status = "fail" if improvement <= 0 else "skip"
+        status: Status = "fail" if improvement <= 0 else "skip"
         return Check(GROUP, "beats_baseline", status, None if status == "skip" else improvement,
                      {"metric": name, "baseline": baseline, "improvement": improvement, "reason": reason})
     lower = ci[0]

@@ -64,7 +64,7 @@ from collections.abc import Generator
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from assay import Check, Evidence, hookimpl
+from assay import Check, Evidence, Status, hookimpl
 from assay.plugins.datachecks import dataset_drop, guarded, run_checks, with_fix
 
 if TYPE_CHECKING:
@@ -98,7 +98,7 @@ FILLED_SHARE = 0.005
 EXAMPLES = 10
 
 
-def _status(value: float, warn: float, fail: float, *, warn_above_zero: bool = False) -> str:
+def _status(value: float, warn: float, fail: float, *, warn_above_zero: bool = False) -> Status:
     if value >= fail:
         return "fail"
     if value >= warn or (warn_above_zero and value > 0):

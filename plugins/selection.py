@@ -42,7 +42,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from assay import Check, Evidence, hookimpl
+from assay import Check, Evidence, Status, hookimpl
 
 if TYPE_CHECKING:
     import numpy as np
@@ -195,7 +195,7 @@ def reusable_holdout(run: Run, scores: Scores, history: dict[str, Any], raw: flo
 
         out.update(train=train, answer=None, detected=False, spent=state["spent_before"], remaining=remaining)
         out.setdefault("reason", "the holdout metric could not be computed")
-        status = "skip" if metric(run.spec.metric).needs == "query" else "error"
+        status: Status = "skip" if metric(run.spec.metric).needs == "query" else "error"
         return out, Check(GROUP, "holdout_budget", status, remaining, {"reason": out["reason"]},
                           f"no reusable-holdout answer: {out['reason']}")
     result = thresholdout(train, raw, split.holdout_threshold, split.holdout_sigma, remaining, state["seed"],

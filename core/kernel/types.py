@@ -71,7 +71,7 @@ class Dataset:
 
     frame: pd.DataFrame
     target: str
-    task: str  # one of Task
+    task: Task
     roles: Mapping[str, Role]
     fingerprint: str
     source: str
@@ -131,7 +131,7 @@ class Check:
 
     group: str
     name: str
-    status: str  # one of Status
+    status: Status
     value: float | int | str | None = None
     detail: Mapping[str, Any] = field(default_factory=dict)
     message: str = ""
