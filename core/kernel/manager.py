@@ -150,9 +150,9 @@ def _unknown_hooks(pm: PluginManager, plugin: object) -> list[str]:
 
 
 def register_plugin(pm: PluginManager, plugin: ModuleType | object, name: str, *, strict: bool = False,
-                    distribution: str = "", version: str = "") -> PluginInfo:
+                    distribution: str = "", version: str = "", module: str = "") -> PluginInfo:
     """Register one plugin object, rejecting it if it implements unknown hooks."""
-    info = PluginInfo(name=name, module=getattr(plugin, "__name__", type(plugin).__name__),
+    info = PluginInfo(name=name, module=module or getattr(plugin, "__name__", type(plugin).__name__),
                       distribution=distribution, version=version, status="loaded")
     pm.register(plugin, name=name)
     unknown = _unknown_hooks(pm, plugin)
@@ -195,12 +195,14 @@ def make_plugin_manager(disabled: Iterable[str] = (), *, strict: bool = False,
             continue
         try:
             plugin = ep.load()
+            if isinstance(plugin, type):  # a class: one instance per manager, so its state lives as long as the manager
+                plugin = plugin()
         except Exception as exc:
             if strict or ep.name in ESSENTIAL_PLUGINS:
                 raise InternalError(f"plugin {ep.name!r} ({ep.value}) failed to load: {exc!r}") from exc
             pm.infos.append(PluginInfo(ep.name, ep.value, dist, version, "failed", error=f"failed to load: {exc!r}"))
             continue
-        register_plugin(pm, plugin, ep.name, strict=strict, distribution=dist, version=version)
+        register_plugin(pm, plugin, ep.name, strict=strict, distribution=dist, version=version, module=ep.module)
     missing = [n for n in ESSENTIAL_PLUGINS if pm.get_plugin(n) is None]
     if missing:
         raise InternalError(f"essential plugin(s) {', '.join(missing)} are not installed; reinstall assay")

@@ -328,8 +328,9 @@ def test_every_appending_command_leaves_a_checkpoint(settings: Settings, opened:
 
 
 def test_runner_ledger_checkpoints_once_per_run(settings: Settings) -> None:
-    from assay.audit import plugin
+    from assay.audit.plugin import LedgerRecorder
 
+    plugin = LedgerRecorder()
     run = SimpleNamespace(run_id="run-1", settings=settings)
     for kind in ("run_started", "data", "metrics", "run_finished"):
         plugin.record(run=run, event=SimpleNamespace(kind=kind, payload={"k": kind}))

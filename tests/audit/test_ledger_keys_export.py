@@ -239,8 +239,9 @@ def test_standalone_verifier_imports_only_stdlib_and_cryptography(tmp_path: Path
 def test_plugin_record_hook(tmp_path: Path) -> None:
     from types import SimpleNamespace
 
-    from assay.audit import plugin
+    from assay.audit.plugin import LedgerRecorder
 
+    plugin = LedgerRecorder()
     s = _sqlite(tmp_path)
     run = SimpleNamespace(run_id="run-p", settings=s)
     seq = plugin.record(run, SimpleNamespace(kind="run_started", payload={"a": 1}))
