@@ -248,17 +248,46 @@ def _cut(found: Predictions, at: int) -> tuple[Predictions, Predictions]:
     return part(slice(None, at)), part(slice(at, None))
 
 
-def score_splits(model: FittedModel, baseline: Baseline, splits: Splits) -> Scores:
+def scored_rows(splits: Splits) -> np.ndarray:
+    """The rows the run scores, in scoring order: the holdout, then :func:`scored_train_rows`."""
+    import numpy as np
+
+    return np.concatenate([np.asarray(splits.test), scored_train_rows(splits)])
+
+
+def predict_scored_rows(estimator: Any, splits: Splits) -> Predictions:
+    """``estimator``'s predictions on :func:`scored_rows`, in one pass."""
+    return predict_rows(estimator, splits.dataset, scored_rows(splits))
+
+
+def holdout_predictions_hash(found: Predictions, splits: Splits) -> str:
+    """The model's ``predictions_hash`` from its predictions on :func:`scored_rows`.
+
+    The same digest as :func:`assay.storage.modelio.predictions_hash` on the holdout: the
+    probabilities when the model gives them, else what it predicts.
+    """
+    from assay.storage.modelio import hash_predictions
+
+    test, _ = _cut(found, len(splits.test))
+    return hash_predictions(test.proba, "proba") if test.proba is not None else hash_predictions(test.pred, "pred")
+
+
+def score_splits(model: FittedModel, baseline: Baseline, splits: Splits,
+                 model_scored: Predictions | None = None) -> Scores:
     """The model's and the baseline's predictions on the holdout and the scored training rows.
 
-    One prediction call per estimator over both row sets (the holdout first).
+    One prediction call per estimator over both row sets (the holdout first); ``model_scored``
+    is the model's from :func:`predict_scored_rows` when the caller already made them.
     """
     import numpy as np
 
-    test = np.asarray(splits.test)
-    rows = np.concatenate([test, scored_train_rows(splits)])
-    model_test, model_train = _cut(predict_rows(model.estimator, splits.dataset, rows), len(test))
-    base_test, base_train = _cut(predict_rows(baseline.estimator, splits.dataset, rows), len(test))
+    rows = scored_rows(splits)
+    if model_scored is None:
+        model_scored = predict_rows(model.estimator, splits.dataset, rows)
+    elif not np.array_equal(model_scored.rows, rows):
+        raise InternalError("score_splits: the model's predictions are not on the rows this run scores")
+    model_test, model_train = _cut(model_scored, len(splits.test))
+    base_test, base_train = _cut(predict_rows(baseline.estimator, splits.dataset, rows), len(splits.test))
     return Scores(model_test, model_train, baseline, base_test, base_train)
 
 
@@ -467,7 +496,7 @@ class Runner:
 
     def _stages(self, run: Run, dataset: Dataset, policy: Any, evidence: dict[str, Any], store: Any) -> tuple[Verdict, dict[str, Any]]:
         from assay.kernel.dataset import summarize
-        from assay.storage.modelio import predictions_hash, save_model
+        from assay.storage.modelio import save_model
         from assay.storage.store import ArtifactStore
 
         with self.stage(run, "data") as report:
@@ -515,9 +544,12 @@ class Runner:
             artifacts = ArtifactStore(self.settings.home)
             artifact = save_model(artifacts, model.estimator)
             version = store.add_model_version(self.spec.project.name, run.run_id, artifact, model.family)
+            # The model predicts the holdout and the scored training rows once: the predictions
+            # hash comes from these, and the evaluate stage scores with them.
+            model_scored = predict_scored_rows(model.estimator, splits)
             model_ev = {"name": self.spec.project.name, "version": version.version, "ref": version.ref,
                         "family": model.family, "params": dict(model.params), "artifact": artifact,
-                        "predictions_hash": predictions_hash(model.estimator, splits.X("test")),
+                        "predictions_hash": holdout_predictions_hash(model_scored, splits),
                         "search": dict(model.search), "candidates": list(model.candidates)}
             if self.imported:
                 model_ev["imported"] = dict(self.imported.provenance)
@@ -528,7 +560,7 @@ class Runner:
             report(family=model.family, cv=model.cv.get(self.spec.metric, {}))
 
         with self.stage(run, "evaluate") as report:
-            scores = self.score(run, model, splits)
+            scores = self.score(run, model, splits, model_scored)
             checks = add_results(evidence, self.call("evaluate", run=run, model=model, splits=splits, scores=scores,
                                                      target_domain=target_domain))
             self.record(run, "metrics", {k: evidence.get(k, {}) for k in ("metrics", "baseline", "gap")})
@@ -563,15 +595,18 @@ class Runner:
                       "family": model.family, "artifact": artifact}
         return verdict, model_info
 
-    def score(self, run: Run, model: FittedModel, splits: Splits) -> Scores:
-        """Fit (or load) the baseline once and score it and the model on the holdout and training rows."""
+    def score(self, run: Run, model: FittedModel, splits: Splits, model_scored: Predictions | None = None) -> Scores:
+        """Fit (or load) the baseline once and score it and the model on the holdout and training rows.
+
+        :param model_scored: the model's predictions from :func:`predict_scored_rows`, when made already.
+        """
         baseline: Baseline | None = self.call("fit_baseline", run=run, splits=splits)
         if baseline is None:
             raise InternalError(f"no plugin could provide the baseline {self.spec.evaluate.baseline!r} "
                                 "(fit_baseline returned nothing)")
         if baseline.run_id == run.run_id:
             raise InternalError(f"fit_baseline returned this run's own model ({baseline.name}) as its baseline")
-        return score_splits(model, baseline, splits)
+        return score_splits(model, baseline, splits, model_scored)
 
     def gate(self, run: Run, evidence: dict[str, Any], policy: Any, waivers: Sequence[Mapping[str, Any]] = (),
              today: date | None = None, stage: str = "train") -> Verdict:

@@ -9,7 +9,10 @@ Also the predictions hash: a digest of a model's holdout predictions that replay
 
 from __future__ import annotations
 
+import sys
+import threading
 from collections.abc import Iterable
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from assay.errors import Finding
@@ -47,11 +50,42 @@ def installed_trainers() -> list[Trainer]:
     return list(collect_trainers(make_plugin_manager()).values())
 
 
+# Importing ``skops.io`` builds skops's default trusted-type lists; for them scikit-learn's
+# ``all_estimators()`` walks every scikit-learn package, which imports the vendored array-API
+# shim for dask (dask itself, when installed) and ``sklearn.utils._testing`` (pytest, when
+# installed). Neither defines an estimator, and both imports are optional there (the walk skips
+# a package that fails to import; ``_testing`` guards its pytest import), so they are held back
+# while skops loads: about half of its import time, the same trusted lists
+# (tests/training/test_model_io.py compares them), and both import normally afterwards.
+SKOPS_NEEDS_NOT: tuple[str, ...] = ("dask", "pytest")
+_skops_lock = threading.Lock()
+
+
+def skops_io() -> ModuleType:
+    """``skops.io``, imported without the optional modules its type discovery would pull in."""
+    loaded = sys.modules.get("skops.io")
+    if loaded is not None:
+        return loaded
+    with _skops_lock:
+        held = [name for name in SKOPS_NEEDS_NOT if name not in sys.modules]
+        for name in held:
+            sys.modules[name] = None  # type: ignore[assignment]  # an import of it raises ImportError
+        try:
+            import skops.io as sio
+        except ImportError:
+            sio = None  # type: ignore[assignment]
+        finally:
+            for name in held:
+                if name in sys.modules and sys.modules[name] is None:
+                    del sys.modules[name]
+        if sio is None:  # some module needed what was held back after all: import it as skops does
+            import skops.io as sio
+        return sio
+
+
 def save_model(store: ArtifactStore, estimator: Any) -> str:
     """Serialize ``estimator`` with skops into the artifact store; return ``sha256:HEX``."""
-    import skops.io as sio
-
-    return store.put_bytes(sio.dumps(estimator))
+    return store.put_bytes(skops_io().dumps(estimator))
 
 
 def load_model(store: ArtifactStore, digest: str, trainers: Iterable[Trainer] | None = None) -> Any:
@@ -60,8 +94,7 @@ def load_model(store: ArtifactStore, digest: str, trainers: Iterable[Trainer] | 
     :param trainers: the families whose declared types are trusted (default: every trainer
         the installed plugins register; inside a run pass ``run.trainers.values()``).
     """
-    import skops.io as sio
-
+    sio = skops_io()
     data = store.get_bytes(digest)  # raises Finding if the bytes changed
     trusted = trusted_types(installed_trainers() if trainers is None else trainers)
     found = set(sio.get_untrusted_types(data=data))
@@ -78,17 +111,27 @@ def predictions_hash(estimator: Any, X: Any, decimals: int = 9) -> str:
     Numbers are rounded to ``decimals`` places (so -0.0 and last-bit noise do not count);
     labels are hashed as text. Equal hashes mean the same predictions on the same rows.
     """
+    import numpy as np
+
+    if hasattr(estimator, "predict_proba") and len(getattr(estimator, "classes_", ())):
+        return hash_predictions(np.asarray(estimator.predict_proba(X)), "proba", decimals)
+    return hash_predictions(np.asarray(estimator.predict(X)), "pred", decimals)
+
+
+def hash_predictions(values: Any, kind: str, decimals: int = 9) -> str:
+    """:func:`predictions_hash` of predictions already made: ``kind`` ``proba`` for the
+    probabilities of an estimator that has ``predict_proba`` (and classes), else ``pred``
+    for what ``predict`` returned. The runner hashes the holdout predictions it scores with,
+    so the model predicts the holdout once.
+    """
     import hashlib
 
     import numpy as np
 
-    if hasattr(estimator, "predict_proba") and len(getattr(estimator, "classes_", ())):
-        values = np.asarray(estimator.predict_proba(X))
-        kind = b"proba"
-    else:
-        values = np.asarray(estimator.predict(X))
-        kind = b"pred"
-    digest = hashlib.sha256(b"assay.predictions.v1\x00" + kind + str(values.shape).encode())
+    if kind not in ("proba", "pred"):
+        raise ValueError(f"hash_predictions: kind must be 'proba' or 'pred', not {kind!r}")
+    values = np.asarray(values)
+    digest = hashlib.sha256(b"assay.predictions.v1\x00" + kind.encode() + str(values.shape).encode())
     if values.dtype.kind in "biuf":
         rounded = np.round(values.astype("<f8"), decimals) + 0.0
         digest.update(np.ascontiguousarray(rounded).tobytes())
