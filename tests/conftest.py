@@ -1,4 +1,4 @@
-"""Shared fixtures: the project root, real example data and a CLI runner in a subprocess."""
+"""Shared fixtures: the project root, real example data, a CLI runner in a subprocess and a browser."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
+CHROMIUM = "/usr/bin/chromium"
+# Headless, and nothing of its own on the network: a request the page did not make would spoil the
+# tests' "no request leaves the page's origin" assertions.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
 
 
 @dataclass
@@ -86,3 +92,19 @@ budget = 2
 [gate]
 policy = "assay:standard"
 """
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's chromium driven by Playwright (no browser is downloaded), one per test module.
+
+    Each test opens its own context and page on it and asserts what that page requested.
+    """
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium; .ci/run does)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        instance = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()

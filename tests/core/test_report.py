@@ -24,9 +24,6 @@ from assay.commands.charts import fmt
 from tests.checks import datasets as ds
 from tests.conftest import EXAMPLES, run_assay
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync"]
 CARD = """\
 [project]
 name = "credit-screen"
@@ -83,18 +80,6 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Home:
         assert monitored.returncode in (0, 1), monitored.stderr[-2000:]
     assert h.assay("audit", "checkpoint").returncode == 0
     return h
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium; .ci/run does)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        instance = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield instance
-        instance.close()
 
 
 @dataclass

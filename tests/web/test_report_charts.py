@@ -18,7 +18,6 @@ import pytest
 from tests.checks import datasets as ds
 from tests.conftest import run_assay
 from tests.web.conftest import Server, Team, start_server, stop_server
-from tests.web.test_browser import CHROMIUM_ARGS, browser  # noqa: F401 - the module's Chromium fixture
 
 CHARTS = ("metrics", "gap", "roc", "pr", "calibration", "confusion", "fairness", "fairness-errors",
           "fairness-intersection")
@@ -47,7 +46,7 @@ def _points(page: Any) -> dict[str, int]:
     return out
 
 
-def test_the_run_page_shows_the_charts_of_the_evidence_pack(browser: Any, served: tuple[Team, Server, str],  # noqa: F811
+def test_the_run_page_shows_the_charts_of_the_evidence_pack(browser: Any, served: tuple[Team, Server, str],
                                                            tmp_path: Path) -> None:
     team, server, run_id = served
     context = browser.new_context(viewport={"width": 1280, "height": 900})
