@@ -90,7 +90,7 @@ def bench_run(repeats: int) -> None:
 def bench_hooks() -> None:
     sys.path.insert(0, str(ROOT))
     from assay.plugins import datachecks, fairness, generalization, leakage
-    from tests.checks.harness import fit, prepare
+    from assay.testing import fit, prepare
 
     print("== the check hooks alone, on the Adult example's split (CPU seconds)")
     prepared = prepare(ADULT / "assay.toml")

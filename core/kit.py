@@ -26,51 +26,100 @@ at module level without slowing down ``assay --help``.
   what the evidence records), :func:`frame_to_parquet` is the format of the samples monitoring
   reads back, :func:`fingerprint_frame` a table's content digest; :func:`drift_options` and
   :func:`value_drift_threshold` give drift tests the thresholds of the policy judging a batch.
+- **Checks**: :func:`guarded` turns a check that raises into an ``error`` check (fail closed),
+  :func:`run_checks` runs named checks that way on the stage's progress bar, :func:`with_fix`
+  adds what to do to a check that warns or fails, :func:`dataset_drop` lists what the spec
+  already drops; :func:`parse_datetime` reads a time column as the loader does, and
+  :func:`redact_url` takes the password out of a URL before a message or evidence shows it.
+- **The dataset's digests and roles**: :func:`fingerprint_frame`, :func:`rows_digest` and
+  :func:`infer_roles` are what the core uses, so a loader plugin builds a ``Dataset`` that
+  fingerprints and splits like a bundled one.
+- **Ranking**: :func:`query_column` (the rows' query ids), :func:`query_fit_params` (them, for a
+  ranker's ``fit``), :func:`query_order` (the per-query order every ranking metric uses), the
+  rankers :class:`PointwiseRanker` and :class:`PairwiseLogisticRanker`, and the baselines
+  :class:`PopularityRanker` and :class:`RandomRanker`.
+- **Search progress**: :class:`TrainProgress` reports a search's CV fits through
+  ``run.progress`` as scikit-learn runs them (:func:`planned_fits` counts them in advance).
+- **Fairness math**: :func:`feature_sets` and :func:`group_labels` form the groups,
+  :func:`classification_fairness`, :func:`regression_fairness` and :func:`ranking_fairness`
+  compute a group's evidence with bootstrap intervals, so training and monitoring judge
+  fairness by the same numbers.
+- **The spec's models** for annotations and parsing: ``RunSpec``, ``TrainSpec``,
+  ``TimeExpression`` and :func:`parse_time_expression`. They and the rankers load on first
+  use (pydantic, scikit-learn), so ``import assay.kit`` stays light.
 """
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import itertools
 import math
 import random
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from assay.errors import BadInput
 from assay.kernel.artifacts import category_text, frame_from_parquet, frame_to_parquet, put_artifact
-from assay.kernel.dataset import fingerprint_frame
+from assay.kernel.dataset import fingerprint_frame, infer_roles, rows_digest
 from assay.kernel.drift_rules import drift_options, monitor_rules, share_threshold, value_drift_threshold
-from assay.kernel.types import to_jsonable
+from assay.kernel.types import Check, to_jsonable
+from assay.storage.settings import redact_url
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-    from assay.kernel.types import Dataset, Run, Task, Trainer
+    from assay.kernel.spec import RunSpec, TimeExpression, TrainSpec, parse_time_expression
+    from assay.kernel.types import Dataset, Evidence, Run, Splits, Task, Trainer
+    from assay.rankers import PairwiseLogisticRanker, PointwiseRanker, PopularityRanker, RandomRanker
 
 __all__ = [
     "FILE_SUFFIXES",
+    "ISO_DATETIME",
+    "MAX_INTERSECTION",
     "MAX_ORDINAL_CATEGORIES",
+    "MISSING",
     "PIPELINE_FUNCTIONS",
     "RANKING_METRICS",
     "SELECTION_KINDS",
     "SEPARATORS",
     "TASK_METRICS",
     "MetricDef",
+    "PairwiseLogisticRanker",
+    "PointwiseRanker",
+    "PopularityRanker",
     "QueryScorer",
+    "RandomRanker",
+    "RunSpec",
+    "TimeExpression",
+    "TrainProgress",
+    "TrainSpec",
     "as_text",
+    "binary_cells",
+    "binary_disparities",
     "bootstrap_metric",
     "build_preprocessor",
     "calendar_features",
     "capped_grid",
     "category_text",
+    "classification_fairness",
+    "dataset_drop",
     "defaults_and_draws",
     "drift_options",
+    "exposures",
+    "feature_sets",
     "fingerprint_frame",
     "frame_from_parquet",
     "frame_to_parquet",
+    "group_labels",
+    "group_mean_replicates",
+    "guarded",
+    "infer_roles",
     "infer_task",
     "interval",
     "is_url",
@@ -80,16 +129,29 @@ __all__ = [
     "mean_average_precision",
     "mean_reciprocal_rank",
     "metric",
+    "metric_frame",
     "metrics_for",
     "monitor_rules",
     "ndcg_at",
+    "parse_datetime",
+    "parse_time_expression",
+    "per_group_metric",
+    "planned_fits",
     "positive_first",
     "put_artifact",
+    "query_column",
+    "query_fit_params",
+    "query_order",
     "randint",
+    "ranking_fairness",
     "ranking_metric",
     "read_table",
+    "redact_url",
+    "regression_fairness",
     "resample_counts",
     "resolve_url",
+    "rows_digest",
+    "run_checks",
     "score_model",
     "score_predictions",
     "score_ranking",
@@ -105,6 +167,7 @@ __all__ = [
     "value_drift_threshold",
     "weighted_auc",
     "weighted_metric",
+    "with_fix",
 ]
 
 # --------------------------------------------------------------------------- metrics
@@ -179,12 +242,16 @@ def metric(name: str) -> MetricDef:
 # ............................................................ ranking metrics
 
 
-def _query_order(y: np.ndarray, scores: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def query_order(y: np.ndarray, scores: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rows ordered by query, then score (best first); ties broken by a fixed-seed shuffle.
 
     Returns the relevance in that order, each row's 1-based rank within its query, and
     each row's query number (0..q-1). A seeded shuffle makes tied scores cost what they
-    cost on average, instead of rewarding whatever order the file happened to have.
+    cost on average, instead of rewarding whatever order the file happened to have. The
+    ranking metrics (:func:`ndcg_at`, ...) are built on it, so a per-query view of them
+    (a chart of each query's NDCG) orders rows the same way.
+
+    .. versionadded:: 0.1
     """
     import numpy as np
 
@@ -204,11 +271,11 @@ def ndcg_at(k: int) -> Callable[[np.ndarray, np.ndarray, np.ndarray], float]:
     def ndcg(y: np.ndarray, scores: np.ndarray, queries: np.ndarray) -> float:
         import numpy as np
 
-        rel, ranks, q = _query_order(y, scores, queries)
+        rel, ranks, q = query_order(y, scores, queries)
         n_queries = int(q.max()) + 1 if len(q) else 0
         gains = (np.power(2.0, rel) - 1.0) / np.log2(ranks + 1.0)
         dcg = np.bincount(q, weights=np.where(ranks <= k, gains, 0.0), minlength=n_queries)
-        ideal_rel, ideal_ranks, iq = _query_order(y, y, queries)  # relevance sorted, per query
+        ideal_rel, ideal_ranks, iq = query_order(y, y, queries)  # relevance sorted, per query
         ideal = (np.power(2.0, ideal_rel) - 1.0) / np.log2(ideal_ranks + 1.0)
         idcg = np.bincount(iq, weights=np.where(ideal_ranks <= k, ideal, 0.0), minlength=n_queries)
         judged = idcg > 0
@@ -221,7 +288,7 @@ def mean_average_precision(y: np.ndarray, scores: np.ndarray, queries: np.ndarra
     """Mean over queries of average precision (relevance > 0 counts as relevant)."""
     import numpy as np
 
-    rel, ranks, q = _query_order(y, scores, queries)
+    rel, ranks, q = query_order(y, scores, queries)
     hit = (rel > 0).astype(float)
     n_queries = int(q.max()) + 1 if len(q) else 0
     starts = np.flatnonzero(np.r_[True, q[1:] != q[:-1]]) if len(q) else np.array([], dtype=int)
@@ -238,7 +305,7 @@ def mean_reciprocal_rank(y: np.ndarray, scores: np.ndarray, queries: np.ndarray)
     """Mean over queries of 1 / rank of the first relevant item (relevance > 0)."""
     import numpy as np
 
-    rel, ranks, q = _query_order(y, scores, queries)
+    rel, ranks, q = query_order(y, scores, queries)
     n_queries = int(q.max()) + 1 if len(q) else 0
     first = np.full(n_queries, np.inf)
     hits = rel > 0
@@ -536,6 +603,30 @@ def infer_task(y: pd.Series) -> Task:
 
 def is_url(source: str) -> bool:
     return "://" in source
+
+
+#: text that is an ISO-8601 date or date-time (what CSV and SQLite give back for datetimes)
+ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?)?(?:Z|[+-]\d{2}:?\d{2})?$")
+
+
+def parse_datetime(s: pd.Series) -> pd.Series:
+    """Text to datetimes: ISO-8601 strictly when every value is ISO, else pandas' parser.
+
+    Values with a UTC offset make the column UTC-aware (mixed offsets cannot share a
+    naive clock); the fingerprint compares datetimes in UTC either way. The loader parses
+    date/time columns with it, so a check reading a column the spec names as a time sees the
+    same values the run does.
+
+    .. versionadded:: 0.1
+    """
+    import pandas as pd
+
+    if pd.api.types.is_datetime64_any_dtype(s.dtype):
+        return s
+    text = s.dropna().astype(str)
+    aware = bool(text.str.contains(r"(?:Z|[+-]\d{2}:?\d{2})$", regex=True).any())
+    iso = bool(text.str.match(ISO_DATETIME.pattern).all())
+    return pd.to_datetime(s, format="ISO8601" if iso else None, utc=aware)
 
 
 def resolve_url(source: str, base_dir: str) -> str:
@@ -950,3 +1041,682 @@ def reusable_record(evidence: Any) -> dict[str, Any]:
     if not isinstance(found, dict):
         return {}
     return {"seed": found.get("seed"), "budget": found.get("budget"), "detected": bool(found.get("detected"))}
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def guarded(group: str, name: str, check: Callable[[], Iterable[Check | Evidence]]) -> list[Check | Evidence]:
+    """Run ``check``; if it raises, return one ``error`` check naming the exception (fail closed).
+
+    A check that raises must block the gate (the ``no-check-errors`` rule names it), not vanish.
+
+    .. versionadded:: 0.1
+    """
+    try:
+        return list(check())
+    except Exception as exc:  # a broken check must block the gate, not vanish
+        import traceback
+
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        return [Check(group, name, "error", None,
+                      {"error": f"{type(exc).__name__}: {exc}", "at": f"{where.filename}:{where.lineno}"},
+                      message=f"the {group}.{name} check could not run: {type(exc).__name__}: {exc}")]
+
+
+def run_checks(run: Run, stage: str, group: str,
+               checks: Sequence[tuple[str, Callable[[], Iterable[Check | Evidence]]]]) -> list[Check | Evidence]:
+    """Each ``(name, check)`` through :func:`guarded`, counted on the stage's progress bar.
+
+    .. versionadded:: 0.1
+    """
+    out: list[Check | Evidence] = []
+    for name, check in steps(run, stage, checks, f"{group} checks"):
+        out += guarded(group, name, check)
+    return out
+
+
+def with_fix(check: Check, fix: str) -> Check:
+    """``check`` with what to do about it in ``detail.fix`` (the spec key or command), when it warns or fails.
+
+    The gate puts the fix in the reason of every rule the check breaks, beside ``message``.
+
+    .. versionadded:: 0.1
+    """
+    from dataclasses import replace
+
+    if check.status in ("pass", "skip") or not fix:
+        return check
+    return replace(check, detail={**check.detail, "fix": fix})
+
+
+def dataset_drop(dataset: Dataset) -> list[str]:
+    """The columns the spec already drops (so a suggested ``data.drop`` keeps them).
+
+    .. versionadded:: 0.1
+    """
+    return [str(c) for c, role in dataset.roles.items() if role == "drop"]
+
+
+# --------------------------------------------------------------------------- ranking
+
+
+def query_column(dataset: Dataset) -> str | None:
+    """The column with role ``group`` (``data.group_column``), the rows' query ids.
+
+    .. versionadded:: 0.1
+    """
+    return next((str(c) for c in dataset.frame.columns if dataset.roles.get(str(c)) == "group"), None)
+
+
+def query_fit_params(splits: Splits) -> dict[str, Any]:
+    """Fit parameters a ranking pipeline needs: the training rows' query ids (else nothing).
+
+    Routed to the ranker's ``fit(..., query_id=...)`` (the pipeline's ``model`` step) and sliced
+    per fold by scikit-learn.
+
+    .. versionadded:: 0.1
+    """
+    dataset = splits.dataset
+    column = query_column(dataset)
+    if dataset.task != "ranking" or column is None:
+        return {}
+    return {"model__query_id": dataset.frame[column].to_numpy()[splits.train]}
+
+
+# --------------------------------------------------------------------------- search progress
+
+
+#: the most reports per call of ``evaluate_candidates`` (each slice ends in a barrier)
+SLICES_PER_BATCH = 8
+
+
+def _candidates(search: Any) -> int | None:
+    """How many settings the search tries first (None when it cannot be told in advance)."""
+    from sklearn.model_selection import ParameterGrid
+
+    if hasattr(search, "param_grid"):
+        return len(ParameterGrid(search.param_grid))
+    if isinstance(getattr(search, "n_iter", None), int):
+        return int(search.n_iter)
+    if isinstance(getattr(search, "n_candidates", None), int):
+        return int(search.n_candidates)
+    return None
+
+
+def _halving_rounds(first: int, factor: float) -> list[int]:
+    """Candidates per successive-halving iteration, until fewer than ``factor`` remain."""
+    rounds = [first]
+    while rounds[-1] >= factor:
+        rounds.append(math.ceil(rounds[-1] / factor))
+    return rounds
+
+
+def _is_halving(search: Any) -> bool:
+    return hasattr(search, "factor") and hasattr(search, "min_resources")
+
+
+def planned_fits(search: Any, folds: int) -> int:
+    """The CV fits ``search`` will run (an estimate for successive halving; 0 when unknown).
+
+    .. versionadded:: 0.1
+    """
+    if not callable(getattr(type(search), "_run_search", None)):  # not a scikit-learn search, whatever it forwards
+        return 0
+    first = _candidates(search)
+    if first is None:
+        return 0
+    if _is_halving(search):
+        return sum(_halving_rounds(first, float(search.factor))) * folds
+    return first * folds
+
+
+class TrainProgress:
+    """Reports ``done`` / ``total`` fits of one train stage through ``run.progress``.
+
+    Every family counts its planned CV fits plus one unit for the refit of its best setting.
+    Wrap each family's ``search.fit`` in :meth:`family`.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(self, run: Run, searches: Sequence[tuple[str, Any]], folds: int, stage: str = "train") -> None:
+        self.run, self.stage, self.folds = run, stage, folds
+        self.plans = {name: planned_fits(search, folds) + 1 for name, search in searches}
+        self.done = 0
+        self.total = sum(self.plans.values())
+
+    def report(self, label: str) -> None:
+        self.total = max(self.total, self.done)
+        self.run.progress(self.stage, self.done, self.total, label)
+
+    @contextmanager
+    def family(self, name: str, search: Any) -> Iterator[None]:
+        """Around one family's ``search.fit``: report each slice of candidates, then the refit."""
+        start, planned = self.done, self.plans.get(name, 1)
+        instrumented = planned > 1 and _instrument(search, self._on_slice(name, search))
+        self.report(f"{name}: starting" if instrumented else f"{name}: searching")
+        try:
+            yield
+        finally:
+            if instrumented:
+                del search._run_search  # the class's own method again
+        if instrumented:  # settle what the estimate missed (halving may stop early) before the next family
+            self.total += (self.done - start) - (planned - 1)
+        else:
+            self.done = start + planned - 1
+        self.done += 1
+        self.report(f"{name}: done")
+
+    def _on_slice(self, name: str, search: Any) -> Callable[[int, int, int, int | None], None]:
+        rounds = _halving_rounds(_candidates(search) or 1, float(search.factor)) if _is_halving(search) else []
+
+        def on_slice(fits: int, done: int, of: int, iteration: int | None) -> None:
+            self.done += fits
+            where = ""
+            if iteration is not None:
+                where = f"iteration {iteration + 1} of {max(len(rounds), iteration + 1)}, "
+            label = f"{name}: {where}{done} of {of} candidates × {self.folds} folds"
+            if done == of and (iteration is None or iteration + 1 >= len(rounds)):
+                label = f"{name}: refitting the best setting on the training part"
+            self.report(label)
+
+        return on_slice
+
+
+def _instrument(search: Any, on_slice: Callable[[int, int, int, int | None], None]) -> bool:
+    """Hand the search its candidates in slices, calling ``on_slice`` after each one."""
+    original = search._run_search
+    try:
+        takes_context = "callback_ctx" in inspect.signature(original).parameters
+    except (TypeError, ValueError):
+        return False
+    n_jobs = getattr(search, "n_jobs", None)
+
+    def sliced(evaluate_candidates: Callable[..., Any]) -> Callable[..., Any]:
+        from joblib import effective_n_jobs
+
+        workers = max(1, effective_n_jobs(n_jobs))
+
+        def evaluate(candidate_params: Any, cv: Any = None, more_results: dict[str, Any] | None = None,
+                     **kwargs: Any) -> Any:
+            todo = list(candidate_params)
+            if not todo:
+                return evaluate_candidates(todo, cv, more_results, **kwargs)
+            iteration = int(more_results["iter"][0]) if more_results and more_results.get("iter") else None
+            step = max(workers, math.ceil(len(todo) / SLICES_PER_BATCH))
+            if step < len(todo) and "callback_ctx" in kwargs:
+                # scikit-learn's own callback contexts number a batch's fits from 0 and refuse repeats
+                # across slices; no callbacks are set on these searches, so the fits go without one
+                kwargs["callback_ctx"] = None
+            results = None
+            for begin in range(0, len(todo), step):
+                part = slice(begin, begin + step)
+                extra = None if more_results is None else {k: list(v)[part] for k, v in more_results.items()}
+                results = evaluate_candidates(todo[part], cv, extra, **kwargs)
+                fits = len(todo[part]) * max(1, int(getattr(search, "n_splits_", 1)))
+                on_slice(fits, min(begin + step, len(todo)), len(todo), iteration)
+            return results
+
+        return evaluate
+
+    if takes_context:
+        def run_search(evaluate_candidates: Callable[..., Any], *, callback_ctx: Any = None) -> Any:
+            return original(sliced(evaluate_candidates), callback_ctx=callback_ctx)
+    else:
+        def run_search(evaluate_candidates: Callable[..., Any]) -> Any:  # type: ignore[misc]
+            return original(sliced(evaluate_candidates))
+    search._run_search = _LocalOnly(run_search)
+    return True
+
+
+def _dropped() -> None:
+    return None
+
+
+class _LocalOnly:
+    """The sliced ``_run_search``, which stays in this process.
+
+    scikit-learn sends the search itself to the workers with each fit (``caller=``); this
+    wrapper pickles as nothing (the workers never search), so the run and its plugin manager
+    behind the progress callback never have to be pickled.
+    """
+
+    def __init__(self, func: Callable[..., Any]) -> None:
+        self.func = func
+        self.__signature__ = inspect.signature(func)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.func(*args, **kwargs)
+
+    def __reduce__(self) -> tuple[Any, tuple[()]]:
+        return _dropped, ()
+
+
+# --------------------------------------------------------------------------- fairness math
+
+
+#: sensitive columns are judged one by one and in intersections of up to this many
+MAX_INTERSECTION = 3
+NUMERIC_DISTINCT, NUMERIC_BINS = 10, 5
+#: the group label of a missing sensitive value
+MISSING = "(missing)"
+
+
+def feature_sets(sensitive: Sequence[str]) -> list[tuple[str, ...]]:
+    """Each sensitive column, then every intersection of up to three of them.
+
+    .. versionadded:: 0.1
+    """
+    cols = list(dict.fromkeys(sensitive))
+    out: list[tuple[str, ...]] = [(c,) for c in cols]
+    for size in range(2, min(MAX_INTERSECTION, len(cols)) + 1):
+        out += list(itertools.combinations(cols, size))
+    return out
+
+
+def group_labels(frame: pd.DataFrame, cols: Sequence[str]) -> np.ndarray:
+    """One label per row: the group's values joined by ``&`` (numeric columns binned).
+
+    A missing value is its own group, ``(missing)``; a numeric column with more than 10
+    distinct values is cut into 5 quantile bins.
+
+    .. versionadded:: 0.1
+    """
+    import numpy as np
+    import pandas as pd
+
+    parts = []
+    for col in cols:
+        s = frame[col]
+        if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype) \
+                and s.nunique() > NUMERIC_DISTINCT:
+            s = pd.qcut(s, NUMERIC_BINS, duplicates="drop").astype(str).where(s.notna())
+        parts.append(s.astype(object).where(s.notna(), MISSING).astype(str).to_numpy())
+    if len(parts) == 1:
+        return parts[0]
+    return np.array(["&".join(v) for v in zip(*parts, strict=True)], dtype=object)
+
+
+def _finite_or_none(x: Any) -> float | None:
+    import math
+
+    return None if x is None or not math.isfinite(float(x)) else float(x)
+
+
+def _spread(values: np.ndarray) -> tuple[float | None, float | None]:
+    """(max − min, min / max) over the finite values; None when fewer than two."""
+    import numpy as np
+
+    v = values[np.isfinite(values)]
+    if len(v) < 2:
+        return None, None
+    hi, lo = float(v.max()), float(v.min())
+    return hi - lo, (lo / hi if hi > 0 else None)
+
+
+def _replicate_spread(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise ``_spread`` of a ``(resamples, groups)`` matrix (NaN where undefined)."""
+    import numpy as np
+
+    with np.errstate(invalid="ignore", divide="ignore"), _quiet():
+        ok = np.isfinite(values).sum(axis=1) >= 2
+        hi, lo = np.nanmax(values, axis=1), np.nanmin(values, axis=1)
+        diff = np.where(ok, hi - lo, np.nan)
+        ratio = np.where(ok & (hi > 0), lo / hi, np.nan)
+    return diff, ratio
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence warnings about undefined rates (empty groups, no positives): they become null."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+# --------------------------------------------------------------------------- classification
+
+
+def _weighted_count(y_true: Any, y_pred: Any, sample_weight: Any) -> float:
+    import numpy as np
+
+    return float(np.sum(sample_weight))
+
+
+def binary_cells(labels: np.ndarray, y01: np.ndarray, p01: np.ndarray) -> pd.DataFrame:
+    """Counts of (group, truth, decision): everything the rate metrics depend on.
+
+    .. versionadded:: 0.1
+    """
+    import pandas as pd
+
+    frame = pd.DataFrame({"group": labels, "y": y01.astype("int8"), "p": p01.astype("int8")})
+    return frame.groupby(["group", "y", "p"], sort=True, observed=True).size().rename("n").reset_index()
+
+
+def metric_frame(cells: pd.DataFrame) -> pd.DataFrame:
+    """fairlearn ``MetricFrame.by_group`` of the rate metrics, from cell counts as sample weights.
+
+    .. versionadded:: 0.1
+    """
+    from fairlearn.metrics import MetricFrame, false_negative_rate, false_positive_rate, selection_rate
+
+    weights = cells["n"].to_numpy(dtype="float64")
+    metrics = {"count": _weighted_count, "selection_rate": selection_rate,
+               "false_positive_rate": false_positive_rate, "false_negative_rate": false_negative_rate}
+    with _quiet():
+        mf = MetricFrame(metrics=metrics, y_true=cells["y"].to_numpy(), y_pred=cells["p"].to_numpy(),
+                         sensitive_features=cells["group"].to_numpy(),
+                         sample_params={name: {"sample_weight": weights} for name in metrics})
+    return mf.by_group
+
+
+def _cell_tensor(cells: pd.DataFrame, groups: list[str]) -> np.ndarray:
+    """``(groups, 2, 2)`` counts indexed [group, truth, decision]."""
+    import numpy as np
+
+    index = {g: i for i, g in enumerate(groups)}
+    tensor = np.zeros((len(groups), 2, 2))
+    for g, y, p, n in cells[["group", "y", "p", "n"]].itertuples(index=False):
+        if g in index:
+            tensor[index[g], int(y), int(p)] += n
+    return tensor
+
+
+def _rates(t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Selection rate, TPR and FPR from ``(..., groups, 2, 2)`` cell counts (NaN when undefined)."""
+    import numpy as np
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        n = t.sum(axis=(-2, -1))
+        sel = (t[..., 0, 1] + t[..., 1, 1]) / n
+        tpr = t[..., 1, 1] / (t[..., 1, 0] + t[..., 1, 1])
+        fpr = t[..., 0, 1] / (t[..., 0, 0] + t[..., 0, 1])
+    return sel, tpr, fpr
+
+
+def _eo(tpr: np.ndarray, fpr: np.ndarray) -> Any:
+    import numpy as np
+
+    if tpr.ndim == 1:
+        a, _ = _spread(tpr)
+        b, _ = _spread(fpr)
+        known = [v for v in (a, b) if v is not None]
+        return max(known) if known else None
+    da, _ = _replicate_spread(tpr)
+    db, _ = _replicate_spread(fpr)
+    with _quiet():
+        return np.fmax(da, db)
+
+
+def binary_disparities(cells: pd.DataFrame, eligible: list[str], resamples: int,
+                       rng: np.random.Generator) -> dict[str, Any]:
+    """Disparities over the eligible groups, with multinomial-bootstrap intervals.
+
+    .. versionadded:: 0.1
+    """
+    t = _cell_tensor(cells, eligible)
+    sel, tpr, fpr = _rates(t)
+    dp_diff, dp_ratio = _spread(sel)
+    out: dict[str, Any] = {"demographic_parity_difference": dp_diff, "demographic_parity_ratio": dp_ratio,
+                           "equalized_odds_difference": _eo(tpr, fpr), "selection_rate_ratio": dp_ratio}
+    names = ("demographic_parity_difference", "demographic_parity_ratio", "equalized_odds_difference",
+             "selection_rate_ratio")
+    if resamples <= 0 or len(eligible) < 2:
+        out.update({f"{k}_ci": None for k in names})
+        return out
+    every = sorted(cells["group"].unique().tolist())
+    all_t = _cell_tensor(cells, every)
+    # resample every cell, small groups included (they take their share of each resample)
+    flat = all_t.reshape(-1)
+    keep = [every.index(g) for g in eligible]
+    draws = rng.multinomial(int(flat.sum()), flat / flat.sum(), size=resamples).reshape(resamples, *all_t.shape)
+    draws = draws[:, keep]
+    b_sel, b_tpr, b_fpr = _rates(draws)
+    b_diff, b_ratio = _replicate_spread(b_sel)
+    b_eo = _eo(b_tpr, b_fpr)
+    out.update({"demographic_parity_difference_ci": interval(b_diff),
+                "demographic_parity_ratio_ci": interval(b_ratio),
+                "equalized_odds_difference_ci": interval(b_eo),
+                "selection_rate_ratio_ci": interval(b_ratio)})
+    return out
+
+
+def per_group_metric(name: str, labels: np.ndarray, y: np.ndarray, pred: np.ndarray, proba: np.ndarray | None,
+                     classes: np.ndarray) -> dict[str, float | None]:
+    """The primary metric within each group (None where undefined, e.g. one class).
+
+    .. versionadded:: 0.1
+    """
+    import numpy as np
+
+    out: dict[str, float | None] = {}
+    codes, uniques = _group_codes(labels)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
+    for i, g in enumerate(uniques):
+        idx = order[bounds[i]:bounds[i + 1]]
+        with _quiet():
+                out[str(g)] = score_predictions(y[idx], pred[idx], proba[idx] if proba is not None else None,
+                                            classes, (name,)).get(name)
+    return out
+
+
+def _group_codes(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    import pandas as pd
+
+    codes, uniques = pd.factorize(labels, sort=True)
+    return codes, uniques
+
+
+def classification_fairness(y: np.ndarray, pred: np.ndarray, proba: np.ndarray | None, classes: np.ndarray,
+                            labels: np.ndarray, positive: Any, metric_name: str, min_size: int, resamples: int,
+                            rng: np.random.Generator) -> dict[str, Any]:
+    """The ``fairness[<key>]`` evidence for a classifier's predictions on labelled rows.
+
+    ``labels`` is :func:`group_labels` of the rows, ``positive`` the class a decision selects
+    (two classes), ``metric_name`` the run's metric, scored per group; groups with fewer than
+    ``min_size`` rows are listed and left out of every disparity; ``resamples`` bootstrap
+    draws from ``rng`` give each disparity its interval.
+
+    .. versionadded:: 0.1
+    """
+    import numpy as np
+
+    binary = len(classes) == 2
+    targets = [positive] if binary else list(classes)
+    codes, uniques = _group_codes(labels)
+    sizes = np.bincount(codes, minlength=len(uniques))
+    correct = np.bincount(codes, weights=(y == pred).astype(float), minlength=len(uniques))
+    groups = [str(g) for g in uniques]
+    small = [g for g, n in zip(groups, sizes, strict=True) if n < min_size]
+    eligible = [g for g in groups if g not in small]
+    by_group: dict[str, dict[str, Any]] = {
+        g: {"count": int(n), "accuracy": _finite_or_none(c / n) if n else None, "small": g in small}
+        for g, n, c in zip(groups, sizes, correct, strict=True)}
+    metric_by_group = per_group_metric(metric_name, labels, y, pred, proba, classes)
+    for g in groups:
+        by_group[g][metric_name] = metric_by_group.get(g)
+    by_class: dict[str, Any] = {}
+    for c in targets:
+        cells = binary_cells(labels, y == c, pred == c)
+        table = metric_frame(cells)
+        rates = {str(g): {k: _finite_or_none(v) for k, v in row.items() if k != "count"} for g, row in table.iterrows()}
+        disparities = binary_disparities(cells, eligible, resamples, rng)
+        by_class[str(c)] = {"by_group": rates, **disparities}
+        if binary:
+            for g in groups:
+                by_group[g].update(rates.get(g, {}))
+    result: dict[str, Any]
+    if binary:
+        result = {k: v for k, v in by_class[str(positive)].items() if k != "by_group"}
+    else:  # the worst class for each disparity
+        result = {}
+        for key, worst in (("demographic_parity_difference", max), ("demographic_parity_ratio", min),
+                           ("equalized_odds_difference", max), ("selection_rate_ratio", min)):
+            known = [(v[key], c) for c, v in by_class.items() if v[key] is not None]
+            if known:
+                value, cls = worst(known)
+                result[key], result[f"{key}_ci"], result[f"{key}_class"] = value, by_class[cls][f"{key}_ci"], cls
+            else:
+                result[key], result[f"{key}_ci"] = None, None
+        for g in groups:
+            by_group[g]["selection_rate"] = {c: v["by_group"].get(g, {}).get("selection_rate")
+                                             for c, v in by_class.items()}
+    result.update({"by_group": by_group, "small_groups": small, "groups_judged": eligible,
+                   "min_group_size": min_size, "metric": metric_name, "positive_label": str(positive) if binary else None,
+                   "rows": len(y)})
+    if not binary:
+        result["by_class"] = {c: {k: v for k, v in d.items() if k != "by_group"} for c, d in by_class.items()}
+    if result.get("selection_rate_ratio") is None:
+        result["reason"] = (f"only {len(eligible)} group(s) with at least {min_size} holdout rows "
+                            f"(small: {', '.join(small) or 'none'})" if len(eligible) < 2
+                            else "no group was selected (every selection rate is 0)")
+    return result
+
+
+# --------------------------------------------------------------------------- regression and ranking
+
+
+def group_mean_replicates(values: np.ndarray, codes: np.ndarray, n_groups: int, resamples: int,
+                          rng: np.random.Generator) -> np.ndarray:
+    """``(resamples, groups)`` bootstrap means of ``values`` per group (row bootstrap, chunked).
+
+    .. versionadded:: 0.1
+    """
+    import numpy as np
+
+    n = len(values)
+    out = np.empty((resamples, n_groups))
+    step = max(1, MAX_CELLS // max(n, 1))
+    for start in range(0, resamples, step):
+        k = min(resamples, start + step) - start
+        draws = rng.integers(0, n, size=(k, n))
+        slot = (np.arange(k)[:, None] * n_groups + codes[draws]).ravel()
+        sums = np.bincount(slot, weights=values[draws].ravel(), minlength=k * n_groups).reshape(k, n_groups)
+        counts = np.bincount(slot, minlength=k * n_groups).reshape(k, n_groups)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[start:start + k] = sums / counts
+    return out
+
+
+def regression_fairness(y: np.ndarray, pred: np.ndarray, labels: np.ndarray, metric_name: str, min_size: int,
+                        resamples: int, rng: np.random.Generator) -> dict[str, Any]:
+    """The ``fairness[<key>]`` evidence for a regressor: error per group, its gaps and their intervals.
+
+    .. versionadded:: 0.1
+    """
+    import numpy as np
+    from fairlearn.metrics import MetricFrame, count
+    from sklearn.metrics import mean_absolute_error
+
+    def mean_error(y_true: Any, y_pred: Any) -> float:
+        return float(np.mean(np.asarray(y_pred, dtype=float) - np.asarray(y_true, dtype=float)))
+
+    yf, pf = y.astype(float), pred.astype(float)
+    with _quiet():
+        table = MetricFrame(metrics={"count": count, "mae": mean_absolute_error, "mean_error": mean_error},
+                            y_true=yf, y_pred=pf, sensitive_features=labels).by_group
+    codes, uniques = _group_codes(labels)
+    groups = [str(g) for g in uniques]
+    metric_by_group = per_group_metric(metric_name, labels, yf, pf, None, np.asarray([]))
+    by_group = {str(g): {"count": int(row["count"]), "mae": _finite_or_none(row["mae"]),
+                         "mean_error": _finite_or_none(row["mean_error"]), metric_name: metric_by_group.get(str(g)),
+                         "small": int(row["count"]) < min_size} for g, row in table.iterrows()}
+    small = [g for g in groups if by_group[g]["small"]]
+    eligible_idx = np.array([i for i, g in enumerate(groups) if g not in small], dtype=int)
+    mae = np.array([by_group[g]["mae"] for g in groups], dtype=float)[eligible_idx]
+    err = np.array([by_group[g]["mean_error"] for g in groups], dtype=float)[eligible_idx]
+    overall = float(np.mean(np.abs(yf - pf)))
+    mae_gap, mae_ratio = _spread(mae)
+    err_gap, _ = _spread(err)
+    result: dict[str, Any] = {
+        "mae_max_gap": mae_gap, "mae_ratio": mae_ratio, "mean_error_max_gap": err_gap,
+        "relative_mae_gap": (mae_gap / overall) if mae_gap is not None and overall > 0 else None,
+        "overall_mae": overall}
+    keys = ("mae_max_gap", "mae_ratio", "mean_error_max_gap", "relative_mae_gap")
+    if resamples > 0 and len(eligible_idx) >= 2:
+        b_mae = group_mean_replicates(np.abs(yf - pf), codes, len(groups), resamples, rng)[:, eligible_idx]
+        b_err = group_mean_replicates(pf - yf, codes, len(groups), resamples, rng)[:, eligible_idx]
+        d_mae, r_mae = _replicate_spread(b_mae)
+        d_err, _ = _replicate_spread(b_err)
+        result.update({"mae_max_gap_ci": interval(d_mae), "mae_ratio_ci": interval(r_mae),
+                       "mean_error_max_gap_ci": interval(d_err),
+                       "relative_mae_gap_ci": interval(d_mae / overall) if overall > 0 else None})
+    else:
+        result.update({f"{k}_ci": None for k in keys})
+    result.update({"by_group": by_group, "small_groups": small, "groups_judged": [groups[i] for i in eligible_idx],
+                   "min_group_size": min_size, "metric": metric_name, "rows": len(y)})
+    if mae_gap is None:
+        result["reason"] = f"only {len(eligible_idx)} group(s) with at least {min_size} holdout rows"
+    return result
+
+
+def exposures(query: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """Position-based exposure 1 / log2(1 + rank) of each item within its query (rank 1 = top score).
+
+    .. versionadded:: 0.1
+    """
+    import numpy as np
+    import pandas as pd
+
+    ranks = pd.Series(-score).groupby(pd.Series(query).to_numpy()).rank(method="first").to_numpy()
+    return 1.0 / np.log2(1.0 + ranks)
+
+
+def ranking_fairness(query: np.ndarray, score: np.ndarray, relevance: np.ndarray, labels: np.ndarray,
+                     min_size: int, resamples: int, rng: np.random.Generator) -> dict[str, Any]:
+    """The ``fairness[<key>]`` evidence for a ranker: each group's mean exposure, and their ratio.
+
+    .. versionadded:: 0.1
+    """
+    import numpy as np
+
+    expo = exposures(query, score)
+    codes, uniques = _group_codes(labels)
+    groups = [str(g) for g in uniques]
+    sizes = np.bincount(codes, minlength=len(groups))
+    mean_expo = np.bincount(codes, weights=expo, minlength=len(groups)) / np.maximum(sizes, 1)
+    mean_rel = np.bincount(codes, weights=relevance.astype(float), minlength=len(groups)) / np.maximum(sizes, 1)
+    small = [g for g, n in zip(groups, sizes, strict=True) if n < min_size]
+    eligible_idx = np.array([i for i, g in enumerate(groups) if g not in small], dtype=int)
+    gap, ratio = _spread(mean_expo[eligible_idx])
+    result: dict[str, Any] = {"exposure_ratio": ratio, "exposure_max_gap": gap}
+    if resamples > 0 and len(eligible_idx) >= 2:
+        b = group_mean_replicates(expo, codes, len(groups), resamples, rng)[:, eligible_idx]
+        d, r = _replicate_spread(b)
+        result.update({"exposure_ratio_ci": interval(r), "exposure_max_gap_ci": interval(d)})
+    else:
+        result.update({"exposure_ratio_ci": None, "exposure_max_gap_ci": None})
+    result.update({"by_group": {g: {"count": int(n), "exposure": float(e), "relevance": float(r), "small": g in small}
+                                for g, n, e, r in zip(groups, sizes, mean_expo, mean_rel, strict=True)},
+                   "small_groups": small, "groups_judged": [groups[i] for i in eligible_idx],
+                   "min_group_size": min_size, "rows": len(score)})
+    if ratio is None:
+        result["reason"] = f"only {len(eligible_idx)} group(s) with at least {min_size} holdout rows"
+    return result
+
+
+# --------------------------------------------------------------------------- names loaded on first use
+
+
+#: public name -> the module that defines it, imported when the name is first asked for: the
+#: rankers import scikit-learn, the spec's models pydantic; both stay out of ``import assay.kit``
+_LAZY = {
+    **dict.fromkeys(("PairwiseLogisticRanker", "PointwiseRanker", "PopularityRanker", "RandomRanker"), "assay.rankers"),
+    **dict.fromkeys(("RunSpec", "TimeExpression", "TrainSpec", "parse_time_expression"), "assay.kernel.spec"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'assay.kit' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value

@@ -91,14 +91,14 @@ def _binary(y_true: np.ndarray, score: np.ndarray, positive: Any) -> dict[str, A
 
 
 def per_query_ndcg(y_true: np.ndarray, score: np.ndarray, queries: np.ndarray, k: int = NDCG_K) -> np.ndarray:
-    """NDCG@k of each query that has a relevant item (as ``assay.plugins.metrics.ndcg_at`` averages it)."""
-    from assay.plugins.metrics import _query_order
+    """NDCG@k of each query that has a relevant item (as :func:`assay.kit.ndcg_at` averages it)."""
+    from assay.kit import query_order
 
-    rel, ranks, q = _query_order(y_true, score, queries)
+    rel, ranks, q = query_order(y_true, score, queries)
     n_queries = int(q.max()) + 1 if len(q) else 0
     gains = (np.power(2.0, rel) - 1.0) / np.log2(ranks + 1.0)
     dcg = np.bincount(q, weights=np.where(ranks <= k, gains, 0.0), minlength=n_queries)
-    ideal_rel, ideal_ranks, iq = _query_order(y_true, y_true, queries)
+    ideal_rel, ideal_ranks, iq = query_order(y_true, y_true, queries)
     ideal = (np.power(2.0, ideal_rel) - 1.0) / np.log2(ideal_ranks + 1.0)
     idcg = np.bincount(iq, weights=np.where(ideal_ranks <= k, ideal, 0.0), minlength=n_queries)
     judged = idcg > 0
@@ -151,12 +151,12 @@ def evaluate(run: Run, splits: Splits, scores: Scores) -> list[Evidence] | None:
     queries = None
     score = positive = None
     if task == "ranking":
-        from assay.plugins.ranking import query_column
+        from assay.kit import query_column
 
         column = query_column(splits.dataset)
         queries = splits.dataset.frame[column].to_numpy()[held_out.rows] if column else None
     elif task != "regression" and len(held_out.classes) == 2:
-        from assay.plugins.metrics import positive_first
+        from assay.kit import positive_first
 
         classes, proba = positive_first(held_out.classes, held_out.proba, run.spec.data.positive_label)
         positive = classes[1]

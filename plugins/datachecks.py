@@ -26,18 +26,18 @@ being listed in ``data.features``, a ``time_column`` that is not a date/time. *S
 text columns whose values are nearly all numbers (mixed types, usually a stray
 placeholder such as ``"?"`` or ``"n/a"``).
 
-The module also holds :func:`guarded`, which every bundled check plugin uses so that a
-check that raises becomes an ``error`` check (the gate's ``no-check-errors`` rule then
-blocks, naming it) instead of silently disappearing.
+Every check runs through :func:`assay.kit.guarded` (here by :func:`assay.kit.run_checks`), as
+every bundled check plugin's does, so that a check that raises becomes an ``error`` check (the
+gate's ``no-check-errors`` rule then blocks, naming it) instead of silently disappearing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import replace
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from assay import Check, Evidence, Status, hookimpl
+from assay.kit import dataset_drop, run_checks, with_fix
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -55,48 +55,9 @@ LABEL_SHIFT_WARN = 0.10
 NUMERIC_LOOKING = 0.95
 
 
-def guarded(group: str, name: str, check: Callable[[], Iterable[Check | Evidence]]) -> list[Check | Evidence]:
-    """Run ``check``; if it raises, return one ``error`` check naming the exception (fail closed)."""
-    try:
-        return list(check())
-    except Exception as exc:  # a broken check must block the gate, not vanish
-        import traceback
-
-        where = traceback.extract_tb(exc.__traceback__)[-1]
-        return [Check(group, name, "error", None,
-                      {"error": f"{type(exc).__name__}: {exc}", "at": f"{where.filename}:{where.lineno}"},
-                      message=f"the {group}.{name} check could not run: {type(exc).__name__}: {exc}")]
-
-
-def run_checks(run: Run, stage: str, group: str,
-               checks: Sequence[tuple[str, Callable[[], Iterable[Check | Evidence]]]]) -> list[Check | Evidence]:
-    """Each ``(name, check)`` through :func:`guarded`, counted on the stage's progress bar."""
-    from assay.kit import steps
-
-    out: list[Check | Evidence] = []
-    for name, check in steps(run, stage, checks, f"{group} checks"):
-        out += guarded(group, name, check)
-    return out
-
-
-def with_fix(check: Check, fix: str) -> Check:
-    """``check`` with what to do about it in ``detail.fix`` (the spec key or command), when it warns or fails.
-
-    The gate puts the fix in the reason of every rule the check breaks, beside ``message``.
-    """
-    if check.status in ("pass", "skip") or not fix:
-        return check
-    return replace(check, detail={**check.detail, "fix": fix})
-
-
 def worst(statuses: Iterable[str]) -> str:
     order = {"skip": 0, "pass": 1, "warn": 2, "fail": 3, "error": 4}
     return max(statuses, key=lambda s: order[s], default="pass")
-
-
-def dataset_drop(dataset: Dataset) -> list[str]:
-    """The columns the spec already drops (so a suggested ``data.drop`` keeps them)."""
-    return [str(c) for c, role in dataset.roles.items() if role == "drop"]
 
 
 def _share(n: float, total: float) -> float:

@@ -2,8 +2,9 @@
 
 The baseline is scored on the very same holdout: ``dummy`` (the task's trivial model,
 fit on the training part: the class prior, the mean, or for ranking the popularity of
-an item's categorical attributes), ``popularity`` / ``random`` (ranking), or a
-registered version ``NAME@VERSION`` / ``NAME@production``.
+an item's categorical attributes), ``popularity`` / ``random`` (ranking: the kit's
+:class:`assay.kit.PopularityRanker` and :class:`assay.kit.RandomRanker`), or a registered
+version ``NAME@VERSION`` / ``NAME@production``, which the runner loads from the registry.
 The gap is train − holdout for each metric (for losses a negative gap means overfitting).
 Train metrics are scored on the training rows the generalization checks score: all of them
 up to 20,000, else a seeded sample of 20,000 (ranking: every row).
@@ -36,7 +37,7 @@ def _dummy(task: str) -> Any:
 
 
 def _ranking_baseline(name: str, splits: Splits) -> Any:
-    from assay.plugins.rankers import PopularityRanker, RandomRanker
+    from assay.kit import PopularityRanker, RandomRanker
 
     if name == "random":
         return RandomRanker(random_state=splits.seed).fit(splits.X("train"), splits.y("train"))
@@ -45,10 +46,11 @@ def _ranking_baseline(name: str, splits: Splits) -> Any:
 
 
 @hookimpl
-def fit_baseline(run: Run, splits: Splits) -> Baseline:
-    """The baseline named by ``evaluate.baseline``, fitted on the training part (or loaded, if registered).
+def fit_baseline(run: Run, splits: Splits) -> Baseline | None:
+    """The baseline named by ``evaluate.baseline``, fitted on the training part.
 
-    A registered ``NAME@latest`` is the latest version trained before this run, never its own.
+    Nothing (``None``) for a registered version ``NAME@VERSION``: the runner loads that one from
+    the registry, the latest version trained before this run for ``NAME@latest``.
     """
     ref = run.spec.evaluate.baseline
     task = splits.dataset.task
@@ -64,11 +66,7 @@ def fit_baseline(run: Run, splits: Splits) -> Baseline:
 
         raise BadInput(f"evaluate.baseline: {ref!r} is a ranking baseline; for task {task!r} use 'dummy' "
                        "or a registered model NAME@VERSION")
-    from assay.storage.modelio import load_model
-    from assay.storage.store import ArtifactStore, RunStore
-
-    version = RunStore(run.settings).resolve_model(ref, exclude_run=run.run_id)
-    return Baseline(version.ref, load_model(ArtifactStore(run.settings.home), version.artifact), version.run_id)
+    return None
 
 
 def expected_cost(y: np.ndarray, proba: np.ndarray, positive: Any, cost: Any) -> tuple[float, float]:
@@ -146,8 +144,7 @@ def _gap(train: dict[str, float | None], test: dict[str, float | None]) -> dict[
 
 
 def _evaluate_ranking(run: Run, splits: Splits, scores: Scores) -> list[Check | Evidence]:
-    from assay.kit import metrics_for, score_ranking
-    from assay.plugins.ranking import query_column
+    from assay.kit import metrics_for, query_column, score_ranking
 
     column = query_column(splits.dataset)
     names = metrics_for("ranking", 0)

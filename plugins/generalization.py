@@ -42,7 +42,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from assay import Check, Evidence, Status, hookimpl
-from assay.plugins.datachecks import guarded, with_fix
+from assay.kit import guarded, with_fix
 
 if TYPE_CHECKING:
     import numpy as np

@@ -65,14 +65,14 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from assay import Check, Evidence, Status, hookimpl
-from assay.plugins.datachecks import dataset_drop, guarded, run_checks, with_fix
+from assay.kit import dataset_drop, guarded, run_checks, with_fix
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
     from assay import Dataset, FittedModel, Run, Splits
-    from assay.kernel.spec import RunSpec, TimeExpression
+    from assay.kit import RunSpec, TimeExpression
 
 GROUP = "leakage"
 
@@ -420,7 +420,7 @@ def row_times(frame: pd.DataFrame, expression: TimeExpression) -> np.ndarray:
     import numpy as np
     import pandas as pd
 
-    from assay.plugins.loaders import parse_datetime
+    from assay.kit import parse_datetime
 
     with warnings.catch_warnings():  # a format pandas must guess per value: the loader has accepted the column
         warnings.simplefilter("ignore", UserWarning)
@@ -447,7 +447,7 @@ def decision_checks(run: Run, splits: Splits) -> list[Check | Evidence]:
     """Features whose value becomes known only after the decision (``data.decision_time``)."""
     import numpy as np
 
-    from assay.kernel.spec import TimeExpression, parse_time_expression
+    from assay.kit import TimeExpression, parse_time_expression
 
     d = run.spec.data
     name = "post_decision_features"
@@ -639,8 +639,7 @@ def check_timing_columns(spec: RunSpec, dataset: Dataset) -> None:
     import pandas as pd
 
     from assay.errors import BadInput
-    from assay.plugins.loaders import parse_datetime
-    from assay.storage.settings import redact_url
+    from assay.kit import parse_datetime, redact_url
 
     frame = dataset.frame
     columns = [str(c) for c in frame.columns]

@@ -7,27 +7,35 @@ has the same fingerprint whether it came from CSV, Parquet or SQL; ``data.roles`
 overrides applied to the values; rows without a target dropped (and counted); the task
 inferred when the spec leaves it empty; every column given a role.
 
-Reading the raw table (:func:`assay.kit.read_table`) is the public kit's, so any plugin or
-command that needs a table reads it the same way.
+Reading the raw table (:func:`assay.kit.read_table`), parsing a time column
+(:func:`assay.kit.parse_datetime`), the roles and the fingerprint are the public kit's, so any
+plugin or command that needs a table reads it the same way.
 """
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any
 
 from assay import hookimpl
 from assay.errors import BadInput
-from assay.kit import FILE_SUFFIXES, infer_task, is_url, read_table
+from assay.kit import (
+    FILE_SUFFIXES,
+    ISO_DATETIME,
+    fingerprint_frame,
+    infer_roles,
+    infer_task,
+    is_url,
+    parse_datetime,
+    read_table,
+    redact_url,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from assay import Check, Dataset, Evidence, Run
-    from assay.kernel.spec import RunSpec
+    from assay.kit import RunSpec
 
-# Text that is an ISO-8601 date or date-time (what CSV and SQLite give back for datetimes).
-_ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?)?(?:Z|[+-]\d{2}:?\d{2})?$")
 _DATETIME_SAMPLE = 200
 # frame.attrs key: rows dropped because the target was missing (reported by validate_data).
 DROPPED_ATTR = "assay.rows_without_target"
@@ -44,28 +52,12 @@ def parse_iso_datetimes(frame: pd.DataFrame, skip: set[str]) -> None:
         if col in skip or not (s.dtype == object or isinstance(s.dtype, pd.StringDtype)):
             continue
         sample = s.dropna().head(_DATETIME_SAMPLE)
-        if sample.empty or not all(isinstance(v, str) and _ISO_DATETIME.match(v) for v in sample):
+        if sample.empty or not all(isinstance(v, str) and ISO_DATETIME.match(v) for v in sample):
             continue
         try:
             frame[col] = parse_datetime(s)
         except (ValueError, TypeError):
             continue  # looked like dates at the top, is not throughout: leave it as text
-
-
-def parse_datetime(s: pd.Series) -> pd.Series:
-    """Text to datetimes: ISO-8601 strictly when every value is ISO, else pandas' parser.
-
-    Values with a UTC offset make the column UTC-aware (mixed offsets cannot share a
-    naive clock); the fingerprint compares datetimes in UTC either way.
-    """
-    import pandas as pd
-
-    if pd.api.types.is_datetime64_any_dtype(s.dtype):
-        return s
-    text = s.dropna().astype(str)
-    aware = bool(text.str.contains(r"(?:Z|[+-]\d{2}:?\d{2})$", regex=True).any())
-    iso = bool(text.str.match(_ISO_DATETIME.pattern).all())
-    return pd.to_datetime(s, format="ISO8601" if iso else None, utc=aware)
 
 
 def _apply_role_overrides(frame: pd.DataFrame, spec: RunSpec, source: str) -> None:
@@ -134,7 +126,6 @@ def drop_repeated_rows(frame: pd.DataFrame, roles: dict[str, Any]) -> tuple[pd.D
 def prepare_frame(frame: pd.DataFrame, spec: RunSpec, source: str, name: str = "data") -> Dataset:
     """Turn a raw table into a fingerprinted :class:`Dataset` with roles and a task."""
     from assay import Dataset
-    from assay.kernel.dataset import fingerprint_frame, infer_roles
 
     frame = frame.copy(deep=False)
     frame.columns = [str(c).strip() for c in frame.columns]
@@ -176,8 +167,6 @@ def load_table(spec: RunSpec, source: str, base_dir: str, field: str = "data.sou
 
     The dataset's ``source`` (what evidence and messages show) is the URL without its password.
     """
-    from assay.storage.settings import redact_url
-
     return prepare_frame(read_table(source, base_dir, spec.data.query, field, spec.data.sep), spec,
                          redact_url(source), name)
 

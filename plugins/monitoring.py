@@ -107,7 +107,7 @@ def evaluate(run: Run, model: FittedModel, splits: Splits) -> list[Check | Evide
     A failure becomes an ``error`` check (``checks.monitoring.reference``), which blocks the
     gate: a model that cannot be monitored later is not deployable.
     """
-    from assay.plugins.datachecks import guarded
+    from assay.kit import guarded
 
     return guarded("monitoring", "reference", lambda: store_reference(run, model, splits))
 
@@ -467,7 +467,7 @@ def labelled_fairness(run: Run, frame: pd.DataFrame, task: str, y: np.ndarray, p
     """
     import numpy as np
 
-    from assay.plugins.fairness import (
+    from assay.kit import (
         classification_fairness,
         feature_sets,
         group_labels,
@@ -502,7 +502,7 @@ def selection_fairness(run: Run, frame: pd.DataFrame, pred: np.ndarray, classes:
     import numpy as np
     from fairlearn.metrics import MetricFrame, count, selection_rate
 
-    from assay.plugins.fairness import feature_sets, group_labels
+    from assay.kit import feature_sets, group_labels
 
     if len(classes) != 2:
         return {}

@@ -10,14 +10,15 @@ Families (``register_trainers``):
 - ``pairwise_logistic``: a logistic model on within-query feature differences
   (RankSVM-style, pairwise); only what tells items of one query apart can matter.
 
-Both are :mod:`assay.plugins.rankers` estimators: ``fit(X, y, query_id=...)``, and
-``predict(X)`` gives a score to sort the items of a query by.
+Both are the public kit's rankers (:class:`assay.kit.PointwiseRanker`,
+:class:`assay.kit.PairwiseLogisticRanker`): ``fit(X, y, query_id=...)``, and ``predict(X)``
+gives a score to sort the items of a query by.
 
 Metrics (``ndcg@K``, ``map``, ``mrr``) are computed per query and averaged; the search
 scores candidates with :class:`assay.kit.QueryScorer`, which finds each row's
-query by its index label. The fitting plugin asks this module for the search inputs:
-``search_scorer(metric, splits)`` (in metrics) and :func:`query_fit_params` (the rows'
-query ids, routed to the ranker's ``fit`` and sliced per fold by scikit-learn).
+query by its index label. The fitting plugin takes the search inputs from the kit too:
+``search_scorer(metric, splits)`` and :func:`assay.kit.query_fit_params` (the rows' query ids,
+routed to the ranker's ``fit`` and sliced per fold by scikit-learn).
 """
 
 from __future__ import annotations
@@ -26,46 +27,32 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from assay import Check, Evidence, Trainer, hookimpl
-from assay.kit import loguniform, randint
+from assay.kit import loguniform, query_column, randint
 
 if TYPE_CHECKING:
-    from assay import Dataset, Run, Splits, Status
+    from assay import Dataset, Run, Status
 
 RANKING = frozenset({"ranking"})
-
-
-def query_column(dataset: Dataset) -> str | None:
-    """The column with role ``group`` (``data.group_column``), the rows' query ids."""
-    return next((str(c) for c in dataset.frame.columns if dataset.roles.get(str(c)) == "group"), None)
-
-
-def query_fit_params(splits: Splits) -> dict[str, Any]:
-    """Fit parameters a ranking pipeline needs: the training rows' query ids (else nothing)."""
-    dataset = splits.dataset
-    column = query_column(dataset)
-    if dataset.task != "ranking" or column is None:
-        return {}
-    return {"model__query_id": dataset.frame[column].to_numpy()[splits.train]}
 
 
 def _pointwise(task: str, run: Run | None = None) -> Any:
     from sklearn.ensemble import HistGradientBoostingRegressor
 
-    from assay.plugins.rankers import PointwiseRanker
+    from assay.kit import PointwiseRanker
 
     seed = run.seed if run else 0
     return PointwiseRanker(HistGradientBoostingRegressor(random_state=seed, early_stopping=False, max_iter=100))
 
 
 def _pairwise(task: str, run: Run | None = None) -> Any:
-    from assay.plugins.rankers import PairwiseLogisticRanker
+    from assay.kit import PairwiseLogisticRanker
 
     return PairwiseLogisticRanker(C=1.0, random_state=run.seed if run else 0)
 
 
 # the rankers' own classes (plain attributes, no custom state hooks) and, inside the pointwise
 # one, histogram gradient boosting's tree predictors: what their saved models contain
-_RANKERS = "assay.plugins.rankers"
+_RANKERS = "assay.rankers"
 RANKING_TRAINERS = (
     Trainer("pointwise_hgb", RANKING, _pointwise,
             grid={"estimator__learning_rate": [0.05, 0.1], "estimator__max_leaf_nodes": [7, 15, 31],

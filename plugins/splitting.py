@@ -157,7 +157,7 @@ def check_split(run: Run, splits: Splits) -> list[Evidence]:
     import hashlib
 
     from assay import Evidence
-    from assay.kernel.dataset import rows_digest
+    from assay.kit import rows_digest
 
     folds = hashlib.sha256()
     for tr, va in splits.folds:

@@ -21,7 +21,7 @@ from assay.errors import BadInput
 from assay.kit import make_pipeline_for
 
 if TYPE_CHECKING:
-    from assay.kernel.spec import TrainSpec
+    from assay.kit import TrainSpec
 
 # --------------------------------------------------------------------------- defaults scaled to the data
 # Measured on 2 cores (benchmarks/bench_defaults.py, RESULTS.md "Defaults (issue 11)"). Below
@@ -235,9 +235,7 @@ def fit_model(run: Run, splits: Splits, trainers: Sequence[Trainer], tuner: Tune
               sample_weights: SampleWeights | None = None) -> FittedModel:
     import pandas as pd
 
-    from assay.kit import known_metrics, metric, search_scorer
-    from assay.plugins.ranking import query_fit_params
-    from assay.plugins.search_progress import TrainProgress
+    from assay.kit import TrainProgress, known_metrics, metric, query_fit_params, search_scorer
 
     spec = run.spec.train
     primary = run.spec.metric

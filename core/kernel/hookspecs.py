@@ -244,14 +244,15 @@ def fit_model(run: Run, splits: Splits, trainers: Sequence[Trainer], tuner: Tune
 
 @hookspec(firstresult=True)
 def fit_baseline(run: Run, splits: Splits) -> Baseline | None:
-    """Fit (or load) the baseline named by ``evaluate.baseline`` on the training part.
+    """Fit the baseline named by ``evaluate.baseline`` on the training part.
 
     :param run: the run context.
     :param splits: the split; fit on the training part only.
 
     Stops at the first non-None result. The runner calls it once per run, after fitting and
-    before any ``evaluate``; a registered ``NAME@latest`` must resolve to a version trained
-    before this run, never this run's own model.
+    before any ``evaluate``. When every implementation returns None the runner loads
+    ``evaluate.baseline`` as a registered version (``NAME@latest``: the latest version trained
+    before this run, never this run's own model).
 
     .. versionadded:: 0.1
     """

@@ -601,12 +601,23 @@ class Runner:
         :param model_scored: the model's predictions from :func:`predict_scored_rows`, when made already.
         """
         baseline: Baseline | None = self.call("fit_baseline", run=run, splits=splits)
-        if baseline is None:
-            raise InternalError(f"no plugin could provide the baseline {self.spec.evaluate.baseline!r} "
-                                "(fit_baseline returned nothing)")
+        if baseline is None:  # no plugin fits it: a registered model version, which the core loads
+            baseline = self.registered_baseline(run)
         if baseline.run_id == run.run_id:
             raise InternalError(f"fit_baseline returned this run's own model ({baseline.name}) as its baseline")
         return score_splits(model, baseline, splits, model_scored)
+
+    def registered_baseline(self, run: Run) -> Baseline:
+        """``evaluate.baseline`` as a registered version (``NAME@VERSION``, ``NAME@latest``, ``NAME@<stage>``).
+
+        Resolved from the signed ledger and loaded from the artifact store (its hash checked);
+        ``NAME@latest`` is the latest version trained before this run, never its own.
+        """
+        from assay.storage.modelio import load_model
+        from assay.storage.store import ArtifactStore, RunStore
+
+        version = RunStore(run.settings).resolve_model(self.spec.evaluate.baseline, exclude_run=run.run_id)
+        return Baseline(version.ref, load_model(ArtifactStore(run.settings.home), version.artifact), version.run_id)
 
     def gate(self, run: Run, evidence: dict[str, Any], policy: Any, waivers: Sequence[Mapping[str, Any]] = (),
              today: date | None = None, stage: str = "train") -> Verdict:

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from assay.kernel.types import Check, Evidence
+from assay.kit import guarded
 from assay.plugins import datachecks
 from assay.testing import by_name, prepare
 from tests.checks import datasets as ds
@@ -96,6 +97,6 @@ def test_a_check_that_raises_becomes_an_error_check() -> None:
     def broken() -> list[Check]:
         raise KeyError("no such column")
 
-    (check,) = datachecks.guarded("data", "schema", broken)
+    (check,) = guarded("data", "schema", broken)
     assert isinstance(check, Check) and check.status == "error" and check.value is None
     assert "KeyError" in check.detail["error"] and "test_datachecks.py" in check.detail["at"]

@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 from assay.errors import BadInput
 from assay.kernel.spec import TIME_UNITS, RunSpec, TimeExpression, parse_time_expression
 from assay.plugins import leakage
+from assay.testing import by_name, prepare
 from tests.checks import datasets as ds
-from tests.checks.harness import by_name, prepare
 from tests.conftest import run_assay
 
 BOOKING = "scheduled_departure - 1 days"

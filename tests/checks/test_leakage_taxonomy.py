@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 
 from assay.plugins import leakage
+from assay.testing import by_name, prepare
 from tests.checks import datasets as ds
-from tests.checks.harness import by_name, prepare
 from tests.conftest import ROOT, run_assay
 
 TABLE = ROOT / "docs" / "leakage.md"

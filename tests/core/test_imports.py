@@ -33,39 +33,14 @@ KIT = {"assay", "assay.kit", "assay.errors"}
 
 #: Imports that cross a boundary today, with what removes them (issue 12, "rooms that show it").
 STILL_CROSSING: dict[str, set[tuple[str, str]]] = {
-    "plugins share helpers that belong in the kit (datachecks.guarded/with_fix, search progress, the "
-    "ranking helpers)": {
-        ("assay.plugins.curves", "assay.plugins.metrics"),
-        ("assay.plugins.curves", "assay.plugins.ranking"),
-        ("assay.plugins.evaluation", "assay.plugins.ranking"),
-        ("assay.plugins.evaluation", "assay.plugins.rankers"),
-        ("assay.plugins.fairness", "assay.plugins.datachecks"),
-        ("assay.plugins.generalization", "assay.plugins.datachecks"),
-        ("assay.plugins.leakage", "assay.plugins.datachecks"),
-        ("assay.plugins.leakage", "assay.plugins.loaders"),
-        ("assay.plugins.monitoring", "assay.plugins.datachecks"),
-        ("assay.plugins.monitoring", "assay.plugins.fairness"),
-        ("assay.plugins.ranking", "assay.plugins.rankers"),
-        ("assay.plugins.training", "assay.plugins.search_progress"),
-        ("assay.plugins.training", "assay.plugins.ranking"),
-    },
     "plugins reach into core internals the kit does not offer yet (reading a table, the spec model, "
     "the artifact store, the signed ledger)": {
-        ("assay.plugins.evaluation", "assay.storage.modelio"),
-        ("assay.plugins.evaluation", "assay.storage.store"),
-        ("assay.plugins.leakage", "assay.storage.settings"),
-        ("assay.plugins.leakage", "assay.kernel.spec"),
-        ("assay.plugins.loaders", "assay.kernel.dataset"),
-        ("assay.plugins.loaders", "assay.storage.settings"),
-        ("assay.plugins.loaders", "assay.kernel.spec"),
         ("assay.plugins.mlflow_mirror", "assay.commands.bom"),
         ("assay.plugins.mlflow_mirror", "assay.storage.modelio"),
         ("assay.plugins.mlflow_mirror", "assay.commands.report"),
         ("assay.plugins.mlflow_mirror", "assay.storage.settings"),
         ("assay.plugins.mlflow_mirror", "assay.storage.signed"),
         ("assay.plugins.mlflow_mirror", "assay.storage.store"),
-        ("assay.plugins.splitting", "assay.kernel.dataset"),
-        ("assay.plugins.training", "assay.kernel.spec"),
     },
 }
 

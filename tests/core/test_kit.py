@@ -53,13 +53,10 @@ def test_bundled_plugins_reach_shared_code_through_the_kit_only() -> None:
         text = path.read_text(encoding="utf-8")
         for moved in ("assay.plugins.metrics import", "from assay.plugins import metrics",
                       "assay.plugins.training import _as_str", "trusted_types()"):
-            if moved in text and path.name != "metrics.py":
+            if moved in text:
                 offenders.append(f"{path.name}: {moved}")
-    assert [n for n in offenders if n.split(":")[0] not in UNMIGRATED] == []
-
-
-#: plugin modules that still import the metrics through the ``assay.plugins.metrics`` re-export
-UNMIGRATED = {"curves.py", "selection.py"}
+    assert offenders == []
+    assert not (root / "metrics.py").exists()  # no re-export left to import the kit's names through
 
 
 # --------------------------------------------------------------------------- tuners

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from assay import Check
 from assay.testing import by_name, check_plugin, prepare, run_hook
 from tests.conftest import EXAMPLES, ROOT, run_assay
 from tests.training.conftest import install_plugin
@@ -63,6 +64,26 @@ def test_the_documented_check_runs_through_the_harness(travel: Path, tmp_path: P
     dropped = prepare(travel / "assay.toml", ["data.drop=['terminal_wait_min', 'booking_ref']"],
                       home=tmp_path / "home")
     assert by_name(run_hook(example, "validate_data", dropped))["id_like_columns"].status == "pass"
+
+
+def test_the_documented_kit_helpers_fix_and_fail_closed(travel: Path, tmp_path: Path) -> None:
+    module = types.ModuleType("kit_helpers_example")
+    exec(compile(block("python", "from assay.kit import run_checks"), "docs/checks.md", "exec"), module.__dict__)
+    prepared = prepare(travel / "assay.toml", ["train.budget=1"], home=tmp_path / "home")
+    (few,) = run_hook(module, "validate_data", prepared)
+    assert (few.group, few.name, few.status, few.value) == ("example", "enough_rows", "warn", 840)
+    assert few.detail == {"minimum": 1000, "fix": "train on at least 1000 rows: add rows to data.source"}
+    module.MIN_ROWS = 500
+    (enough,) = run_hook(module, "validate_data", prepared)
+    assert enough.status == "pass" and "fix" not in enough.detail
+
+    def broken(dataset: object) -> list[Check]:
+        raise KeyError("rows")
+
+    module.enough_rows = broken  # a check that raises is an error check, never a missing one
+    (failed,) = run_hook(module, "validate_data", prepared)
+    assert (failed.name, failed.status, failed.value) == ("enough_rows", "error", None)
+    assert failed.detail["error"] == "KeyError: 'rows'" and "test_kit_checks_doc.py" in failed.detail["at"]
 
 
 def test_the_documented_check_gates_an_installed_run(travel: Path, tmp_path: Path) -> None:

@@ -113,7 +113,7 @@ def test_watched_searches_find_what_unwatched_ones_find(tuning: str) -> None:
     from sklearn.model_selection import StratifiedKFold
 
     from assay.kernel.types import SearchRequest, Trainer
-    from assay.plugins.search_progress import TrainProgress
+    from assay.kit import TrainProgress
     from assay.plugins.tuners import BUILTIN_TUNERS
 
     X, y = make_classification(n_samples=600, n_features=8, random_state=0)
@@ -180,7 +180,7 @@ def test_a_watched_search_still_runs_its_fits_in_worker_processes() -> None:
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GridSearchCV
 
-    from assay.plugins.search_progress import TrainProgress
+    from assay.kit import TrainProgress
 
     class Unpicklable:
         def __reduce__(self) -> Any:

@@ -116,7 +116,7 @@ def test_one_class_holdout_records_why_there_is_no_curve() -> None:
 
 
 def test_per_query_ndcg_averages_to_the_metric() -> None:
-    from assay.plugins.metrics import ndcg_at
+    from assay.kit import ndcg_at
 
     rng = np.random.default_rng(3)
     queries = np.repeat(np.arange(40), 6)

@@ -17,8 +17,7 @@ from assay.kernel.manager import make_plugin_manager
 from assay.kernel.runner import Runner
 from assay.kernel.spec import load_spec
 from assay.kernel.types import Check
-from assay.kit import STEP_REPORT_S, steps
-from assay.plugins.datachecks import run_checks
+from assay.kit import STEP_REPORT_S, run_checks, steps
 from assay.storage.settings import Settings
 from tests.checks import datasets as ds
 from tests.conftest import run_assay

@@ -15,7 +15,7 @@ from assay.kernel.types import FittedModel
 from assay.plugins.evaluation import evaluate, expected_cost, prior_corrected
 from assay.plugins.loaders import prepare_frame
 from assay.plugins.splitting import split_data
-from tests.checks.harness import scores
+from assay.testing import scores
 from tests.conftest import EXAMPLES
 from tests.tasks.conftest import make_run, make_spec
 
@@ -90,7 +90,7 @@ def test_ranking_evaluation_reports_per_query_metrics_and_both_baselines() -> No
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import OrdinalEncoder
 
-    from assay.plugins.rankers import PointwiseRanker
+    from assay.kit import PointwiseRanker
 
     spec = make_spec({"source": "t.csv", "target": "chosen", "task": "ranking", "group_column": "query_id",
                       "drop": ["terminal_wait_min"]}, split={"cv_folds": 3})

@@ -17,8 +17,7 @@ from hypothesis import strategies as st
 from sklearn.linear_model import Ridge
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from assay.kit import metric, score_ranking
-from assay.plugins.rankers import PairwiseLogisticRanker, PointwiseRanker, PopularityRanker
+from assay.kit import PairwiseLogisticRanker, PointwiseRanker, PopularityRanker, metric, score_ranking
 from tests.conftest import EXAMPLES
 from tests.tasks.conftest import make_run, make_spec
 
@@ -132,9 +131,9 @@ def test_query_scorer_and_query_ids_drive_a_grouped_search() -> None:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-    from assay.kit import QueryScorer, search_scorer
+    from assay.kit import QueryScorer, query_fit_params, search_scorer
     from assay.plugins.loaders import prepare_frame
-    from assay.plugins.ranking import query_fit_params, validate_data
+    from assay.plugins.ranking import validate_data
     from assay.plugins.splitting import split_data
 
     spec = make_spec({"source": "t.csv", "target": "chosen", "task": "ranking", "group_column": "query_id",

@@ -1,6 +1,8 @@
 """Learning-to-rank estimators that honour the scikit-learn estimator contract.
 
-Imported only when a ranking model is built or loaded (it imports scikit-learn).
+Part of the public kit: plugins take them from :mod:`assay.kit` (``from assay.kit import
+PointwiseRanker``), which imports this module only when one is asked for, since it imports
+scikit-learn. Saved ranking models refer to the classes by this module's name.
 
 A ranker's ``fit(X, y, query_id=None, sample_weight=None)`` takes relevance labels ``y``
 and each row's query id; ``predict(X)`` returns a score per row, and items are ranked
