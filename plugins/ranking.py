@@ -53,6 +53,7 @@ def _pairwise(task: str, run: Run | None = None) -> Any:
 # the rankers' own classes (plain attributes, no custom state hooks) and, inside the pointwise
 # one, histogram gradient boosting's tree predictors: what their saved models contain
 _RANKERS = "assay.rankers"
+_SAVED_BEFORE = "assay.plugins.rankers"  # where models saved by earlier versions name the same classes
 RANKING_TRAINERS = (
     Trainer("pointwise_hgb", RANKING, _pointwise,
             grid={"estimator__learning_rate": [0.05, 0.1], "estimator__max_leaf_nodes": [7, 15, 31],
@@ -62,13 +63,13 @@ RANKING_TRAINERS = (
                                     "estimator__min_samples_leaf": randint(5, 60),
                                     "estimator__l2_regularization": loguniform(1e-4, 10.0)}),
             preprocessing="ordinal", description="pointwise: gradient boosting regressing the relevance",
-            trusted_types=(f"{_RANKERS}.PointwiseRanker",
+            trusted_types=(f"{_RANKERS}.PointwiseRanker", f"{_SAVED_BEFORE}.PointwiseRanker",
                            "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor")),
     Trainer("pairwise_logistic", RANKING, _pairwise,
             grid={"C": [0.01, 0.1, 1.0, 10.0]},
             distributions=(lambda: {"C": loguniform(1e-3, 1e2)}),
             preprocessing="scaled", description="pairwise: logistic model on within-query differences (RankSVM-style)",
-            trusted_types=(f"{_RANKERS}.PairwiseLogisticRanker",)),
+            trusted_types=(f"{_RANKERS}.PairwiseLogisticRanker", f"{_SAVED_BEFORE}.PairwiseLogisticRanker")),
 )
 
 

@@ -110,3 +110,31 @@ def test_the_readme_trainer_registers_and_conforms() -> None:
     (trainer,) = registered_trainers(module)
     results = check_trainer(trainer, "binary")  # raises TrainerCheckFailed, naming the check, if it breaks
     assert [r.name for r in results if r.passed][-1] == "check_skops_roundtrip"
+
+
+# --------------------------------------------------------------------------- checks.md
+
+
+CHECKS_DOC = (ROOT / "docs" / "checks.md").read_text(encoding="utf-8")
+
+
+def documented_helpers() -> list[tuple[str, list[str]]]:
+    """``(name, arguments)`` of each row of the table under "The kit's check helpers" in docs/checks.md."""
+    section = re.search(r"^## The kit's check helpers\n(.*?)(?=^## |\Z)", CHECKS_DOC, flags=re.M | re.S)
+    assert section, "docs/checks.md has no 'The kit's check helpers' section"
+    rows = re.findall(r"^\| `(\w+)\(([^)]*)\)` \|", section.group(1), flags=re.M)
+    return [(name, [a.strip() for a in args.split(",") if a.strip()]) for name, args in rows]
+
+
+def test_the_documented_check_helpers_are_the_kits() -> None:
+    import assay.kit as kit
+
+    helpers = documented_helpers()
+    assert [name for name, _ in helpers] == ["guarded", "run_checks", "with_fix", "dataset_drop"]
+    for name, args in helpers:
+        assert name in kit.__all__, f"docs/checks.md documents assay.kit.{name}, which the kit does not export"
+        fn = getattr(kit, name)
+        assert args == list(inspect.signature(fn).parameters), f"docs/checks.md documents {name}({', '.join(args)})"
+        added = re.findall(r"^\.\. versionadded:: (\d+)\.(\d+)$", inspect.getdoc(fn) or "", flags=re.M)
+        assert len(added) == 1 and tuple(map(int, added[0])) <= VERSION, f"assay.kit.{name}: one versionadded line"
+

@@ -159,3 +159,35 @@ def test_query_scorer_and_query_ids_drive_a_grouped_search() -> None:
     assert search.best_estimator_[-1].n_queries_ == len(np.unique(params["model__query_id"]))
     [evidence, check] = validate_data(make_run(spec), dataset)
     assert evidence.data["queries"]["count"] == 210 and check.status == "pass"
+
+
+@pytest.mark.parametrize("ranker", [PointwiseRanker(Ridge()), PairwiseLogisticRanker(random_state=0)],
+                         ids=["pointwise", "pairwise"])
+def test_ranking_models_saved_under_the_rankers_old_module_still_load(
+        ranker: object, tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Earlier versions saved the rankers as ``assay.plugins.rankers.*``; those files load as the kit's classes."""
+    from pathlib import Path
+
+    from assay.plugins.ranking import RANKING_TRAINERS
+    from assay.storage.modelio import load_model, save_model, skops_io
+    from assay.storage.store import ArtifactStore
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 3))
+    y = (X[:, 0] > 0).astype(float) + (X[:, 1] > 1)
+    queries = np.repeat(np.arange(6), 10)
+    fitted = ranker.fit(X, y, query_id=queries)  # type: ignore[attr-defined]
+    store = ArtifactStore(Path(str(tmp_path)))
+    cls = type(fitted)
+    assert cls.__module__ == "assay.rankers"
+    current = save_model(store, fitted)
+    monkeypatch.setattr(cls, "__module__", "assay.plugins.rankers")  # the class as an earlier version named it
+    legacy = save_model(store, fitted)
+    monkeypatch.undo()
+    sio = skops_io()
+    assert f"assay.plugins.rankers.{cls.__name__}" in sio.get_untrusted_types(data=store.get_bytes(legacy))
+    assert f"assay.rankers.{cls.__name__}" in sio.get_untrusted_types(data=store.get_bytes(current))
+    for digest in (legacy, current):
+        loaded = load_model(store, digest, RANKING_TRAINERS)
+        assert type(loaded) is cls
+        assert np.array_equal(loaded.predict(X), fitted.predict(X))  # type: ignore[attr-defined]
