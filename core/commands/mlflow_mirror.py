@@ -18,6 +18,11 @@ The ledger stays the source of truth: everything mirrored is read from the signe
 after the run has finished, and a mirror that fails (server down, bad URI, refused write)
 prints a warning and changes neither the verdict nor the exit code. mlflow is imported only
 when a spec has a ``[plugins.mlflow]`` table (install it with ``pip install 'assay[mlflow]'``).
+
+The mirror is registered through the ``assay`` entry-point group as the ``mlflow`` plugin, like
+the bundled plugins, and ``-p no:mlflow`` blocks it; it lives with the commands because what it
+sends is theirs: the report (:mod:`assay.commands.report`) and the BOM (:mod:`assay.commands.bom`)
+built from the verified ledger, and the model as the artifact store holds it.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from assay import hookimpl
+from assay.kernel.hookspecs import hookimpl
 from assay.storage.settings import redact_url
 
 NAME = "mlflow"
