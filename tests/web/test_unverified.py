@@ -70,12 +70,17 @@ def api_json(server: Server, path: str) -> tuple[int, dict[str, str], Any]:
     return code, headers, json.loads(body)
 
 
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def team(request: pytest.FixtureRequest) -> Team:
+    return request.getfixturevalue("sqlite_team" if request.param == "sqlite" else "pg_team")
+
+
 @pytest.fixture
-def held(sqlite_team: Team, tmp_path: Path) -> Iterator[tuple[Server, Path]]:
+def held(team: Team, tmp_path: Path) -> Iterator[tuple[Server, Path]]:
     script = tmp_path / "held_serve.py"
     script.write_text(HELD, encoding="utf-8")
     release = tmp_path / "release"
-    server = start_server(sqlite_team, tmp_path, command=[sys.executable, str(script), str(release)], wait=False)
+    server = start_server(team, tmp_path, command=[sys.executable, str(script), str(release)], wait=False)
     try:
         yield server, release
     finally:
@@ -94,9 +99,8 @@ def wait_for(server: Server, shows: str, timeout: float = 60) -> dict[str, Any]:
 
 
 def test_before_the_first_verification_pages_show_unverified_records_and_nothing_is_decided(
-        held: tuple[Server, Path], sqlite_team: Team, browser: Any, tmp_path: Path) -> None:
+        held: tuple[Server, Path], team: Team, browser: Any, tmp_path: Path) -> None:
     server, release = held
-    team = sqlite_team
     status = wait_for(server, "unverified")
     ledger = team.ledger()
     ledger_size = ledger.size()
@@ -177,8 +181,7 @@ def _report_attention(team: Team, run_id: str, out: Path) -> list[tuple[str, str
 
 
 def test_a_blocked_rule_and_its_failing_check_are_listed_once_as_the_report_lists_them(
-        sqlite_team: Team, browser: Any, tmp_path: Path) -> None:
-    team = sqlite_team
+        team: Team, browser: Any, tmp_path: Path) -> None:
     run_id = team.runs["blocked"]
     ledger = team.ledger()
     evidence = ledger.records(run_id=run_id, kind="evidence")[-1].payload
