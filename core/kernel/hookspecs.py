@@ -321,8 +321,10 @@ def monitor(run: Run, reference: pd.DataFrame, current: pd.DataFrame,
     :param run: the training run being monitored.
     :param reference: the reference sample stored at training time.
     :param current: the new batch.
-    :param context: the monitoring run: its id, the training run's evidence, both frames and
-        whether the batch is labelled.
+    :param context: the monitoring run, as the runner loaded it: its id, the training run's
+        evidence, both frames, whether the batch is labelled, the policy judging it, the trained
+        model and the holdout sample with the model's stored output on it. Report long work
+        with ``run.progress("monitor", done, total, label)``.
 
     All results are collected; the runner then gates them with the policy's ``monitor`` rules.
 
