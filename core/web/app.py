@@ -154,7 +154,8 @@ def create_app(view: LedgerView, token: bytes | None = None, witness_keys: list[
 
     def html(template: str, status_code: int = 200, **context: Any) -> Response[str]:
         text = env.get_template(template).render(status=view.status, nav=NAV, db=pages.describe_db(view), **context)
-        return Response(text, status_code=status_code, media_type="text/html")
+        headers = {"retry-after": "2"} if status_code == 503 else {}
+        return Response(text, status_code=status_code, media_type="text/html", headers=headers)
 
     def api(data: dict[str, Any], status_code: int = 200) -> Response[str]:
         body = json.dumps({**data, "ledger": pages.ledger_state(view)}, sort_keys=True, default=str)

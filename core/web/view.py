@@ -7,10 +7,10 @@ again every ``reverify_every`` seconds. A verification that passes publishes a n
 :class:`~assay.web.index.LedgerIndex`; one that fails turns the banner red and keeps the last
 verified index, so the pages show the ledger as it was verified, never what replaced it.
 Until the first verification finishes, the pages show the records as read (an unverified
-index, built beside it), each marked unverified under a banner that says so first; what decides
-(a deployment's stage answer) waits for the verified index. Requests never verify: they read the published index and the status, and check each record
-they show against the verified tree (a record changed since is reported and triggers a new
-verification).
+index, built just before it), each marked unverified under a banner that says so first; what
+decides (a deployment's stage answer) waits for the verified index. Requests never verify: they
+read the published index and the status, and check each record they show against the verified
+tree (a record changed since is reported and triggers a new verification).
 """
 
 from __future__ import annotations
@@ -90,8 +90,8 @@ class Status:
                 return (f"Not yet verified: this page shows the {self.unverified_size} records as read from the "
                         "database, before any check. Verification is in progress — every record is re-hashed and "
                         "its signature checked; this banner turns green when it is done.")
-            return (f"Not yet verified: verification of the ledger ({self.ledger_size} records) is in progress — "
-                    "every record is re-hashed and its signature checked; the pages fill in when it is done.")
+            return (f"Not yet verified: the ledger ({self.ledger_size} records) is being read, then verified — "
+                    "every record re-hashed and its signature checked; the pages fill in once it has been read.")
         cps = sorted(set(report.checkpoint_sizes)) if report is not None else []
         cp = f", consistent with the checkpoint at size {cps[-1]}" if cps else ""
         text = f"Ledger verified: {self.verified_size} records intact{cp} (checked {self.checked_at})."
@@ -203,11 +203,14 @@ class LedgerView:
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="assay-web-verifier", daemon=True)
             self._thread.start()
-            threading.Thread(target=self._read_unverified, name="assay-web-unverified", daemon=True).start()
         return self
 
     def _read_unverified(self) -> None:
-        """Index the records as read, for the pages to show (as unverified) until the first verification ends."""
+        """Index the records as read, for the pages to show (as unverified) until the first verification ends.
+
+        Done before the first verification rather than beside it: on a busy machine the two would
+        share the cores, and the pages would wait for most of the verification's time.
+        """
         try:
             index = LedgerIndex.unverified(self.reader, self.reader.max_seq())
         except Exception:  # a gap or a database that cannot be read: the banner says it once verification ends
@@ -266,6 +269,8 @@ class LedgerView:
     def _verify(self, key: tuple[Any, ...]) -> None:
         with self._lock:
             self._status = _replace(self._status, state=VERIFYING, ledger_size=key[0], verifying_since=_now())
+        if not self._first_done and self._index is None and self._unverified is None:
+            self._read_unverified()
         t0 = time.perf_counter()
         try:
             report = verify_in_child(self.url, self.trust_path, self.settings.home, self.workers)
