@@ -308,7 +308,7 @@ def _emit(text: str, output: str | None) -> None:
 
 
 def history_json(run: Any, rows: Sequence[Any]) -> dict[str, Any]:
-    from assay.commands.monitoring import trend
+    from assay.commands.monitor_history import trend
 
     share = [r.share_drifted for r in rows]
     metric = [r.metric_current for r in rows]
@@ -421,7 +421,7 @@ def history_html(data: dict[str, Any]) -> str:
 @click.pass_obj
 def history(state: Any, run_ref: str, as_json: bool, html_path: str | None) -> None:
     """Show the series of monitor results for RUN_ID's model, with the trend toward each threshold."""
-    from assay.commands.monitoring import monitor_history
+    from assay.commands.monitor_history import monitor_history
 
     run, rows = monitor_history(state, run_ref)
     data = history_json(run, rows)

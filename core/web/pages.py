@@ -776,7 +776,7 @@ def monitoring_page(view: LedgerView, model: str = "", page: int | None = None,
 
 @dataclass
 class _MonitorResult:
-    """The fields of ``assay.commands.monitoring.MonitorRow`` that ``history_json`` reads, without an ORM object."""
+    """The fields of ``assay.commands.monitor_history.MonitorRow`` that ``history_json`` reads, without an ORM object."""
 
     monitor_id: str
     run_id: str
@@ -801,7 +801,7 @@ class _MonitorResult:
     html: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        from assay.commands.monitoring import MonitorRow
+        from assay.commands.monitor_history import MonitorRow
 
         return MonitorRow.to_json(self)  # type: ignore[arg-type]  # the same shape as `monitor history --json`
 

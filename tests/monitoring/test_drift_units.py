@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from assay.commands.monitor import svg_chart
-from assay.commands.monitoring import trend
+from assay.commands.monitor_history import trend
 from assay.plugins.monitoring import data_drift, parse_snapshot, prediction_drift
 from tests.conftest import EXAMPLES
 

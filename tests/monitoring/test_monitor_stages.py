@@ -108,7 +108,7 @@ def test_plugins_get_one_frozen_context_and_the_verdict_comes_through_the_gate_h
 
 
 def test_a_monitor_plugin_that_raises_is_recorded_and_nothing_is_indexed(flights: TrainedRun, home: Path) -> None:
-    from assay.commands.monitoring import monitor_history
+    from assay.commands.monitor_history import monitor_history
     from assay.errors import InternalError
     from assay.storage.settings import Settings
     from assay.storage.signed import SignedLedger
@@ -125,7 +125,7 @@ def test_a_monitor_plugin_that_raises_is_recorded_and_nothing_is_indexed(flights
 
 
 def test_a_malformed_monitor_section_is_never_judged(flights: TrainedRun, home: Path) -> None:
-    from assay.commands.monitoring import monitor_history
+    from assay.commands.monitor_history import monitor_history
     from assay.kernel.evidence import MalformedEvidence
     from assay.storage.settings import Settings
     from assay.storage.signed import SignedLedger

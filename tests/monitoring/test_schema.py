@@ -7,7 +7,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from assay.commands.monitoring import conform_column, validate_batch
+from assay.commands.monitor_batch import conform_column, validate_batch
 from assay.errors import BadInput
 
 FEATURES = ["distance", "temp_f", "carrier", "origin_hub", "overnight"]
