@@ -31,6 +31,7 @@ _PUBKEYS: dict[bytes, Ed25519PublicKey] = {}
 
 
 def ed25519_key(raw: bytes) -> Ed25519PublicKey:
+    """The public key object for ``raw`` (parsed once per process: a ledger has few keys)."""
     key = _PUBKEYS.get(raw)
     if key is None:
         key = _PUBKEYS[raw] = Ed25519PublicKey.from_public_bytes(raw)
@@ -88,7 +89,7 @@ class Chunk:
 
 
 def check_range(src: Source, first: int, last: int, start_seq: int, start_prev: bytes,
-                 pubkeys: dict[str, bytes], sig_after: int = 0) -> Chunk:
+                pubkeys: dict[str, bytes], sig_after: int = 0) -> Chunk:
     """Check records ``first..last``; the chain is anchored at the last stored record before ``first``.
 
     Signatures are checked only for records after ``sig_after`` (0: all of them).
