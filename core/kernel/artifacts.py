@@ -20,14 +20,20 @@ if TYPE_CHECKING:
 
 
 def put_artifact(run: Run, data: bytes) -> str:
-    """Store ``data`` with the run's artifacts; returns its digest (``sha256:HEX``), the key to record."""
+    """Store ``data`` with the run's artifacts; returns its digest (``sha256:HEX``), the key to record.
+
+    .. versionadded:: 0.1
+    """
     from assay.storage.store import ArtifactStore
 
     return ArtifactStore(run.settings.home).put_bytes(data)
 
 
 def frame_to_parquet(frame: pd.DataFrame) -> bytes:
-    """Parquet bytes of ``frame`` (object columns of mixed types are stored as text)."""
+    """Parquet bytes of ``frame`` (object columns of mixed types are stored as text).
+
+    .. versionadded:: 0.1
+    """
     import pyarrow as pa
 
     buffer = io.BytesIO()
@@ -44,14 +50,20 @@ def frame_to_parquet(frame: pd.DataFrame) -> bytes:
 
 
 def frame_from_parquet(data: bytes) -> pd.DataFrame:
-    """The table :func:`frame_to_parquet` wrote."""
+    """The table :func:`frame_to_parquet` wrote.
+
+    .. versionadded:: 0.1
+    """
     import pandas as pd
 
     return pd.read_parquet(io.BytesIO(data))
 
 
 def category_text(value: Any) -> str:
-    """A category as text, with whole floats (1.0 from a CSV column with gaps) written as 1."""
+    """A category as text, with whole floats (1.0 from a CSV column with gaps) written as 1.
+
+    .. versionadded:: 0.1
+    """
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)

@@ -40,7 +40,10 @@ def threshold_number(value: Any) -> float | None:
 
 
 def monitor_rules(policy: Any) -> list[dict[str, Any]]:
-    """The policy's monitor-stage rules as JSON (from a Policy object or a policy document)."""
+    """The policy's monitor-stage rules as JSON (from a Policy object or a policy document).
+
+    .. versionadded:: 0.1
+    """
     if policy is None:
         return []
     if hasattr(policy, "rules_for"):
@@ -50,7 +53,10 @@ def monitor_rules(policy: Any) -> list[dict[str, Any]]:
 
 
 def share_threshold(rules: Iterable[Mapping[str, Any]], tested: int) -> dict[str, Any] | None:
-    """evidently's ``drift_share`` for the policy's blocking drift-share rule (the strictest), or None."""
+    """evidently's ``drift_share`` for the policy's blocking drift-share rule (the strictest), or None.
+
+    .. versionadded:: 0.1
+    """
     best: dict[str, Any] | None = None
     for rule in rules:
         t = threshold_number(rule.get("threshold"))
@@ -90,6 +96,8 @@ def drift_options(policy: Any, tested: Sequence[str]) -> dict[str, Any]:
 
     ``drift_share``, ``threshold`` (every column's) and ``per_column_threshold`` (only the
     columns in ``tested``), as evidently's ``DataDriftPreset`` names its keyword arguments.
+
+    .. versionadded:: 0.1
     """
     rules = monitor_rules(policy)
     options: dict[str, Any] = {}
@@ -106,6 +114,9 @@ def drift_options(policy: Any, tested: Sequence[str]) -> dict[str, Any]:
 
 
 def value_drift_threshold(policy: Any, column: str) -> float | None:
-    """The policy's threshold for one column tested on its own (a sensitive column, the target)."""
+    """The policy's threshold for one column tested on its own (a sensitive column, the target).
+
+    .. versionadded:: 0.1
+    """
     every, per_column, _ = column_thresholds(monitor_rules(policy))
     return per_column.get(column, every)
