@@ -59,7 +59,7 @@ import random
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -705,8 +705,6 @@ def read_table(source: str, base_dir: str, query: str = "", field: str = "data.s
         from sqlalchemy.engine import make_url
         from sqlalchemy.exc import ArgumentError
 
-        from assay.storage.settings import redact_url
-
         url = resolve_url(source, base_dir)  # the real URL connects; messages show redact_url's
         try:
             make_url(url)
@@ -1083,8 +1081,6 @@ def with_fix(check: Check, fix: str) -> Check:
 
     .. versionadded:: 0.1
     """
-    from dataclasses import replace
-
     if check.status in ("pass", "skip") or not fix:
         return check
     return replace(check, detail={**check.detail, "fix": fix})
