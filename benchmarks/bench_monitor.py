@@ -102,7 +102,8 @@ def prepare(workdir: Path, rows: int) -> tuple[Any, str, Path]:
 
 def evidently_inputs(settings: Any, run_id: str, batch_path: Path) -> dict[str, Any]:
     """The frames assay hands to evidently, built once outside the timings."""
-    from assay.commands.monitoring import read_batch, resolve_run, validate_batch
+    from assay.commands.monitor_batch import read_batch, validate_batch
+    from assay.commands.monitoring import resolve_run
     from assay.kernel.spec import RunSpec
     from assay.plugins.monitoring import DRIFT_ROLES, drift_values, frame_from_parquet, predict, scoring_rows
     from assay.storage.modelio import load_model
@@ -190,7 +191,8 @@ def assay_monitor(pm: Any, settings: Any, run_id: str, batch_path: Path) -> tupl
 
 def overhead_parts(settings: Any, run_id: str, batch_path: Path) -> dict[str, float]:
     """Where assay's own time goes (each step timed once, outside the comparison)."""
-    from assay.commands.monitoring import read_batch, resolve_run, validate_batch
+    from assay.commands.monitor_batch import read_batch, validate_batch
+    from assay.commands.monitoring import resolve_run
     from assay.kernel.dataset import fingerprint_frame
     from assay.plugins.monitoring import predict
     from assay.storage.modelio import load_model
