@@ -1005,7 +1005,8 @@ def reusable_seed(fingerprint: str | None, spec_hash: str | None, k: int) -> int
     prefix (the same at run time, on replay and for an auditor), different for every evaluation."""
     import hashlib
 
-    return int(hashlib.sha256(f"thresholdout|{fingerprint}|{spec_hash}|{k}".encode()).hexdigest()[:15], 16)
+    # 52 bits: an integer JSON carries exactly (canonical JSON writes larger ones as strings)
+    return int(hashlib.sha256(f"thresholdout|{fingerprint}|{spec_hash}|{k}".encode()).hexdigest()[:13], 16)
 
 
 def reusable_budget(history: Mapping[str, Any]) -> dict[str, Any]:
