@@ -22,7 +22,7 @@ from assay.audit.format import KEY_KINDS, record_hash
 from assay.audit.keystate import KeyState, named_key
 from assay.audit.merkle import Frontier, leaf_hash, root_from_leaves
 from assay.audit.report import Collector
-from assay.audit.source import Row, Source
+from assay.audit.source import Row, Source, blob
 
 CHUNK = 2048
 PARALLEL_MIN = 6000
@@ -99,7 +99,7 @@ def check_range(src: Source, first: int, last: int, start_seq: int, start_prev: 
         before = src.query("SELECT hash FROM ledger_records WHERE seq < ? AND seq >= ? ORDER BY seq DESC LIMIT 1",
                            (first, start_seq))
         if before:
-            prev = bytes(before[0][0])
+            prev = blob(before[0][0])
     errors: list[tuple[int, str]] = []
     segments: list[tuple[int, int, str, Any, bytes | None, bytes | None]] = []
     leaves: list[bytes] = []

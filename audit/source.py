@@ -54,6 +54,22 @@ def sqlite_path(url: str) -> str:
     return urllib.parse.unquote(rest.split("?", 1)[0])
 
 
+def blob(value: Any) -> bytes:
+    """A binary column's bytes. SQLite lets an editor change a column's type: text is taken as the
+    UTF-8 it is stored as, anything else (NULL, a number) as no bytes, so the checks report the
+    record instead of the verifier failing on it."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    return value.encode("utf-8") if isinstance(value, str) else b""
+
+
+def _row(r: Sequence[Any]) -> Row:
+    try:
+        return (int(r[0]), r[1], r[2], bytes(r[3]), bytes(r[4]), bytes(r[5]), bytes(r[6]), bytes(r[7]))
+    except TypeError:  # a binary column that is not binary: only an edit of the database does that
+        return (int(r[0]), r[1], r[2], blob(r[3]), blob(r[4]), blob(r[5]), blob(r[6]), blob(r[7]))
+
+
 class Source:
     """Read-only access to the ledger tables."""
 
@@ -118,7 +134,7 @@ class Source:
                 (first, last),
             )
             for r in cur.fetchall():
-                yield (int(r[0]), r[1], r[2], bytes(r[3]), bytes(r[4]), bytes(r[5]), bytes(r[6]), bytes(r[7]))
+                yield _row(r)
         finally:
             cur.close()
 
@@ -127,7 +143,7 @@ class Source:
         if not rows:
             return None
         r = rows[0]
-        return (int(r[0]), r[1], r[2], bytes(r[3]), bytes(r[4]), bytes(r[5]), bytes(r[6]), bytes(r[7]))
+        return _row(r)
 
     def key_rows(self, max_seq: int) -> list[Row]:
         kinds = sorted(KEY_KINDS)
@@ -136,7 +152,7 @@ class Source:
             (*kinds, max_seq),
         )
         return [
-            (int(r[0]), r[1], r[2], bytes(r[3]), bytes(r[4]), bytes(r[5]), bytes(r[6]), bytes(r[7])) for r in rows
+            _row(r) for r in rows
         ]
 
     def stored_node(self, level: int, idx: int) -> bytes:
@@ -145,11 +161,11 @@ class Source:
             rows = self.query("SELECT hash FROM ledger_records WHERE seq = ?", (idx + 1,))
             if not rows:
                 raise ProofError(f"record {idx + 1} is missing")
-            return leaf_hash(bytes(rows[0][0]))
+            return leaf_hash(blob(rows[0][0]))
         rows = self.query("SELECT hash FROM ledger_nodes WHERE level = ? AND idx = ?", (level, idx))
         if not rows:
             raise ProofError(f"stored Merkle node ({level}, {idx}) is missing")
-        return bytes(rows[0][0])
+        return blob(rows[0][0])
 
     def close(self) -> None:
         self.conn.close()
