@@ -8,6 +8,8 @@ plugin errors exit 3 (set ``ASSAY_DEBUG=1`` for the traceback).
 
 from __future__ import annotations
 
+import atexit
+import gc
 import importlib
 import json
 import os
@@ -338,6 +340,11 @@ def main(argv: list[str] | None = None) -> None:
     from assay.kernel.environment import prefer_passive_openmp
 
     prefer_passive_openmp()  # before anything loads scikit-learn's OpenMP runtime
+    # At exit Python's collector walks every live object again and again while it tears the modules
+    # down: after a 200,000-row run (~200,000 objects, 2,400 modules) 1.5-2.1 s at load 10, 0.15-0.23 s
+    # with them frozen. Registered before the command runs, this runs after the exit handlers registered
+    # during it (the ledger's checkpoint among them); objects are still freed, cycles left at exit are not walked.
+    atexit.register(gc.freeze)
     try:
         code = cli.main(args=argv, prog_name="assay", standalone_mode=False)
     except click.exceptions.Exit as exc:
