@@ -72,14 +72,16 @@ def skops_io() -> ModuleType:
             sys.modules[name] = None  # type: ignore[assignment]  # an import of it raises ImportError
         try:
             import skops.io as sio
+
+            return sio
         except ImportError:
-            sio = None  # type: ignore[assignment]
+            pass  # some module needed what was held back after all: import it as skops does, below
         finally:
             for name in held:
                 if name in sys.modules and sys.modules[name] is None:
                     del sys.modules[name]
-        if sio is None:  # some module needed what was held back after all: import it as skops does
-            import skops.io as sio
+        import skops.io as sio
+
         return sio
 
 
