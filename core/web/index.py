@@ -52,7 +52,7 @@ class RunSummary:
     decision: str | None = None  # the newest verdict's
     verdict_seq: int | None = None
     verdicts: int = 0
-    attention: int = 0  # rules of the newest verdict that block, error or warn
+    attention: int = 0  # items of the run page's attention list for the newest verdict (see attention_count)
     data_fingerprint: str | None = None
     data_source: str | None = None
     data_rows: Any = None
@@ -60,6 +60,7 @@ class RunSummary:
     metric_value: Any = None
     error: str | None = None
     monitors: int = 0
+    checks: dict[str, Any] = field(default_factory=dict)  # the evidence's checks that fail, error or warn
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -115,6 +116,28 @@ def _rule_threshold(rules: Iterable[Any], path: str) -> Any:
     return None
 
 
+def attention_count(verdict: dict[str, Any], checks: dict[str, Any]) -> int:
+    """The length of the run page's attention list (``assay.commands.report.attention``: each finding
+    once), from the verdict and the checks that did not pass."""
+    from assay.commands.report import Pack, attention
+
+    pack = Pack(run_id="", project="", status="", error=None, evidence={"checks": checks}, verdict=verdict,
+                records=[], integrity={"ok": True})
+    return len(attention(pack))
+
+
+def _unpassed_checks(value: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for group, named in _dict(value).items():
+        for name, c in _dict(named).items():
+            if isinstance(c, dict) and c.get("status") in ("fail", "error", "warn"):
+                detail = _dict(c.get("detail"))
+                out.setdefault(group, {})[name] = {
+                    "status": c.get("status"), "value": c.get("value"), "message": c.get("message"),
+                    "detail": {k: detail[k] for k in ("fix", "error", "reason") if k in detail}}
+    return out
+
+
 def slim_payload(kind: str, p: dict[str, Any]) -> dict[str, Any]:
     """The part of a payload the index keeps (the full record is read again when a page shows it)."""
     if kind == "run_started":
@@ -133,7 +156,8 @@ def slim_payload(kind: str, p: dict[str, Any]) -> dict[str, Any]:
         return {"policy_hash": p.get("policy_hash"), "metric": metric, "project": p.get("project"),
                 "metric_value": _get(p, "metrics", "test", str(metric)) if metric else None,
                 "model": {k: model.get(k) for k in ("ref", "artifact", "family", "name", "version")},
-                "data": {k: _get(p, "data", k) for k in ("fingerprint", "source", "rows")}}
+                "data": {k: _get(p, "data", k) for k in ("fingerprint", "source", "rows")},
+                "checks": _unpassed_checks(p.get("checks"))}
     if kind == "verdict":
         rules = _list(p.get("rules"))
         counts: dict[str, int] = {}
@@ -279,13 +303,13 @@ class LedgerIndex:
             elif kind == "evidence":
                 s.policy_hash = sp.get("policy_hash") or s.policy_hash
                 s.metric, s.metric_value = sp.get("metric"), sp.get("metric_value")
+                s.checks = sp.get("checks") or {}
                 if not s.project:
                     s.project = str(sp.get("project") or "")
             elif kind == "verdict":
                 s.decision, s.verdict_seq = sp.get("decision"), full.seq
                 s.verdicts += 1
-                counts = sp.get("counts") or {}
-                s.attention = sum(int(counts.get(k, 0)) for k in ("block", "error", "warn"))
+                s.attention = attention_count(p, s.checks)
             elif kind == "run_finished":
                 s.status = str(sp.get("status") or "passed")
             elif kind == "run_failed":

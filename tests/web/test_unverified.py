@@ -202,6 +202,12 @@ def test_a_blocked_rule_and_its_failing_check_are_listed_once_as_the_report_list
         assert [i["message"] for i in items].count(duplicates["message"]) == 1
         assert items[0]["level"] == "block" and items[0]["what"] == "no-leakage[duplicates]"
         assert keys == _report_attention(team, run_id, tmp_path / "report.html"), "the web leads with the report's items"
+        _, _, listed = api_json(server, "/api/runs")
+        counted = {r["run_id"]: r["attention"] for r in listed["runs"]}
+        for role in ("passing", "blocked", "waived"):  # the runs list counts the same items
+            _, _, shown_run = api_json(server, f"/api/runs/{team.runs[role]}")
+            assert counted[team.runs[role]] == len(shown_run["attention"]), role
+        assert counted[run_id] == len(items)
 
         context = browser.new_context(viewport={"width": 1280, "height": 900})
         page = context.new_page()
