@@ -20,6 +20,13 @@ records:
   metric; this run's ``rank`` among them (1 = best) ``of`` all; the siblings' ``mean`` and, with
   two or more, ``sd`` and ``z`` (how many of their standard deviations this run's metric lies
   above theirs; a kept lucky seed shows as a large ``z``);
+- with ``split.holdout = "reusable"``, ``selection.holdout.reusable`` — the primary metric answered
+  through Thresholdout (Dwork et al. 2015): the training value unless it differs from the holdout's
+  by more than ``split.holdout_threshold`` plus Laplace noise, then the holdout value plus noise,
+  spending one unit of the holdout's budget (``split.holdout_budget``, fixed by its first reusable
+  evaluation); the budget already spent is read from the earlier evaluations' signed evidence
+  (:func:`assay.kit.reusable_budget`), and check ``checks.selection.holdout_budget`` fails once it is
+  spent (docs/leakage.md: what this guarantees and what it does not);
 - check ``checks.selection.holdout_reuse`` — ``pass`` on a holdout's first evaluation,
   ``warn`` after that, with a message naming the earlier runs. Whether reuse blocks is the
   policy's decision (``assay:standard`` warns from 5 evaluations, ``assay:strict`` blocks at 10).
