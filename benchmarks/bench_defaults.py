@@ -180,6 +180,8 @@ def main() -> None:
         model = evidence.get("model", {})
         used = {k: v["value"] for k, v in model.get("search", {}).get("settings", {}).items()}
         stages = {name: round(s["wall_s"], 1) for name, s in evidence.get("cost", {}).get("stages", {}).items()}
+        # start-up, imports, the environment capture, the gate, the ledger and the process's exit
+        stages["outside stages"] = round(seconds["assay"] - evidence.get("cost", {}).get("wall_s", 0.0), 1)
         ratio = seconds["assay"] / seconds["plain"]
         for side, auc in (("assay", run["metrics"]["test"]["roc_auc"]), ("plain", plain["test_auc"])):
             wall[side].append(seconds[side])
