@@ -55,8 +55,10 @@ def installed_trainers() -> list[Trainer]:
 # shim for dask (dask itself, when installed) and ``sklearn.utils._testing`` (pytest, when
 # installed). Neither defines an estimator, and both imports are optional there (the walk skips
 # a package that fails to import; ``_testing`` guards its pytest import), so they are held back
-# while skops loads: about half of its import time, the same trusted lists
-# (tests/training/test_model_io.py compares them), and both import normally afterwards.
+# while skops loads: 230 modules imported instead of 488 and a third less CPU, the same trusted
+# lists (tests/training/test_model_io.py compares them), and both import normally afterwards.
+# (``sklearn.utils._testing`` then stays loaded without its pytest marks; under pytest nothing is
+# held back, pytest being loaded already.)
 SKOPS_NEEDS_NOT: tuple[str, ...] = ("dask", "pytest")
 _skops_lock = threading.Lock()
 
