@@ -75,7 +75,8 @@ def test_junit_has_one_testcase_per_rule_and_failures_for_block_and_error(mixed:
     assert state("leakage-warnings[target_proxy]") == "passed"
     assert "warning:" in (cases["leakage-warnings[target_proxy]"].system_out or "")
     assert suite.failures == 2 and suite.errors == 0
-    assert suite.skipped == 4  # the waiver, and business-cost, error-gap, exposure-ratio (not applicable)
+    assert state("holdout-budget") == "skipped"  # not applicable: no reusable holdout
+    assert suite.skipped == 5  # the waiver, and business-cost, error-gap, exposure-ratio, holdout-budget (n/a)
     properties = {p.name: p.value for p in suite.properties()}
     assert properties["decision"] == "block" and properties["policy"] == "assay:standard"
 
