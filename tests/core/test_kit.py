@@ -45,6 +45,21 @@ def test_the_public_names_import_from_assay_without_the_ml_stack() -> None:
         assay.Trainr  # noqa: B018
 
 
+def test_every_kit_name_resolves_and_the_heavy_ones_load_on_first_use() -> None:
+    code = ("import sys, assay.kit as kit; print(sorted(m for m in ('sklearn', 'pydantic', 'assay.rankers') "
+            "if m in sys.modules)); from assay.kit import PointwiseRanker, RunSpec; "
+            "print(PointwiseRanker.__module__, RunSpec.__module__, 'sklearn' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["[]", "assay.rankers assay.kernel.spec True"]
+    import assay.kit
+
+    for name in assay.kit.__all__:
+        assert getattr(assay.kit, name) is not None, name
+    with pytest.raises(AttributeError, match="no attribute 'guardd'"):
+        assay.kit.guardd  # type: ignore[attr-defined]  # noqa: B018
+
+
 def test_bundled_plugins_reach_shared_code_through_the_kit_only() -> None:
     """No bundled plugin module imports the metrics, search or pipeline helpers from another plugin."""
     root = Path(assay.__file__).resolve().parents[1] / "plugins"
