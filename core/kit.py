@@ -79,6 +79,8 @@ if TYPE_CHECKING:
     from assay.rankers import PairwiseLogisticRanker, PointwiseRanker, PopularityRanker, RandomRanker
 
 __all__ = [
+    "DEDUPED_ATTR",
+    "DROPPED_ATTR",
     "FILE_SUFFIXES",
     "ISO_DATETIME",
     "MAX_INTERSECTION",
@@ -111,6 +113,7 @@ __all__ = [
     "dataset_drop",
     "defaults_and_draws",
     "drift_options",
+    "drop_repeated_rows",
     "exposures",
     "feature_sets",
     "fingerprint_frame",
@@ -134,10 +137,12 @@ __all__ = [
     "monitor_rules",
     "ndcg_at",
     "parse_datetime",
+    "parse_iso_datetimes",
     "parse_time_expression",
     "per_group_metric",
     "planned_fits",
     "positive_first",
+    "prepare_frame",
     "put_artifact",
     "query_column",
     "query_fit_params",
@@ -1717,3 +1722,146 @@ def __getattr__(name: str) -> Any:
     value = getattr(import_module(module), name)
     globals()[name] = value  # later look-ups skip this function
     return value
+
+
+# --------------------------------------------------------------------------- building a dataset
+
+_DATETIME_SAMPLE = 200
+#: ``Dataset.frame.attrs`` key: rows :func:`prepare_frame` dropped because the target was missing.
+DROPPED_ATTR = "assay.rows_without_target"
+#: ``Dataset.frame.attrs`` key: rows :func:`prepare_frame` dropped by ``data.dedupe`` (set only when it is on).
+DEDUPED_ATTR = "assay.rows_repeated"
+
+
+def parse_iso_datetimes(frame: pd.DataFrame, skip: set[str]) -> None:
+    """Turn text columns whose values are all ISO-8601 dates/times into datetimes, in place.
+
+    .. versionadded:: 0.1
+    """
+    import pandas as pd
+
+    for col in frame.columns:
+        s = frame[col]
+        if col in skip or not (s.dtype == object or isinstance(s.dtype, pd.StringDtype)):
+            continue
+        sample = s.dropna().head(_DATETIME_SAMPLE)
+        if sample.empty or not all(isinstance(v, str) and ISO_DATETIME.match(v) for v in sample):
+            continue
+        try:
+            frame[col] = parse_datetime(s)
+        except (ValueError, TypeError):
+            continue  # looked like dates at the top, is not throughout: leave it as text
+
+
+def _apply_role_overrides(frame: pd.DataFrame, spec: RunSpec, source: str) -> None:
+    import pandas as pd
+
+    d = spec.data
+    wanted: dict[str, str] = dict(d.roles)
+    if d.time_column and not pd.api.types.is_numeric_dtype(frame[d.time_column].dtype):
+        wanted.setdefault(d.time_column, "datetime")  # numeric times (years, epochs) order as they are
+    if d.text_column:
+        wanted.setdefault(d.text_column, "text")
+    for col, role in wanted.items():
+        if col not in frame.columns or col == d.target:  # a missing column is named by the runner
+            continue
+        s = frame[col]
+        if role == "datetime" and not pd.api.types.is_datetime64_any_dtype(s.dtype):
+            try:
+                frame[col] = parse_datetime(s)
+            except (ValueError, TypeError) as exc:
+                key = "data.time_column" if col == d.time_column else f"data.roles.{col}"
+                raise BadInput(f"{key}: column {col!r} of {source} is not a date/time: {exc}") from exc
+        elif role == "numeric" and not pd.api.types.is_numeric_dtype(s.dtype):
+            try:
+                frame[col] = pd.to_numeric(s)
+            except (ValueError, TypeError) as exc:
+                raise BadInput(f"data.roles.{col}: column {col!r} of {source} is not numeric: {exc}") from exc
+        elif role == "text":
+            frame[col] = s.astype(object).where(s.notna(), "")  # an empty document, not a missing one
+
+
+def _check_target(frame: pd.DataFrame, spec: RunSpec, source: str, task: str) -> None:
+    import pandas as pd
+
+    d = spec.data
+    y = frame[d.target]
+    if task in ("binary", "multiclass", "text") and y.nunique() < 2:
+        raise BadInput(f"data.target: column {d.target!r} of {source} has a single class; nothing to learn")
+    if task == "binary" and y.nunique() > 2:
+        raise BadInput(f"data.task: 'binary' but {d.target!r} has {y.nunique()} classes; use task = 'multiclass'")
+    if task in ("regression", "ranking") and not pd.api.types.is_numeric_dtype(y.dtype):
+        raise BadInput(f"data.task: {task!r} needs a numeric target; {d.target!r} of {source} is {y.dtype}")
+    if task == "ranking":
+        if (y < 0).any():
+            raise BadInput(f"data.target: ranking relevance {d.target!r} of {source} must be >= 0 "
+                           f"(found {y.min()})")
+        if frame[d.group_column].isna().any():
+            raise BadInput(f"data.group_column: {int(frame[d.group_column].isna().sum())} rows of {source} "
+                           f"have no query id in {d.group_column!r}; fill or drop them")
+    if task == "text" and d.text_column in frame.columns and not (
+            frame[d.text_column].dtype == object or isinstance(frame[d.text_column].dtype, pd.StringDtype)):
+        raise BadInput(f"data.text_column: {d.text_column!r} of {source} holds {frame[d.text_column].dtype}, not text")
+
+
+def drop_repeated_rows(frame: pd.DataFrame, roles: dict[str, Any]) -> tuple[pd.DataFrame, int]:
+    """``frame`` without the rows equal to an earlier row in every column but ids, and how many those were.
+
+    ``data.dedupe``: the first of each set of equal rows stays. Equal means equal as read (the
+    duplicates check also counts copies that differ only in case, spacing or float noise, and
+    names them by row).
+
+    .. versionadded:: 0.1
+    """
+    record = [c for c in frame.columns if roles.get(str(c)) != "id"]
+    repeated = frame.duplicated(subset=record, keep="first").to_numpy()
+    return frame[~repeated].reset_index(drop=True), int(repeated.sum())
+
+
+def prepare_frame(frame: pd.DataFrame, spec: RunSpec, source: str, name: str = "data") -> Dataset:
+    """Turn a raw table into a fingerprinted :class:`Dataset` with roles and a task, as the bundled loader does.
+
+    Column names stripped and unique, a fresh 0..n-1 index, ISO-8601 text parsed as datetimes
+    (so a table has the same fingerprint from CSV, Parquet or SQL), ``data.roles`` applied, rows
+    without a target dropped (counted in ``frame.attrs[DROPPED_ATTR]``), the task inferred when
+    the spec leaves it empty, every column given a role, and with ``data.dedupe`` repeated rows
+    dropped (``frame.attrs[DEDUPED_ATTR]``). ``name`` is the dataset's name (``"data"``, or
+    ``"target_domain"`` for a second table). Raises ``BadInput`` naming the spec key and the fix.
+
+    .. versionadded:: 0.1
+    """
+    from assay import Dataset
+
+    frame = frame.copy(deep=False)
+    frame.columns = [str(c).strip() for c in frame.columns]
+    duplicated = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
+    if duplicated:
+        raise BadInput(f"data.source: {source} has duplicate column names: {', '.join(duplicated)}")
+    frame = frame.reset_index(drop=True)
+    d = spec.data
+    # Columns the spec declares as text-like keep their strings; any other ISO column is parsed
+    # (a dropped time column still orders a time split).
+    declared = ({d.text_column} | {c for c, r in d.roles.items() if r in ("text", "categorical", "id", "group")}) - {""}
+    parse_iso_datetimes(frame, skip=declared | {d.target})
+    _apply_role_overrides(frame, spec, source)
+    if d.target not in frame.columns:  # the runner names the missing column (check_columns)
+        return Dataset(frame, d.target, d.task or "binary", {}, fingerprint_frame(frame), source, name)
+    missing_target = int(frame[d.target].isna().sum())
+    if missing_target == len(frame):
+        raise BadInput(f"data.target: column {d.target!r} of {source} has no values")
+    if missing_target:
+        frame = frame[frame[d.target].notna()].reset_index(drop=True)
+    if frame[d.target].dtype == object:
+        frame[d.target] = frame[d.target].astype(str).str.strip()
+    task = d.task or infer_task(frame[d.target])
+    _check_target(frame, spec, source, task)
+    roles = infer_roles(frame, spec)
+    deduped = d.dedupe and name == "data"
+    if deduped:
+        frame, repeated = drop_repeated_rows(frame, roles)
+        if repeated:
+            roles = infer_roles(frame, spec)
+    frame.attrs[DROPPED_ATTR] = missing_target
+    if deduped:
+        frame.attrs[DEDUPED_ATTR] = repeated
+    return Dataset(frame, d.target, task, roles, fingerprint_frame(frame), source, name)

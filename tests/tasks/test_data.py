@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from assay.errors import BadInput
 from assay.kernel.dataset import fingerprint_frame, summarize
-from assay.plugins.loaders import load_table, prepare_frame, read_table
+from assay.kit import prepare_frame, read_table
+from assay.plugins.loaders import load_table
 from tests.conftest import EXAMPLES
 from tests.tasks.conftest import make_spec
 

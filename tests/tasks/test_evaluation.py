@@ -12,8 +12,8 @@ import pytest
 
 from assay.errors import BadInput
 from assay.kernel.types import FittedModel
+from assay.kit import prepare_frame
 from assay.plugins.evaluation import evaluate, expected_cost, prior_corrected
-from assay.plugins.loaders import prepare_frame
 from assay.plugins.splitting import split_data
 from assay.testing import scores
 from tests.conftest import EXAMPLES

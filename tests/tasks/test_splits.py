@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from assay.errors import BadInput
-from assay.plugins.loaders import prepare_frame
+from assay.kit import prepare_frame
 from assay.plugins.splitting import check_split, split_data
 from tests.tasks.conftest import make_run, make_spec
 
