@@ -28,8 +28,9 @@ defect that makes sense for it is planted in its own copy:
 Recall: the named check warns or fails; for a policy, the gate warns or blocks on a rule about
 that check. False alarm (clean copies): any leakage check warns or fails, or the gate blocks on
 a leakage rule. Cost: the data and split stages (loading, data checks, splitting, leakage
-checks) as a share of the run's stage time, an upper bound on the checks' share; with
-``--default-runs`` also against a run with the task's default training settings.
+checks) as a share of the run's stage time, an upper bound on the leakage checks' share; with
+``--default-runs`` also against a run with the task's default training settings, and there with the
+evaluate stage added (the selection, generalization and fairness checks run in it, beside the metrics).
 
 Unless ``--skip-deepchecks``, the same cases go through deepchecks' ``data_integrity`` and
 ``train_test_validation`` suites in a virtual environment the script creates under the workdir
@@ -342,6 +343,7 @@ def run_case(case: Case, home: Path, repeats: int = 1) -> None:
                    "strict": rule_outcomes(strict.get("verdict", {})) if s_code in (0, 1) else {},
                    "strict_error": "" if s_code in (0, 1) else s_err.strip()[-300:],
                    "checks_s": sum(stages.get(s, {}).get("wall_s", 0.0) for s in ("data", "split")),
+                   "evaluate_s": stages.get("evaluate", {}).get("wall_s", 0.0),
                    "stages_s": total, "wall_s": wall / repeats}
 
 
@@ -635,8 +637,11 @@ def main() -> None:
             if "error" in r:
                 print(f"default run on {name}: {r['error']}")
             else:
+                # evaluate holds the selection, generalization and fairness checks beside the metrics
+                with_evaluate = r["checks_s"] + r["evaluate_s"]
                 print(f"default training on {name}: data + split stages {r['checks_s']:.1f} s of {r['stages_s']:.1f} s "
-                      f"({100 * r['checks_s'] / r['stages_s']:.1f} %)")
+                      f"({100 * r['checks_s'] / r['stages_s']:.1f} %); with the evaluate stage {with_evaluate:.1f} s "
+                      f"({100 * with_evaluate / r['stages_s']:.1f} %)")
 
     with_deepchecks = not args.skip_deepchecks
     if with_deepchecks:
