@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import os
 import resource
 import signal
 import threading
@@ -203,13 +204,21 @@ def scored_train_rows(splits: Splits) -> np.ndarray:
 
 
 def _few_threads(rows: int) -> Any:
-    """One native thread for scoring up to ``SINGLE_THREAD_ROWS`` rows.
+    """One native thread for scoring up to ``SINGLE_THREAD_ROWS`` rows on a machine busier than its cores.
 
-    Tree ensembles synchronise their OpenMP threads once per tree; for a few tens of
-    thousands of rows that costs more than it saves, and far more on a busy machine
-    (measured on the Adult example: 0.23-0.36 s single-threaded against 0.65-1.1 s).
+    Tree ensembles synchronise their OpenMP threads once per tree; on a busy machine that costs
+    more than it saves (measured on the Adult example: 0.23-0.36 s single-threaded against
+    0.65-1.1 s). Idle, the threads win at every size: a 100-tree boosting model on 2 cores scored
+    5,000 rows in 0.011 s against 0.022 s on one thread, 60,000 in 0.10 s against 0.20 s. The
+    busy test is the one-minute load average against the core count, as for OpenMP's wait policy.
     """
     if rows > SINGLE_THREAD_ROWS:
+        return contextlib.nullcontext()
+    try:
+        busy = os.getloadavg()[0] > (os.cpu_count() or 1)
+    except OSError:  # no load average on this platform
+        busy = True
+    if not busy:
         return contextlib.nullcontext()
     from threadpoolctl import threadpool_limits
 
