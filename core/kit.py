@@ -155,6 +155,9 @@ __all__ = [
     "regression_fairness",
     "resample_counts",
     "resolve_url",
+    "reusable_budget",
+    "reusable_record",
+    "reusable_seed",
     "rows_digest",
     "run_checks",
     "score_model",
@@ -1007,7 +1010,10 @@ def selection_history(records: Sequence[Any], run_id: str) -> dict[str, Any]:
 
 def reusable_seed(fingerprint: str | None, spec_hash: str | None, k: int) -> int:
     """The noise seed of the ``k``-th evaluation of a holdout under a spec: fixed by the ledger's
-    prefix (the same at run time, on replay and for an auditor), different for every evaluation."""
+    prefix (the same at run time, on replay and for an auditor), different for every evaluation.
+
+    .. versionadded:: 0.1
+    """
     import hashlib
 
     # 52 bits: an integer JSON carries exactly (canonical JSON writes larger ones as strings)
@@ -1022,6 +1028,8 @@ def reusable_budget(history: Mapping[str, Any]) -> dict[str, Any]:
     earlier evaluations' detections; ``threshold_seed`` is the seed of the evaluation that opened
     the current period (the first one, or the first after the latest detection: Thresholdout draws
     a fresh threshold noise after each detection); ``seed`` is this run's own noise seed.
+
+    .. versionadded:: 0.1
     """
     from assay.kernel.spec import HOLDOUT_DEFAULTS
 
@@ -1040,7 +1048,10 @@ def reusable_budget(history: Mapping[str, Any]) -> dict[str, Any]:
 
 def reusable_record(evidence: Any) -> dict[str, Any]:
     """What an evidence payload says a reusable-holdout evaluation did (``seed``, ``budget``,
-    ``detected``: whether it spent a unit of budget); empty for a plain evaluation."""
+    ``detected``: whether it spent a unit of budget); empty for a plain evaluation.
+
+    .. versionadded:: 0.1
+    """
     found = ((evidence.get("selection") or {}).get("holdout") or {}).get("reusable") if isinstance(evidence, dict) else None
     if not isinstance(found, dict):
         return {}
