@@ -27,7 +27,7 @@ defect that makes sense for it is planted in its own copy:
 
 Recall: the named check warns or fails; for a policy, the gate warns or blocks on a rule about
 that check. False alarm (clean copies): any leakage check warns or fails, or the gate blocks on
-a leakage rule. Cost: the data and split stages (loading, data checks, splitting, leakage
+a leakage rule. Cost: the data and split stages (data checks, splitting, leakage
 checks) as a share of the run's stage time, an upper bound on the leakage checks' share; with
 ``--default-runs`` also against a run with the task's default training settings, and there with the
 evaluate stage added (the selection, generalization and fairness checks run in it, beside the metrics).
@@ -564,7 +564,7 @@ def report(cases: list[Case], with_deepchecks: bool) -> None:
     shares = [c.result["checks_s"] / c.result["stages_s"] for c in done if c.result.get("stages_s")]
     if shares:
         shares.sort()
-        print(f"cost: data + split stages (loading, data and leakage checks, splitting) are "
+        print(f"cost: data + split stages (data and leakage checks, splitting; loading is its own stage) are "
               f"{100 * shares[len(shares) // 2]:.1f} % of a fast run's stage time (median of {len(shares)}; "
               f"max {100 * shares[-1]:.1f} %)")
     if with_deepchecks:
