@@ -66,7 +66,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from assay.errors import BadInput
 from assay.kernel.artifacts import category_text, frame_from_parquet, frame_to_parquet, put_artifact
 from assay.kernel.dataset import fingerprint_frame, infer_roles, rows_digest
-from assay.kernel.drift_rules import drift_options, monitor_rules, share_threshold, value_drift_threshold
+from assay.kernel.drift_rules import (
+    drift_options,
+    monitor_rules,
+    share_threshold,
+    threshold_number,
+    value_drift_threshold,
+)
 from assay.kernel.types import Check, to_jsonable
 from assay.storage.settings import redact_url
 
@@ -171,6 +177,7 @@ __all__ = [
     "sniff_separator",
     "spec_without_seed",
     "steps",
+    "threshold_number",
     "to_jsonable",
     "value_drift_threshold",
     "weighted_auc",

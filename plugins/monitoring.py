@@ -45,6 +45,7 @@ from assay.kit import (
     frame_to_parquet,
     put_artifact,
     steps,
+    threshold_number,
     to_jsonable,
     value_drift_threshold,
 )
@@ -364,27 +365,16 @@ def evidently_summary(snapshot: Mapping[str, Any]) -> dict[str, Any] | None:
             config, value = item["config"], item.get("value")
     if config is None:
         return None
-    share = _finite(value.get("share")) if isinstance(value, Mapping) else None
-    count = _finite(value.get("count")) if isinstance(value, Mapping) else None
-    threshold = _finite(config.get("drift_share"))
+    share = threshold_number(value.get("share")) if isinstance(value, Mapping) else None
+    count = threshold_number(value.get("count")) if isinstance(value, Mapping) else None
+    threshold = threshold_number(config.get("drift_share"))
     out: dict[str, Any] = {"drift_share": threshold, "share": share, "drifted": None if count is None else int(count),
                            "columns": len(config.get("columns") or []),
                            "per_column_threshold": dict(config.get("per_column_threshold") or {}),
-                           "threshold": _finite(config.get("threshold"))}
+                           "threshold": threshold_number(config.get("threshold"))}
     # evidently (legacy get_dataset_drift): the dataset drifted when share >= drift_share
     out["dataset_drift"] = None if share is None or threshold is None else share >= threshold
     return out
-
-
-def _finite(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    try:
-        return float(str(value).strip())
-    except ValueError:
-        return None
 
 
 def _share(value: Any) -> float | None:

@@ -28,7 +28,11 @@ COLUMN_PREFIX, COLUMN_SUFFIX = "drift.columns.", ".score"
 
 
 def threshold_number(value: Any) -> float | None:
-    """A rule's threshold as a number (``None`` for a boolean, text that is no number, or nothing)."""
+    """A rule's threshold, or any recorded value, as a number (``None`` for a boolean, text that is no
+    number, or nothing).
+
+    .. versionadded:: 0.1
+    """
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):

@@ -52,6 +52,18 @@ class ModelEntry:
         return f"{self.name}@{self.version}"
 
 
+def pick_version(versions: Sequence[Any], which: str) -> Any | None:
+    """The version ``which`` names among a model's ``versions``: a number, ``latest`` (the newest
+    registered) or a stage (the version that entered it last); ``None`` when none matches."""
+    if which.isdigit():
+        match = [v for v in versions if v.version == int(which)]
+    elif which == "latest":
+        match = sorted(versions, key=lambda v: v.seq)[-1:]
+    else:
+        match = [v for v in versions if v.stage == which][-1:]
+    return match[0] if match else None
+
+
 class SignedLedger:
     """The records of a ledger that verified in full; build it with :meth:`open`."""
 
@@ -251,15 +263,10 @@ class SignedLedger:
         versions = [v for v in self.models(name) if not exclude_run or v.run_id != exclude_run]
         if not versions:
             raise BadInput(f"model {name!r} has no versions in the ledger (see `assay models list`)")
-        if which.isdigit():
-            match = [v for v in versions if v.version == int(which)]
-        elif which == "latest":
-            match = sorted(versions, key=lambda v: v.seq)[-1:]
-        else:
-            match = [v for v in versions if v.stage == which][-1:]
-        if not match:
+        match = pick_version(versions, which)
+        if match is None:
             raise BadInput(f"model reference {ref!r}: no such version (known: {', '.join(v.ref for v in versions)})")
-        return match[0]
+        return match
 
     def check_model_row(self, entry: ModelEntry, row: Any) -> None:
         """Compare the registry table's row for ``entry`` with the ledger; Finding on a difference."""

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from assay.audit.format import DOMAIN_TAG, Record, payload_summary
+from assay.storage.signed import pick_version
 from assay.web.index import CHANGED, UNVERIFIED, VERIFIED, LedgerIndex
 from assay.web.view import LedgerView
 
@@ -328,15 +329,10 @@ def resolve_version(index: LedgerIndex, name: str, which: str) -> Any:
     versions = models_by_name(index).get(name, [])
     if not versions:
         raise PageError(404, f"model {name!r} has no versions in the verified ledger (the models page lists them)")
-    if which.isdigit():
-        match = [v for v in versions if v.version == int(which)]
-    elif which == "latest":
-        match = sorted(versions, key=lambda v: v.seq)[-1:]
-    else:
-        match = [v for v in versions if v.stage == which][-1:]
-    if not match:
+    match = pick_version(versions, which)
+    if match is None:
         raise PageError(404, f"model reference '{name}@{which}': no such version (the model page lists them)")
-    return match[0]
+    return match
 
 
 def _version_json(e: Any) -> dict[str, Any]:
