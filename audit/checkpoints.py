@@ -29,18 +29,23 @@ class Given:
     cp: Checkpoint
 
 
+def read_checkpoint_file(path: Path | str) -> str:
+    """A checkpoint note file's text; ``BadInput`` naming the file when it is missing or unreadable."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BadInput(f"checkpoint file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"cannot read checkpoint file {path}: {exc}") from None
+
+
 def load_checkpoint(
     path: Path | str | None, text: str | None = None, fix: str = "pass a file written by `assay audit checkpoint`"
 ) -> Given | None:
     if text is None:
         if path is None:
             return None
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise BadInput(f"checkpoint file {path} does not exist") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise BadInput(f"cannot read checkpoint file {path}: {exc}") from None
+        text = read_checkpoint_file(path)
     label = str(path) if path is not None else "(given checkpoint text)"
     try:
         body, _sigs = parse_note(text)

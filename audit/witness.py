@@ -53,6 +53,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from assay.audit.checkpoints import read_checkpoint_file
 from assay.audit.errors import BadInput, Finding
 from assay.audit.merkle import EMPTY_ROOT, HASH_SIZE, ProofError, consistency_proof, verify_consistency
 from assay.audit.note import (
@@ -948,10 +949,4 @@ def verify_witnessed(
                 "or pass --checkpoint FILE"
             )
         checkpoint = str(path)
-    try:
-        text = Path(checkpoint).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise BadInput(f"checkpoint file {checkpoint} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInput(f"cannot read checkpoint file {checkpoint}: {exc}") from None
-    return checkpoint, check_witnesses(text, keys, distinct if quorum is None else quorum, None)
+    return checkpoint, check_witnesses(read_checkpoint_file(checkpoint), keys, distinct if quorum is None else quorum, None)
