@@ -777,22 +777,27 @@ def resample_counts(n: int, resamples: int, rng: np.random.Generator) -> Iterato
 
 
 def weighted_auc(y01: np.ndarray, score: np.ndarray, W: np.ndarray) -> np.ndarray:
-    """ROC AUC for each row of the weight matrix ``W`` (ties count one half)."""
+    """ROC AUC for each row of the weight matrix ``W`` (ties count one half).
+
+    For each positive row, the weight of the negatives scored below it plus half of those scored
+    the same, read off one cumulative sum over the negatives in score order: the cumulative
+    sum touches the negative columns only and the positives are looked up in it, so a resample
+    costs about two passes over its counts (a third of the passes of summing over all rows in
+    score order, and the same numbers).
+    """
     import numpy as np
 
-    order = np.argsort(score, kind="mergesort")
-    s = score[order]
-    posf = y01[order].astype(W.dtype)
-    Ws = W[:, order]
-    pos_w = Ws * posf
-    neg_w = Ws - pos_w
-    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
-    if len(starts) < len(s):  # tied scores: one bin per distinct score
-        pos_w = np.add.reduceat(pos_w, starts, axis=1)
-        neg_w = np.add.reduceat(neg_w, starts, axis=1)
-    below = np.cumsum(neg_w, axis=1, dtype=np.float64) - neg_w
-    num = (pos_w * (below + 0.5 * neg_w)).sum(axis=1, dtype=np.float64)
-    den = pos_w.sum(axis=1, dtype=np.float64) * neg_w.sum(axis=1, dtype=np.float64)
+    pos = y01.astype(bool)
+    pos_idx, neg_idx = np.flatnonzero(pos), np.flatnonzero(~pos)
+    neg_order = neg_idx[np.argsort(score[neg_idx], kind="mergesort")]
+    neg_sorted, pos_score = score[neg_order], score[pos_idx]
+    below = np.searchsorted(neg_sorted, pos_score, "left")  # negatives strictly below
+    upto = np.searchsorted(neg_sorted, pos_score, "right")  # ... or tied with it
+    cum_neg = np.zeros((W.shape[0], len(neg_order) + 1), dtype=np.float64)
+    np.cumsum(W[:, neg_order], axis=1, dtype=np.float64, out=cum_neg[:, 1:])
+    pos_w = W[:, pos_idx]
+    num = 0.5 * (pos_w * (cum_neg[:, below] + cum_neg[:, upto])).sum(axis=1, dtype=np.float64)
+    den = pos_w.sum(axis=1, dtype=np.float64) * cum_neg[:, -1]
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 0, num / den, np.nan)
 

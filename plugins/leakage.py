@@ -94,6 +94,7 @@ ID_R2_WARN, ID_R2_FAIL = 0.10, 0.30
 SIGNIFICANT_DIGITS = 6
 FITTED_TOL = 1e-3  # |mean|, |sd - 1|, |fill - mean| (in sd) below which a statistic is taken as fitted
 FITTED_MIN_DISTINCT = 20
+PEEK_ROWS = 5_000  # rows looked at before a whole column is counted
 FILLED_SHARE = 0.005
 EXAMPLES = 10
 
@@ -161,11 +162,20 @@ def row_hashes(frame: pd.DataFrame) -> np.ndarray:
     return pd.util.hash_pandas_object(normalized(frame), index=False).to_numpy()
 
 
+def _dense(hashes: np.ndarray) -> np.ndarray:
+    """The hashes as small integer codes (equal hash, equal code), so membership is a table lookup."""
+    import pandas as pd
+
+    return pd.factorize(hashes)[0]
+
+
 def _copied(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Mask of ``a`` whose value occurs in ``b``."""
+    """Mask of the codes ``a`` that occur in ``b`` (codes from :func:`_dense`)."""
     import numpy as np
 
-    return np.isin(a, b)
+    seen = np.zeros(int(max(a.max(initial=-1), b.max(initial=-1))) + 1, dtype=bool)
+    seen[b] = True
+    return seen[a]
 
 
 def _record_columns(dataset: Dataset) -> list[str]:
@@ -179,7 +189,7 @@ def duplicate_checks(splits: Splits) -> list[Check | Evidence]:
     dataset = splits.dataset
     record_cols = _record_columns(dataset)
     norm = normalized(dataset.frame[record_cols])
-    hashes = pd.util.hash_pandas_object(norm, index=False).to_numpy()
+    hashes = _dense(pd.util.hash_pandas_object(norm, index=False).to_numpy())
     train_pos, test_pos = np.asarray(splits.train), np.asarray(splits.test)
     in_train = _copied(hashes[test_pos], hashes[train_pos])
     share = float(in_train.mean()) if len(test_pos) else 0.0
@@ -191,7 +201,7 @@ def duplicate_checks(splits: Splits) -> list[Check | Evidence]:
         first_train.setdefault(int(hashes[pos]), int(pos))
     examples = [{"test_row": int(r), "train_row": first_train.get(int(hashes[r]))} for r in copied_rows[:EXAMPLES]]
     model_cols = [*dataset.features, dataset.target]
-    feature_hashes = pd.util.hash_pandas_object(norm[model_cols], index=False).to_numpy()
+    feature_hashes = _dense(pd.util.hash_pandas_object(norm[model_cols], index=False).to_numpy())
     feature_share = float(_copied(feature_hashes[test_pos], feature_hashes[train_pos]).mean()) if len(test_pos) else 0.0
     thresholds = {"warn_share": DUPLICATE_WARN, "fail_share": DUPLICATE_FAIL}
     status = _status(share, DUPLICATE_WARN, DUPLICATE_FAIL)
@@ -602,6 +612,13 @@ def _places(value: float) -> int:
     return max(0, -exponent) if isinstance(exponent, int) else 0
 
 
+def _distinct_at_least(values: pd.Series, k: int) -> bool:
+    """Whether ``values`` has ``k`` or more distinct values; the first rows usually tell, so the
+    whole column is counted only when they do not."""
+    head = values.iloc[:PEEK_ROWS]
+    return bool(head.nunique() >= k or (len(values) > len(head) and values.nunique() >= k))
+
+
 def preprocessing_checks(splits: Splits) -> list[Check | Evidence]:
     """Numeric features scaled or mean-filled over the whole table (holdout included) before it reached assay."""
     import numpy as np
@@ -611,7 +628,7 @@ def preprocessing_checks(splits: Splits) -> list[Check | Evidence]:
     frame = dataset.frame
     name = "preprocessed_on_all_rows"
     columns = [c for c in dataset.features if pd.api.types.is_numeric_dtype(frame[c].dtype)
-               and not pd.api.types.is_bool_dtype(frame[c].dtype) and frame[c].nunique() >= FITTED_MIN_DISTINCT]
+               and not pd.api.types.is_bool_dtype(frame[c].dtype) and _distinct_at_least(frame[c], FITTED_MIN_DISTINCT)]
     if not columns:
         return [Check(GROUP, name, "skip", None, {"reason": f"no numeric feature with {FITTED_MIN_DISTINCT}+ values"})]
     train = np.zeros(len(frame), dtype=bool)

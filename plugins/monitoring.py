@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-    from assay import MonitorContext
+    from assay import MonitorContext, Predictions, Scores
 
 FEATURE_ROLES = ("numeric", "categorical", "text", "datetime")
 KEPT_ROLES = (*FEATURE_ROLES, "sensitive", "target")
@@ -72,24 +72,37 @@ def stratified_sample(frame: pd.DataFrame, target: str, task: str, n: int, seed:
     Classification strata are the classes; regression strata are target deciles. Rare
     strata that cannot be split fall back to a plain random sample.
     """
+    return frame.iloc[sample_positions(frame, target, task, n, seed)]
+
+
+def sample_positions(frame: pd.DataFrame, target: str, task: str, n: int, seed: int) -> np.ndarray:
+    """The positions in ``frame`` of :func:`stratified_sample`'s rows, in the frame's index order.
+
+    Only positions are split, so a large frame is not copied; the classes are ranked by their
+    text, as when the strata were the labels as text.
+    """
+    import numpy as np
     import pandas as pd
     from sklearn.model_selection import train_test_split
 
     if n >= len(frame):
-        return frame.copy()
+        return np.arange(len(frame))
     y = frame[target] if target in frame.columns else None
     strata: Any = None
     if y is not None and y.notna().all():
         if task == "regression" and pd.api.types.is_numeric_dtype(y.dtype):
-            strata = pd.qcut(y.rank(method="first"), q=min(10, n), labels=False, duplicates="drop")
+            strata = pd.qcut(y.rank(method="first"), q=min(10, n), labels=False, duplicates="drop").to_numpy()
         else:
-            strata = y.astype(str)
-        counts = strata.value_counts()
+            codes, uniques = pd.factorize(y)
+            rank = np.empty(len(uniques), dtype=np.int64)
+            rank[np.argsort(np.array([str(u) for u in uniques]), kind="stable")] = np.arange(len(uniques))
+            strata = rank[codes]
+        counts = np.bincount(pd.factorize(strata)[0])
         # scikit-learn needs two rows per stratum and room for every stratum on both sides
         if counts.min() < 2 or len(counts) > min(n, len(frame) - n):
             strata = None
-    sample, _ = train_test_split(frame, train_size=n, random_state=seed, stratify=strata)
-    return sample.sort_index()
+    positions, _ = train_test_split(np.arange(len(frame)), train_size=n, random_state=seed, stratify=strata)
+    return positions[np.argsort(frame.index[positions], kind="stable")]
 
 
 def category_sets(frame: pd.DataFrame, columns: Sequence[str]) -> dict[str, list[str] | None]:
@@ -102,7 +115,7 @@ def category_sets(frame: pd.DataFrame, columns: Sequence[str]) -> dict[str, list
 
 
 @hookimpl
-def evaluate(run: Run, model: FittedModel, splits: Splits) -> list[Check | Evidence]:
+def evaluate(run: Run, model: FittedModel, splits: Splits, scores: Scores) -> list[Check | Evidence]:
     """Store the reference and holdout samples and the column roles for later monitoring.
 
     A failure becomes an ``error`` check (``checks.monitoring.reference``), which blocks the
@@ -110,16 +123,20 @@ def evaluate(run: Run, model: FittedModel, splits: Splits) -> list[Check | Evide
     """
     from assay.kit import guarded
 
-    return guarded("monitoring", "reference", lambda: store_reference(run, model, splits))
+    return guarded("monitoring", "reference", lambda: store_reference(run, model, splits, scores))
 
 
-def store_reference(run: Run, model: FittedModel, splits: Splits) -> list[Check | Evidence]:
+def store_reference(run: Run, model: FittedModel, splits: Splits, scores: Scores) -> list[Check | Evidence]:
+    import numpy as np
+
     dataset = splits.dataset
     kept = [c for c in dataset.frame.columns if dataset.roles.get(c) in KEPT_ROLES]
     n = run.spec.monitor.reference_rows
     train = splits.part("train")[kept]
     reference = stratified_sample(train, dataset.target, dataset.task, n, run.seed)
-    holdout = stratified_sample(splits.part("test")[kept], dataset.target, dataset.task, n, run.seed)
+    test = splits.part("test")[kept]
+    at = sample_positions(test, dataset.target, dataset.task, n, run.seed)
+    holdout = test.iloc[at]
     roles = {c: dataset.roles[c] for c in kept}
     features = [c for c in kept if roles[c] in FEATURE_ROLES]
     categorical = [c for c in kept if roles[c] in ("categorical", "sensitive")]
@@ -142,17 +159,27 @@ def store_reference(run: Run, model: FittedModel, splits: Splits) -> list[Check 
             "artifact": put_artifact(run, frame_to_parquet(holdout)),
             "rows": len(holdout),
             "part": "test",
-            "predictions": holdout_predictions(run, model.estimator, holdout, features, dataset.task),
+            "predictions": holdout_predictions(run, model, holdout, features, dataset.task,
+                                               scores.test if np.array_equal(scores.test.rows, splits.test) else None,
+                                               at),
         },
     })]
 
 
-def holdout_predictions(run: Run, estimator: Any, holdout: pd.DataFrame, features: list[str],
-                        task: str) -> dict[str, Any]:
-    """The model's drift-tested output on the holdout sample, stored so monitoring need not re-score it."""
+def holdout_predictions(run: Run, model: FittedModel, holdout: pd.DataFrame, features: list[str], task: str,
+                        scored: Predictions | None = None, at: np.ndarray | None = None) -> dict[str, Any]:
+    """The model's drift-tested output on the holdout sample, stored so monitoring need not re-score it.
+
+    Taken from the runner's holdout predictions ``scored`` at positions ``at`` when given (the
+    same model on the same rows), else predicted here.
+    """
     import pandas as pd
 
-    pred, proba, kind = predict(estimator, holdout[features], task)
+    if scored is not None and at is not None:
+        pred, proba = scored.pred[at], None if scored.proba is None else scored.proba[at]
+        kind = output_kind(task, proba)
+    else:
+        pred, proba, kind = predict(model.estimator, holdout[features], task)
     frame = pd.DataFrame({PREDICTION: drift_values(pred, proba, kind)})
     return {"artifact": put_artifact(run, frame_to_parquet(frame)), "kind": kind}
 
@@ -176,8 +203,13 @@ def predict(estimator: Any, X: pd.DataFrame, task: str) -> tuple[np.ndarray, np.
         pred = np.asarray(classes)[proba.argmax(axis=1)]  # what predict() returns, without scoring twice
     else:
         pred = np.asarray(estimator.predict(X))
-    kind = "numeric" if task in ("regression", "ranking") or (proba is not None and proba.shape[1] == 2) else "categorical"
-    return pred, proba, kind
+    return pred, proba, output_kind(task, proba)
+
+
+def output_kind(task: str, proba: np.ndarray | None) -> str:
+    """``numeric`` for scores and a binary classifier's probability, else ``categorical`` (the label)."""
+    return "numeric" if task in ("regression", "ranking") or (proba is not None and proba.shape[1] == 2) \
+        else "categorical"
 
 
 def scoring_rows(run: Run, current: pd.DataFrame, every_row: bool) -> np.ndarray | None:

@@ -52,11 +52,20 @@ def frame_to_parquet(frame: pd.DataFrame) -> bytes:
 def frame_from_parquet(data: bytes) -> pd.DataFrame:
     """The table :func:`frame_to_parquet` wrote.
 
+    A gap in a text column comes back as NaN, as it was written and as a CSV reads it (Parquet
+    gives None, which scikit-learn's imputers and encoders take for a category of its own, so
+    a model would score the rows read back differently).
+
     .. versionadded:: 0.1
     """
+    import numpy as np
     import pandas as pd
 
-    return pd.read_parquet(io.BytesIO(data))
+    frame = pd.read_parquet(io.BytesIO(data))
+    for col in frame.columns:
+        if frame[col].dtype == object and frame[col].isna().any():
+            frame[col] = frame[col].where(frame[col].notna(), np.nan)
+    return frame
 
 
 def category_text(value: Any) -> str:
