@@ -57,6 +57,7 @@ import itertools
 import math
 import random
 import re
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -73,7 +74,7 @@ from assay.kernel.drift_rules import (
     threshold_number,
     value_drift_threshold,
 )
-from assay.kernel.types import Check, to_jsonable
+from assay.kernel.types import Check, Predictions, to_jsonable
 from assay.storage.settings import redact_url
 
 if TYPE_CHECKING:
@@ -111,6 +112,7 @@ __all__ = [
     "binary_cells",
     "binary_disparities",
     "bootstrap_metric",
+    "bootstrap_replicates",
     "build_preprocessor",
     "calendar_features",
     "capped_grid",
@@ -148,6 +150,7 @@ __all__ = [
     "per_group_metric",
     "planned_fits",
     "positive_first",
+    "prediction_replicates",
     "prepare_frame",
     "put_artifact",
     "query_column",
@@ -743,7 +746,7 @@ def read_table(source: str, base_dir: str, query: str = "", field: str = "data.s
     try:
         if path.name.endswith((".parquet", ".pq")):
             return pd.read_parquet(path)
-        frame = pd.read_csv(path, sep=sep, na_values=["?"], skipinitialspace=True, low_memory=False)
+        frame = _read_csv(path, sep)
     except pd.errors.ParserError as exc:
         raise _separator_hint(path, sep, field, 0) or BadInput(f"{field}: cannot read {path}: {exc}") from None
     except Exception as exc:
@@ -753,6 +756,28 @@ def read_table(source: str, base_dir: str, query: str = "", field: str = "data.s
         if hint is not None:
             raise hint
     return frame
+
+
+def _read_csv(path: Path, sep: str) -> pd.DataFrame:
+    """The CSV with one type per column, inferred from the whole column.
+
+    pandas reads a large file in chunks and infers each chunk's types; where the chunks disagree
+    (numbers at the top of a column, text further down) it warns and leaves the column a mix.
+    The file is then read again in one piece, which infers from every value; files whose chunks
+    agree, nearly all of them, are read once, at the chunked reader's speed (a third faster).
+    """
+    import warnings
+
+    import pandas as pd
+
+    options: dict[str, Any] = {"sep": sep, "na_values": ["?"], "skipinitialspace": True}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", pd.errors.DtypeWarning)
+        try:
+            return pd.read_csv(path, **options)
+        except pd.errors.DtypeWarning:  # the chunks disagree: read it whole
+            pass
+    return pd.read_csv(path, **options, low_memory=False)
 
 
 # --------------------------------------------------------------------------- bootstrap resampling
@@ -879,6 +904,55 @@ def bootstrap_metric(name: str, y: np.ndarray, pred: np.ndarray, proba: np.ndarr
         except ValueError:
             continue
     return values
+
+
+def bootstrap_replicates(name: str, y: np.ndarray, pred: np.ndarray, proba: np.ndarray | None, classes: np.ndarray,
+                         resamples: int, seed: Any, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """The metric on each of ``resamples`` bootstrap resamples of the rows, drawn with ``seed``.
+
+    The resamples depend on the row count, ``resamples`` and ``seed`` alone, so two estimators'
+    replicates on the same rows with the same seed are paired (drawn on the same resamples).
+    ``progress(done, total)`` is called after each chunk.
+
+    .. versionadded:: 0.1
+    """
+    import numpy as np
+
+    out, done = [], 0
+    for W in resample_counts(len(y), resamples, np.random.default_rng(seed)):
+        out.append(bootstrap_metric(name, y, pred, proba, classes, W))
+        done += len(W)
+        if progress is not None:
+            progress(done, resamples)
+    return np.concatenate(out) if out else np.full(0, np.nan)
+
+
+_REPLICATES: weakref.WeakKeyDictionary[Predictions, dict[tuple[Any, ...], np.ndarray]] = weakref.WeakKeyDictionary()
+
+
+def prediction_replicates(predictions: Predictions, name: str, resamples: int, seed: Any, positive: Any = "",
+                          progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """:func:`bootstrap_replicates` of one estimator's ``predictions`` (e.g. ``scores.test``), with
+    the classes ordered by ``positive`` (``data.positive_label``) as :func:`positive_first` does.
+
+    Computed once per predictions object and arguments: plugins that judge the same holdout
+    (an interval in one, a bound in another) share one computation. The array is read-only.
+
+    .. versionadded:: 0.1
+    """
+    import numpy as np
+
+    key = (name, resamples, repr(seed), str(positive))
+    kept = _REPLICATES.setdefault(predictions, {})
+    if key not in kept:
+        classes, proba = positive_first(np.asarray(predictions.classes), predictions.proba, positive)
+        values = bootstrap_replicates(name, np.asarray(predictions.y), np.asarray(predictions.pred), proba, classes,
+                                      resamples, seed, progress)
+        values.setflags(write=False)
+        kept[key] = values
+    elif progress is not None:
+        progress(resamples, resamples)
+    return kept[key]
 
 
 def interval(values: np.ndarray, level: float = 0.95, min_valid: float = 0.9) -> list[float] | None:

@@ -161,11 +161,11 @@ def generalization_results(run: Run, model: FittedModel, splits: Splits, scores:
     import numpy as np
 
     from assay.kit import (
-        bootstrap_metric,
+        bootstrap_replicates,
         interval,
         known_metrics,
         metric,
-        resample_counts,
+        prediction_replicates,
         score_predictions,
     )
 
@@ -177,7 +177,6 @@ def generalization_results(run: Run, model: FittedModel, splits: Splits, scores:
         return ranking_results(run, model, splits, scores)
     greater = metric(name).greater_is_better
     resamples = run.spec.evaluate.bootstrap
-    rng = np.random.default_rng([run.seed, 5])
     train_rows = scores.train.rows
     y_te, y_tr = np.asarray(scores.test.y), np.asarray(scores.train.y)
     pred_te, proba_te, classes = scores.test.scored()
@@ -195,13 +194,10 @@ def generalization_results(run: Run, model: FittedModel, splits: Splits, scores:
     improvement = sign * (test_v - base_v) if test_v is not None and base_v is not None else None
     test_ci = gap_ci = base_ci = impr_ci = None
     if resamples > 0:
-        test_b, base_b, train_b = [], [], []
-        for W_te in resample_counts(len(y_te), resamples, rng):
-            test_b.append(bootstrap_metric(name, y_te, pred_te, proba_te, classes, W_te))
-            base_b.append(bootstrap_metric(name, y_te, bpred, bproba, bclasses, W_te))
-        for W_tr in resample_counts(len(y_tr), resamples, rng):
-            train_b.append(bootstrap_metric(name, y_tr, pred_tr, proba_tr, classes, W_tr))
-        t, b, tr = np.concatenate(test_b), np.concatenate(base_b), np.concatenate(train_b)
+        # the holdout's replicates, model and baseline on the same resamples (shared with other plugins)
+        t = prediction_replicates(scores.test, name, resamples, run.seed, positive)
+        b = prediction_replicates(scores.baseline_test, name, resamples, run.seed, positive)
+        tr = bootstrap_replicates(name, y_tr, pred_tr, proba_tr, classes, resamples, [run.seed, 5])
         test_ci, base_ci = interval(t), interval(b)
         gap_ci, impr_ci = interval(tr - t), interval(sign * (t - b))
     cv = dict(model.cv.get(name, {}))

@@ -81,25 +81,6 @@ def bootstrap_interval(values: np.ndarray, level: float) -> list[float] | None:
     return interval(values, level)
 
 
-def replicates(name: str, y: np.ndarray, pred: np.ndarray, proba: np.ndarray | None, classes: np.ndarray,
-               resamples: int, seed: int, run: Run | None = None) -> np.ndarray:
-    """The metric on each bootstrap resample of the rows (NaN where undefined), vectorized over
-    resamples where the metric has a weighted form; ``run`` shows the progress."""
-    import numpy as np
-
-    from assay.kit import bootstrap_metric, resample_counts
-
-    label = f"bootstrap of {name} on {len(y):,} holdout rows"
-    progress = run.progress if run is not None else (lambda *_: None)
-    progress("evaluate", 0, resamples, label)
-    out, done = [], 0
-    for W in resample_counts(len(y), resamples, np.random.default_rng(seed)):
-        out.append(bootstrap_metric(name, y, pred, proba, classes, W))
-        done += len(W)
-        progress("evaluate", done, resamples, label)
-    return np.concatenate(out) if out else np.full(0, np.nan)
-
-
 def _bounds(point: float | None, values: np.ndarray, k: int, greater_is_better: bool) -> dict[str, Any]:
     ci, adjusted = bootstrap_interval(values, 1 - ALPHA), bootstrap_interval(values, 1 - ALPHA / k)
     end = "lower_adjusted" if greater_is_better else "upper_adjusted"
@@ -112,7 +93,7 @@ def metric_bounds(run: Run, scores: Scores, k: int) -> dict[str, Any]:
     resamples; positive = better, for losses too), each with its 95 % and its K-adjusted interval."""
     import numpy as np
 
-    from assay.kit import metric, positive_first
+    from assay.kit import metric, positive_first, prediction_replicates
 
     name = run.spec.metric
     m = metric(name)
@@ -121,9 +102,14 @@ def metric_bounds(run: Run, scores: Scores, k: int) -> dict[str, Any]:
     resamples = run.spec.evaluate.bootstrap
 
     def scored(p: Any) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, float]:
-        classes, proba = positive_first(np.asarray(p.classes), p.proba, run.spec.data.positive_label)
+        positive = run.spec.data.positive_label
+        classes, proba = positive_first(np.asarray(p.classes), p.proba, positive)
         point = float(m.fn(p.y, proba if m.needs == "proba" else p.pred, classes))
-        return replicates(name, p.y, p.pred, proba, classes, resamples, run.seed, run), proba, classes, point
+        label = f"bootstrap of {name} on {len(p.y):,} holdout rows"
+        run.progress("evaluate", 0, resamples, label)
+        values = prediction_replicates(p, name, resamples, run.seed, positive,
+                                       lambda done, total: run.progress("evaluate", done, total, label))
+        return values, proba, classes, point
 
     model, _, _, point = scored(scores.test)
     out: dict[str, Any] = {"name": name, **_bounds(point, model, k, m.greater_is_better),

@@ -176,3 +176,24 @@ def test_a_large_training_part_is_scored_on_a_sample(adult: Any, monkeypatch: py
     full_gap = _evidence(list(evaluate(run=run, model=model, splits=splits, scores=every_row)))["gap"]["roc_auc"]
     lo, hi = _evidence(results)["gap"]["roc_auc_ci"]
     assert lo < full_gap < hi
+
+
+def test_holdout_replicates_are_computed_once_and_shared(adult: Any) -> None:
+    """The generalization and selection plugins bootstrap the same holdout: the second asks and
+    gets the first one's replicates (read-only), equal to a fresh computation on the same resamples."""
+    prepared, model = adult
+    scored = scores(prepared.run, model, prepared.splits)
+    first = kit.prediction_replicates(scored.test, "roc_auc", 50, 7)
+    assert kit.prediction_replicates(scored.test, "roc_auc", 50, 7) is first
+    assert not first.flags.writeable
+    pred, proba, classes = scored.test.scored()
+    fresh = kit.bootstrap_replicates("roc_auc", scored.test.y, pred, proba, classes, 50, 7)
+    np.testing.assert_array_equal(first, fresh)
+    assert kit.prediction_replicates(scored.test, "roc_auc", 50, 8) is not first  # another seed, other resamples
+    # the positive class is part of what is asked (ROC AUC itself does not change when it is flipped)
+    flipped = kit.prediction_replicates(scored.test, "roc_auc", 50, 7, positive=str(classes[0]))
+    assert flipped is not first
+    np.testing.assert_allclose(flipped, first, atol=1e-12)
+    # paired with the baseline: same resamples, so the improvement's spread is the model's own here
+    base = kit.prediction_replicates(scored.baseline_test, "roc_auc", 50, 7)
+    np.testing.assert_allclose(base, 0.5)

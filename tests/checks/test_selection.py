@@ -96,7 +96,8 @@ def test_the_adjusted_interval_matches_an_independent_computation() -> None:
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
 
-    from assay.plugins.selection import bootstrap_interval, replicates
+    from assay.kit import bootstrap_replicates as replicates
+    from assay.plugins.selection import bootstrap_interval
     from tests.conftest import EXAMPLES
 
     frame = pd.read_csv(EXAMPLES / "adult" / "data" / "adult.csv", nrows=3000)

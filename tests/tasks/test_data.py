@@ -217,3 +217,19 @@ def test_summary_has_schema_missing_values_and_labels() -> None:
                           str(EXAMPLES / "diamonds" / "data"))
     labels = summarize(diamonds.frame, diamonds.roles, diamonds.target)["labels"]
     assert set(labels) == {"mean", "std", "min", "max"}  # type: ignore[arg-type]
+
+
+def test_a_column_whose_chunks_disagree_gets_one_type(tmp_path: Path) -> None:
+    """A large CSV is read in chunks; numbers at the top of a column and text at its end must not
+    leave a mix of ints and strings (the column is read again whole), and files whose chunks agree
+    read exactly as a whole-file read would."""
+    n = 300_000  # several of the C reader's chunks
+    codes = np.arange(n).astype(str).astype(object)
+    codes[-3:] = "unknown"
+    pd.DataFrame({"code": codes, "x": np.linspace(0, 1, n)}).to_csv(tmp_path / "mixed.csv", index=False)
+    mixed = read_table("mixed.csv", str(tmp_path))
+    assert {type(v) for v in mixed["code"]} == {str} and mixed["code"].iloc[-1] == "unknown"
+    assert mixed["x"].dtype == np.float64
+    for path in (FLIGHTS, HPC, REVIEWS, EXAMPLES / "adult" / "data" / "adult.csv"):
+        whole = pd.read_csv(path, na_values=["?"], skipinitialspace=True, low_memory=False)
+        pd.testing.assert_frame_equal(read_table(path.name, str(path.parent)), whole)
