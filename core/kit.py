@@ -916,43 +916,58 @@ def bootstrap_replicates(name: str, y: np.ndarray, pred: np.ndarray, proba: np.n
 
     .. versionadded:: 0.1
     """
+    return _replicates(name, [(y, pred, proba, classes)], resamples, seed, progress)[0]
+
+
+def _replicates(name: str, estimators: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]],
+                resamples: int, seed: Any, progress: Callable[[int, int], None] | None) -> list[np.ndarray]:
+    """:func:`bootstrap_replicates` of several estimators' ``(y, pred, proba, classes)`` on the same
+    rows, each resample drawn once for all of them."""
     import numpy as np
 
-    out, done = [], 0
-    for W in resample_counts(len(y), resamples, np.random.default_rng(seed)):
-        out.append(bootstrap_metric(name, y, pred, proba, classes, W))
+    if not estimators:
+        return []
+    out: list[list[np.ndarray]] = [[] for _ in estimators]
+    done = 0
+    for W in resample_counts(len(estimators[0][0]), resamples, np.random.default_rng(seed)):
+        for values, (y, pred, proba, classes) in zip(out, estimators, strict=True):
+            values.append(bootstrap_metric(name, y, pred, proba, classes, W))
         done += len(W)
         if progress is not None:
             progress(done, resamples)
-    return np.concatenate(out) if out else np.full(0, np.nan)
+    return [np.concatenate(v) if v else np.full(0, np.nan) for v in out]
 
 
 _REPLICATES: weakref.WeakKeyDictionary[Predictions, dict[tuple[Any, ...], np.ndarray]] = weakref.WeakKeyDictionary()
 
 
-def prediction_replicates(predictions: Predictions, name: str, resamples: int, seed: Any, positive: Any = "",
-                          progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """:func:`bootstrap_replicates` of one estimator's ``predictions`` (e.g. ``scores.test``), with
-    the classes ordered by ``positive`` (``data.positive_label``) as :func:`positive_first` does.
+def prediction_replicates(predictions: Sequence[Predictions], name: str, resamples: int, seed: Any,
+                          positive: Any = "", progress: Callable[[int, int], None] | None = None) -> list[np.ndarray]:
+    """:func:`bootstrap_replicates` of estimators' predictions on the same rows (e.g. ``scores.test``
+    and ``scores.baseline_test``), paired: every resample is drawn once for all of them. The
+    classes are ordered by ``positive`` (``data.positive_label``) as :func:`positive_first` does.
 
     Computed once per predictions object and arguments: plugins that judge the same holdout
-    (an interval in one, a bound in another) share one computation. The array is read-only.
+    (an interval in one, a bound in another) share one computation. The arrays are read-only.
 
     .. versionadded:: 0.1
     """
     import numpy as np
 
     key = (name, resamples, repr(seed), str(positive))
-    kept = _REPLICATES.setdefault(predictions, {})
-    if key not in kept:
-        classes, proba = positive_first(np.asarray(predictions.classes), predictions.proba, positive)
-        values = bootstrap_replicates(name, np.asarray(predictions.y), np.asarray(predictions.pred), proba, classes,
-                                      resamples, seed, progress)
+    if len({len(p.y) for p in predictions}) > 1:
+        raise ValueError("prediction_replicates: the predictions are not on the same rows")
+    missing = [p for p in predictions if key not in _REPLICATES.get(p, {})]
+    arrays = []
+    for p in missing:
+        classes, proba = positive_first(np.asarray(p.classes), p.proba, positive)
+        arrays.append((np.asarray(p.y), np.asarray(p.pred), proba, classes))
+    for p, values in zip(missing, _replicates(name, arrays, resamples, seed, progress), strict=True):
         values.setflags(write=False)
-        kept[key] = values
-    elif progress is not None:
+        _REPLICATES.setdefault(p, {})[key] = values
+    if not missing and progress is not None:
         progress(resamples, resamples)
-    return kept[key]
+    return [_REPLICATES[p][key] for p in predictions]
 
 
 def interval(values: np.ndarray, level: float = 0.95, min_valid: float = 0.9) -> list[float] | None:

@@ -195,8 +195,7 @@ def generalization_results(run: Run, model: FittedModel, splits: Splits, scores:
     test_ci = gap_ci = base_ci = impr_ci = None
     if resamples > 0:
         # the holdout's replicates, model and baseline on the same resamples (shared with other plugins)
-        t = prediction_replicates(scores.test, name, resamples, run.seed, positive)
-        b = prediction_replicates(scores.baseline_test, name, resamples, run.seed, positive)
+        t, b = prediction_replicates([scores.test, scores.baseline_test], name, resamples, run.seed, positive)
         tr = bootstrap_replicates(name, y_tr, pred_tr, proba_tr, classes, resamples, [run.seed, 5])
         test_ci, base_ci = interval(t), interval(b)
         gap_ci, impr_ci = interval(tr - t), interval(sign * (t - b))

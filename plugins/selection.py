@@ -101,22 +101,24 @@ def metric_bounds(run: Run, scores: Scores, k: int) -> dict[str, Any]:
         return {"name": name, "reason": "per-query metrics are resampled by query, which this bound does not do"}
     resamples = run.spec.evaluate.bootstrap
 
-    def scored(p: Any) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, float]:
-        positive = run.spec.data.positive_label
-        classes, proba = positive_first(np.asarray(p.classes), p.proba, positive)
-        point = float(m.fn(p.y, proba if m.needs == "proba" else p.pred, classes))
-        label = f"bootstrap of {name} on {len(p.y):,} holdout rows"
-        run.progress("evaluate", 0, resamples, label)
-        values = prediction_replicates(p, name, resamples, run.seed, positive,
+    positive = run.spec.data.positive_label
+    paired = scores.baseline_test.pred is not None and len(scores.baseline_test.y) == len(scores.test.y)
+    label = f"bootstrap of {name} on {len(scores.test.y):,} holdout rows"
+    run.progress("evaluate", 0, resamples, label)
+    replicates = prediction_replicates([scores.test, scores.baseline_test] if paired else [scores.test], name,
+                                       resamples, run.seed, positive,
                                        lambda done, total: run.progress("evaluate", done, total, label))
-        return values, proba, classes, point
 
-    model, _, _, point = scored(scores.test)
+    def point_of(p: Any) -> float:
+        classes, proba = positive_first(np.asarray(p.classes), p.proba, positive)
+        return float(m.fn(p.y, proba if m.needs == "proba" else p.pred, classes))
+
+    model, point = replicates[0], point_of(scores.test)
     out: dict[str, Any] = {"name": name, **_bounds(point, model, k, m.greater_is_better),
                            "level_adjusted": 1 - ALPHA / k, "resamples": resamples, "seed": run.seed,
                            "method": "percentile bootstrap; Bonferroni over the K evaluations of this holdout"}
-    if scores.baseline_test.pred is not None and len(scores.baseline_test.y) == len(scores.test.y):
-        base, _, _, base_point = scored(scores.baseline_test)
+    if paired:
+        base, base_point = replicates[1], point_of(scores.baseline_test)
         sign = 1.0 if m.greater_is_better else -1.0
         out["improvement"] = {"over": scores.baseline.name,
                               **_bounds(sign * (point - base_point), sign * (model - base), k, True)}

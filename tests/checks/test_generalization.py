@@ -183,17 +183,20 @@ def test_holdout_replicates_are_computed_once_and_shared(adult: Any) -> None:
     gets the first one's replicates (read-only), equal to a fresh computation on the same resamples."""
     prepared, model = adult
     scored = scores(prepared.run, model, prepared.splits)
-    first = kit.prediction_replicates(scored.test, "roc_auc", 50, 7)
-    assert kit.prediction_replicates(scored.test, "roc_auc", 50, 7) is first
-    assert not first.flags.writeable
+    first, base = kit.prediction_replicates([scored.test, scored.baseline_test], "roc_auc", 50, 7)
+    [again] = kit.prediction_replicates([scored.test], "roc_auc", 50, 7)
+    assert again is first and not first.flags.writeable
     pred, proba, classes = scored.test.scored()
-    fresh = kit.bootstrap_replicates("roc_auc", scored.test.y, pred, proba, classes, 50, 7)
-    np.testing.assert_array_equal(first, fresh)
-    assert kit.prediction_replicates(scored.test, "roc_auc", 50, 8) is not first  # another seed, other resamples
+    np.testing.assert_array_equal(first, kit.bootstrap_replicates("roc_auc", scored.test.y, pred, proba, classes, 50, 7))
+    # paired: the baseline on the very same resamples (the dummy ranks every row alike)
+    np.testing.assert_allclose(base, 0.5)
+    bpred, bproba, bclasses = scored.baseline_test.scored()
+    np.testing.assert_array_equal(base, kit.bootstrap_replicates("roc_auc", scored.baseline_test.y, bpred, bproba,
+                                                                 bclasses, 50, 7))
+    assert kit.prediction_replicates([scored.test], "roc_auc", 50, 8)[0] is not first  # another seed
     # the positive class is part of what is asked (ROC AUC itself does not change when it is flipped)
-    flipped = kit.prediction_replicates(scored.test, "roc_auc", 50, 7, positive=str(classes[0]))
+    [flipped] = kit.prediction_replicates([scored.test], "roc_auc", 50, 7, positive=str(classes[0]))
     assert flipped is not first
     np.testing.assert_allclose(flipped, first, atol=1e-12)
-    # paired with the baseline: same resamples, so the improvement's spread is the model's own here
-    base = kit.prediction_replicates(scored.baseline_test, "roc_auc", 50, 7)
-    np.testing.assert_allclose(base, 0.5)
+    with pytest.raises(ValueError, match="same rows"):
+        kit.prediction_replicates([scored.test, scored.train], "roc_auc", 50, 7)
