@@ -592,8 +592,10 @@ def _fitted_on(x: np.ndarray) -> str | None:
     if float(x.min()) == 0.0 and float(x.max()) == 1.0:
         return "min-max scaled (0 to 1)"
     values, counts = np.unique(x, return_counts=True)
-    total = float(x.sum())
     frequent = counts >= max(5, FILLED_SHARE * len(x))
+    if not frequent.any():  # no value repeated often enough to be a fill
+        return None
+    total = float(x.sum())
     rare = values[~frequent] if (~frequent).any() else values
     grid = max(_places(v) for v in rare[:: max(1, len(rare) // 1000)])  # the decimals the column is written with
     for value, count in zip(values[frequent], counts[frequent], strict=True):  # repeated often, the mean of the rest?

@@ -233,3 +233,19 @@ def test_a_column_whose_chunks_disagree_gets_one_type(tmp_path: Path) -> None:
     for path in (FLIGHTS, HPC, REVIEWS, EXAMPLES / "adult" / "data" / "adult.csv"):
         whole = pd.read_csv(path, na_values=["?"], skipinitialspace=True, low_memory=False)
         pd.testing.assert_frame_equal(read_table(path.name, str(path.parent)), whole)
+
+
+@pytest.mark.parametrize("index", ["range", "labels"])
+def test_prepare_frame_leaves_the_callers_frame_as_it_was(flights_dir: Path, index: str) -> None:
+    """prepare_frame parses times, strips text and drops rows without a label on its own copy."""
+    frame = pd.read_csv(flights_dir / "flights.csv").rename(columns={"carrier": " carrier "})
+    frame.loc[frame.index[:5], "is_delayed"] = np.nan
+    if index == "labels":
+        frame.index = frame.index * 3 + 10
+    before = frame.copy(deep=True)
+    dataset = prepare_frame(frame, _flights_spec(), "flights.csv")  # type: ignore[arg-type]
+    pd.testing.assert_frame_equal(frame, before)
+    assert dataset.frame.index.equals(pd.RangeIndex(len(frame) - 5))
+    assert "carrier" in dataset.frame.columns
+    assert pd.api.types.is_datetime64_any_dtype(dataset.frame["scheduled_departure"])
+    assert not pd.api.types.is_datetime64_any_dtype(frame["scheduled_departure"])
