@@ -1942,18 +1942,14 @@ def prepare_frame(frame: pd.DataFrame, spec: RunSpec, source: str, name: str = "
 
     .. versionadded:: 0.1
     """
-    import pandas as pd
-
     from assay import Dataset
 
-    # a shallow copy: every change below replaces whole columns, so the caller's frame keeps its own
     frame = frame.copy(deep=False)
     frame.columns = [str(c).strip() for c in frame.columns]
     duplicated = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
     if duplicated:
         raise BadInput(f"data.source: {source} has duplicate column names: {', '.join(duplicated)}")
-    if not frame.index.equals(pd.RangeIndex(len(frame))):  # rows count from 0 in data order
-        frame = frame.reset_index(drop=True)
+    frame = frame.reset_index(drop=True)
     d = spec.data
     # Columns the spec declares as text-like keep their strings; any other ISO column is parsed
     # (a dropped time column still orders a time split).
