@@ -141,10 +141,16 @@ def missing_check(dataset: Dataset) -> Check:
                            "thresholds": {"warn_share": MISSING_WARN}}, message=message), fix)
 
 
+def _constant(values: pd.Series) -> bool:
+    """At most one distinct value besides gaps (``nunique() <= 1``, without hashing every value)."""
+    known = values.dropna()
+    return len(known) == 0 or bool((known == known.iloc[0]).all())
+
+
 def constant_check(dataset: Dataset) -> Check:
     frame = dataset.frame
-    constant = [str(c) for c in dataset.features if frame[c].nunique(dropna=True) <= 1]
-    sensitive_constant = [str(c) for c in dataset.columns_with("sensitive") if frame[c].nunique(dropna=True) <= 1]
+    constant = [str(c) for c in dataset.features if _constant(frame[c])]
+    sensitive_constant = [str(c) for c in dataset.columns_with("sensitive") if _constant(frame[c])]
     everything = bool(dataset.features) and len(constant) == len(dataset.features)
     status: Status = "fail" if everything else "warn" if constant or sensitive_constant else "pass"
     message = ""

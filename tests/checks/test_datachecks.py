@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from assay.kernel.types import Check, Evidence
 from assay.kit import guarded
@@ -100,3 +102,14 @@ def test_a_check_that_raises_becomes_an_error_check() -> None:
     (check,) = guarded("data", "schema", broken)
     assert isinstance(check, Check) and check.status == "error" and check.value is None
     assert "KeyError" in check.detail["error"] and "test_datachecks.py" in check.detail["at"]
+
+
+_CELLS = st.one_of(st.none(), st.just(float("nan")), st.sampled_from([0.0, -0.0, 1.0, 1, 2, True]),
+                   st.sampled_from(["a", "A", " a", ""]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_CELLS, max_size=8), st.sampled_from(["object", "infer"]))
+def test_a_constant_column_is_what_nunique_calls_constant(cells: list[object], dtype: str) -> None:
+    values = pd.Series(cells, dtype=object) if dtype == "object" else pd.Series(cells)
+    assert datachecks._constant(values) == (values.nunique(dropna=True) <= 1)
