@@ -158,7 +158,7 @@ def main() -> None:
     (work / "plain.py").write_text(PLAIN[args.case], encoding="utf-8")
     print(f"case {args.case}: {csv.name}, workdir {work}; assay run (spec as written); "
           f"OMP_NUM_THREADS={env.get('OMP_NUM_THREADS', 'unset')}, "
-          f"OMP_WAIT_POLICY={env.get('OMP_WAIT_POLICY', 'unset (assay: PASSIVE, plain: the default)')}; load average {os.getloadavg()[0]:.1f}")
+          f"OMP_WAIT_POLICY={env.get('OMP_WAIT_POLICY', 'unset (assay: PASSIVE only when the load average exceeds the cores, plain: the default)')}; load average {os.getloadavg()[0]:.1f}")
 
     wall: dict[str, list[float]] = {"assay": [], "plain": []}
     ratios: list[float] = []
