@@ -131,39 +131,48 @@ def summary_lines(ev: dict[str, Any]) -> list[str]:
 # --------------------------------------------------------------------------- renderers
 
 
-def render_text(result: Any, width: int = 120) -> str:
+def render_text(result: Any, width: int | None = None) -> str:
+    """The monitoring result for a person: ``width`` columns, else $COLUMNS, else 120."""
+    import os
+
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
+    from assay.policies.render import GateReport, counts_text, rules_table, shown_rules
+
+    if width is None:
+        columns = os.environ.get("COLUMNS", "")
+        width = int(columns) if columns.isdigit() and int(columns) > 0 else 120
     ev = result.evidence
     buffer = io.StringIO()
     console = Console(file=buffer, width=width, force_terminal=False, color_system=None)
     data = ev["data"]["current"]
     console.print(f"assay monitor  {ev['model'].get('ref')}  run {ev['run_id']}  batch {data['source']} "
-                  f"({data['rows']} rows)  monitor {ev['monitor_id']}")
+                  f"({data['rows']} rows)  monitor {ev['monitor_id']}", markup=False)
     table = Table(title="column drift (evidently)", show_edge=False)
     for col in ("column", "type", "method", "score", "threshold", "drifted"):
         table.add_column(col)
     for name, entry in _drift_rows(ev.get("drift", {})):
-        table.add_row(name, str(entry.get("type")), str(entry.get("method") or entry.get("detail") or "—"),
+        # Text cells: a column or rule name in brackets must not be read as rich markup
+        table.add_row(Text(name), str(entry.get("type")), Text(str(entry.get("method") or entry.get("detail") or "—")),
                       fmt(entry.get("score")), fmt(entry.get("threshold")),
                       "DRIFT" if entry.get("drifted") else ("—" if entry.get("drifted") is None else "no"))
     console.print(table)
     for line in summary_lines(ev):
-        console.print(line)
-    rules = Table(title=f"policy {result.verdict.policy} (monitor rules)", show_edge=False)
-    for col in ("rule", "outcome", "measured", "threshold", "reason"):
-        rules.add_column(col)
-    for rule in result.verdict.rules:
-        rules.add_row(rule.id, rule.outcome, fmt(rule.measured), fmt(rule.threshold), rule.reason)
+        console.print(line, markup=False)
+    # the rules most pressing first (block/error, warn, waived, pass, n/a), ids whole
+    rules = rules_table(shown_rules(result.verdict.rules))
+    rules.title = f"policy {result.verdict.policy} (monitor rules)"
     console.print(rules)
     for warning in result.warnings:
-        console.print(f"warning: {warning}")
+        console.print(f"warning: {warning}", markup=False)
     if result.html:
-        console.print(f"evidently report: {result.html}")
+        console.print(f"evidently report: {result.html}", markup=False)
     headline = "STABLE" if result.exit_code == 0 else "BEYOND POLICY"
+    counts = counts_text(GateReport(ev["run_id"], result.verdict))
     reasons = "; ".join(result.verdict.reasons)
-    console.print(f"{headline}" + (f"  {reasons}" if reasons else ""))
+    console.print(f"{headline}  {counts}" + (f"  {reasons}" if reasons else ""), markup=False)
     return buffer.getvalue()
 
 
@@ -204,6 +213,8 @@ def _md(value: Any) -> str:
 
 
 def render_markdown(result: Any) -> str:
+    from assay.policies.render import shown_rules
+
     ev = result.evidence
     icon = "✅" if result.exit_code == 0 else "❌"
     status = "stable" if result.exit_code == 0 else "beyond policy"
@@ -212,7 +223,7 @@ def render_markdown(result: Any) -> str:
            f"policy `{result.verdict.policy}`.", ""]
     out += [f"- {_md(line)}" for line in summary_lines(ev)]
     out += ["", "| rule | outcome | measured | threshold | reason |", "|---|---|---|---|---|"]
-    for rule in result.verdict.rules:
+    for rule in shown_rules(result.verdict.rules):
         out.append(f"| {_md(rule.id)} | {rule.outcome} | {_md(fmt(rule.measured))} | {_md(fmt(rule.threshold))} "
                    f"| {_md(rule.reason)} |")
     drifted = [(n, e) for n, e in _drift_rows(ev.get("drift", {})) if e.get("drifted")]

@@ -385,3 +385,30 @@ def test_the_standard_pack_watches_errors_predictions_and_fairness_in_production
     four_fifths = [r for r in flights_doc["verdict"]["rules"] if r["id"].startswith("live-four-fifths")]
     assert four_fifths and all(r["outcome"] in ("pass", "warn") for r in four_fifths)
     assert {r["measured"] for r in four_fifths} == {flights_doc["fairness"]["origin"]["selection_rate_ratio"]}
+
+
+def test_the_text_output_leads_with_what_needs_attention_and_keeps_rule_ids_whole(
+        earnings: TrainedRun, flights: TrainedRun, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("COLUMNS", raising=False)
+    result = assay("monitor", earnings.run_id, "--current", earnings.batch("psid_batch.csv"), "--labels",
+                   home=earnings.home)
+    assert result.returncode == 1, result.stderr
+    table = result.stdout[result.stdout.index("(monitor rules)"):]
+    rows = [line.split("│")[0].strip() for line in table.splitlines() if "│" in line and line.split("│")[0].strip()]
+    outcomes = [line.split("│")[1].strip() for line in table.splitlines()
+                if "│" in line and line.split("│")[0].strip()]
+    assert outcomes[0] == "block" and outcomes[rows.index("live-error")] == "block"  # the blocks first
+    order = {"block": 0, "error": 0, "warn": 1, "waived": 2, "pass": 3, "n/a": 4}
+    assert [order[o] for o in outcomes] == sorted(order[o] for o in outcomes)
+    assert "live-four-fifths" in rows and outcomes[rows.index("live-four-fifths")] == "n/a"
+    blocks = outcomes.count("block")
+    assert re.search(rf"BEYOND POLICY  {blocks} block, .*\d+ pass, \d+ n/a", result.stdout)
+    # a per-group rule keeps its group in the id (rich would read "[origin]" as markup and drop it)
+    result = assay("monitor", flights.run_id, "--current", flights.batch("same_period.csv"), home=flights.home)
+    assert result.returncode in (0, 1), result.stderr
+    assert "live-four-fifths[origin]" in result.stdout
+    markdown = assay("monitor", earnings.run_id, "--current", earnings.batch("psid_batch.csv"), "--labels",
+                     "--format", "markdown", home=earnings.home).stdout
+    md_rows = [line for line in markdown.splitlines() if line.startswith("| ") and "outcome" not in line]
+    assert all(row.split(" | ")[1] == "block" for row in md_rows[:blocks])
+    assert any(row.startswith("| live-error | block |") for row in md_rows[:blocks])
