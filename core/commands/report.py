@@ -489,15 +489,21 @@ def lineage_html(pack: Pack) -> str:
 
 def environment_html(pack: Pack) -> str:
     env, cost = pack.evidence.get("environment") or {}, pack.evidence.get("cost") or {}
-    git = env.get("git") or {}
-    packages = env.get("packages") or {}
-    rows: list[tuple[str, Any]] = [("python", f"{env.get('python', '—')} ({env.get('implementation', '')})"),
-                                   ("platform", env.get("platform")),
-                                   ("git", f"{git.get('commit') or 'not a git checkout'}"
-                                           + (" (uncommitted changes)" if git.get("dirty") else "")),
-                                   ("packages", ", ".join(f"{p} {packages[p]}" for p in KEY_PACKAGES if p in packages)),
-                                   ("cost", f"{fmt(cost.get('wall_s'))} s wall, {fmt(cost.get('cpu_s'))} s CPU, "
-                                            f"peak {fmt(cost.get('peak_mb'))} MB")]
+    missing = "not recorded in this run's evidence"
+    rows: list[tuple[str, Any]] = []
+    if env:
+        git = env.get("git") or {}
+        packages = env.get("packages") or {}
+        implementation = f" ({env['implementation']})" if env.get("implementation") else ""
+        rows += [("python", f"{env['python']}{implementation}" if env.get("python") else missing),
+                 ("platform", env.get("platform") or missing),
+                 ("git", (f"{git.get('commit') or 'not a git checkout'}"
+                          + (" (uncommitted changes)" if git.get("dirty") else "")) if "git" in env else missing),
+                 ("packages", ", ".join(f"{p} {packages[p]}" for p in KEY_PACKAGES if p in packages) or missing)]
+    else:
+        rows.append(("environment", f"{missing} (python, platform, git and packages unknown)"))
+    rows.append(("cost", f"{fmt(cost.get('wall_s'))} s wall, {fmt(cost.get('cpu_s'))} s CPU, "
+                         f"peak {fmt(cost.get('peak_mb'))} MB" if cost else missing))
     return ('<section id="environment"><h2>Environment and cost</h2><table class="facts">'
             + "".join(f"<tr><th>{escape(k)}</th><td>{escape(str(v))}</td></tr>" for k, v in rows) + "</table></section>")
 

@@ -183,3 +183,20 @@ def test_a_run_that_failed_before_its_evidence_still_gets_a_page() -> None:
     pack = Pack(run.run_id, run.project, run.status, run.error, {}, None, [], {"ok": True, "summary": "intact"})
     assert "To be completed by the provider" in annex_markdown(pack)
     assert "is not a column of data.csv" in card_markdown(pack)
+
+
+def test_the_environment_section_says_what_the_evidence_does_not_hold() -> None:
+    from assay.commands.report import Pack, environment_html
+
+    def section(evidence: dict) -> str:
+        return environment_html(Pack("01RUN", "p", "completed", None, evidence, None, [], {}))
+
+    bare = section({})
+    assert "not recorded in this run&#x27;s evidence" in bare and "None" not in bare and "— ()" not in bare
+    full = section({"environment": {"python": "3.11.7", "implementation": "CPython", "platform": "Linux-6.1",
+                                    "git": {"commit": "abc123", "dirty": True}, "packages": {"scikit-learn": "1.9"}},
+                    "cost": {"wall_s": 9.7, "cpu_s": 12.0, "peak_mb": 900}})
+    assert "3.11.7 (CPython)" in full and "Linux-6.1" in full and "abc123 (uncommitted changes)" in full
+    assert "scikit-learn 1.9" in full and "9.7 s wall" in full and "not recorded" not in full
+    no_git = section({"environment": {"python": "3.11.7", "platform": "Linux"}})
+    assert "3.11.7</td>" in no_git and no_git.count("not recorded") == 3  # git, packages, cost
