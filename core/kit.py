@@ -12,6 +12,12 @@ at module level without slowing down ``assay --help``.
   averaged; :func:`search_scorer` hands a search a :class:`QueryScorer` for them, which
   looks each row's query id up by the row's index label (the training plugin labels rows by
   their dataset position) and pickles for Dask workers.
+- **Bootstrap intervals**: :func:`resample_counts` draws resamples as count matrices,
+  :func:`bootstrap_metric` computes a metric on every resample at once (vectorized for the
+  common metrics), :func:`bootstrap_replicates` does both for one set of predictions and
+  :func:`prediction_replicates` for the run's own (``scores.test``, ``scores.baseline_test``):
+  paired on the same resamples and computed once however many plugins ask; :func:`interval`
+  turns replicates into a percentile interval.
 - **Reading a table**: :func:`read_table` reads a CSV or Parquet file (relative to the spec)
   or a SQL query through a SQLAlchemy URL, with the run's conventions and messages: a
   missing file, a wrong field separator (:func:`sniff_separator`) or a failing query is a
