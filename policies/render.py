@@ -152,16 +152,20 @@ def rules_table(rules: list[RuleOutcome]) -> Any:
     return table
 
 
-def render_text(report: GateReport, width: int | None = None) -> str:
-    """Plain text (no colour) of the rich table, for files and logs: ``width`` columns, else $COLUMNS, else 200."""
+def text_width(default: int) -> int:
+    """The columns of text written for a file or a log: $COLUMNS when it is a positive number, else ``default``."""
     import os
 
+    columns = os.environ.get("COLUMNS", "")
+    return int(columns) if columns.isdigit() and int(columns) > 0 else default
+
+
+def render_text(report: GateReport, width: int | None = None) -> str:
+    """Plain text (no colour) of the rich table, for files and logs: ``width`` columns, else $COLUMNS, else 200."""
     from rich.console import Console
 
-    if width is None:
-        columns = os.environ.get("COLUMNS", "")
-        width = int(columns) if columns.isdigit() and int(columns) > 0 else 200
     buf = io.StringIO()
+    width = text_width(200) if width is None else width
     console = Console(file=buf, width=width, color_system=None, force_terminal=False, record=False)
     for item in text_renderables(report):
         console.print(item)

@@ -133,17 +133,13 @@ def summary_lines(ev: dict[str, Any]) -> list[str]:
 
 def render_text(result: Any, width: int | None = None) -> str:
     """The monitoring result for a person: ``width`` columns, else $COLUMNS, else 120."""
-    import os
-
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
-    from assay.policies.render import GateReport, counts_text, rules_table, shown_rules
+    from assay.policies.render import GateReport, counts_text, rules_table, shown_rules, text_width
 
-    if width is None:
-        columns = os.environ.get("COLUMNS", "")
-        width = int(columns) if columns.isdigit() and int(columns) > 0 else 120
+    width = text_width(120) if width is None else width
     ev = result.evidence
     buffer = io.StringIO()
     console = Console(file=buffer, width=width, force_terminal=False, color_system=None)

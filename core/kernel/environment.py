@@ -65,6 +65,15 @@ def git_state(directory: Path) -> dict[str, Any]:
     return {"commit": commit, "dirty": dirty}
 
 
+def machine_busy() -> bool | None:
+    """Whether the one-minute load average exceeds the core count (``None`` where the platform has
+    no load average): the test for waiting passively and for scoring on one thread."""
+    try:
+        return os.getloadavg()[0] > (os.cpu_count() or 1)
+    except OSError:
+        return None
+
+
 def prefer_passive_openmp() -> None:
     """On a machine busier than its cores, let OpenMP worker threads sleep between parallel regions.
 
@@ -76,13 +85,7 @@ def prefer_passive_openmp() -> None:
     libgomp reads the variable once, when scikit-learn first loads it, so this runs at CLI
     start-up; results are the same either way, only the waiting changes.
     """
-    if "OMP_WAIT_POLICY" in os.environ:
-        return
-    try:
-        busy = os.getloadavg()[0] > (os.cpu_count() or 1)
-    except OSError:  # no load average on this platform
-        return
-    if busy:
+    if "OMP_WAIT_POLICY" not in os.environ and machine_busy():  # unknown load: the default policy
         os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 

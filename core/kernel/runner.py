@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import os
 import resource
 import signal
 import threading
@@ -212,13 +211,9 @@ def _few_threads(rows: int) -> Any:
     5,000 rows in 0.011 s against 0.022 s on one thread, 60,000 in 0.10 s against 0.20 s. The
     busy test is the one-minute load average against the core count, as for OpenMP's wait policy.
     """
-    if rows > SINGLE_THREAD_ROWS:
-        return contextlib.nullcontext()
-    try:
-        busy = os.getloadavg()[0] > (os.cpu_count() or 1)
-    except OSError:  # no load average on this platform
-        busy = True
-    if not busy:
+    from assay.kernel.environment import machine_busy
+
+    if rows > SINGLE_THREAD_ROWS or machine_busy() is False:  # unknown load counts as busy
         return contextlib.nullcontext()
     from threadpoolctl import threadpool_limits
 
